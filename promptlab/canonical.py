@@ -1,0 +1,27 @@
+"""Canonical JSON and hashing: the contract behind trial keys and fingerprints.
+
+Canonical JSON is ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` encoded as UTF-8; a hash is the hex sha256 of those bytes.
+Changing this changes every stored key, so it only changes with a migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+__all__ = ["canonical_json", "sha256_hex", "hash_value"]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str | bytes) -> str:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_value(value: Any) -> str:
+    return sha256_hex(canonical_json(value))

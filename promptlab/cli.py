@@ -1,0 +1,104 @@
+"""The `promptlab` command line.
+
+`run` composes the experiment with Hydra (config groups, overrides, ``--cfg job``);
+everything else reads the database. A user error prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from promptlab.errors import UserError
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = "Run 'promptlab COMMAND --help' for a command's options."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptlab",
+        description="Declarative prompt experiments: compose with Hydra, run against any LLM "
+                    "API, record every call in SQL, compare in reports.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run an experiment (Hydra overrides as arguments)",
+        description="Compose experiments/config.yaml with Hydra overrides, render every prompt, "
+                    "then send every call and record it. Examples: 'promptlab run "
+                    "+experiment=example', \"promptlab run 'models=[mock-small]' "
+                    "run.concurrency=64\".")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. grid.repeats=3")
+    run.add_argument("--cfg", choices=["job", "all"], help="print the composed config and exit")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _db_args(run)
+    run.add_argument("--experiments", metavar="DIR",
+                     help="the experiments directory (default: ./experiments)")
+
+    runs = sub.add_parser("runs", help="list runs in the database",
+                          description="List runs, newest first.")
+    runs.add_argument("--name", help="only runs whose name contains this")
+    runs.add_argument("--status", help="only runs with this status (running, completed, ...)")
+    runs.add_argument("--limit", type=int, default=50)
+    _db_args(runs)
+
+    report = sub.add_parser(
+        "report", help="compare a run's groups: calls, errors, latency, tokens, cost",
+        description="Aggregate a run's results grouped by grid dimensions.")
+    report.add_argument("run_id", nargs="?", default="latest",
+                        help="run id, unique prefix, or 'latest' (default)")
+    report.add_argument("--by", default="model,prompt",
+                        help="comma-separated dimensions: model, prompt, row, repeat or any "
+                             "parameter name such as temperature (default: model,prompt)")
+    report.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"])
+    report.add_argument("--output", "-o", help="write to this file instead of stdout")
+    _db_args(report)
+
+    mock = sub.add_parser("mock-server", help="serve the mock LLM API on 127.0.0.1",
+                          description="A real HTTP server speaking the OpenAI Chat Completions, "
+                                      "/v1/models and Anthropic Messages wire formats.")
+    mock.add_argument("--port", type=int, default=8089)
+    mock.add_argument("--latency-ms", type=float, default=0.0)
+    for kind in ("429", "500", "529", "slow", "drop", "malformed"):
+        mock.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="RATE",
+                          help=f"fraction of requests answered with fault '{kind}'")
+    mock.add_argument("--slow-ms", type=float, default=5000.0)
+    mock.add_argument("--seed", type=int, default=0)
+    mock.add_argument("--api-key", help="require this key (Bearer or x-api-key)")
+    mock.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    return parser
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="database file or SQLAlchemy URL (default: $PROMPTLAB_DB, the "
+                                "config's db, or ./results.db)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from promptlab import commands
+
+    handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
+    try:
+        code: int = handler(args)
+        return code
+    except UserError as exc:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

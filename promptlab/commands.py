@@ -1,0 +1,132 @@
+"""Subcommand handlers: thin glue between the parser and the modules that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from promptlab.config.loading import find_experiments_dir, load
+from promptlab.errors import UserError
+from promptlab.reports.aggregate import aggregate
+from promptlab.reports.render import render_text, rich_table
+from promptlab.store import open_engine, resolve_url
+from promptlab.store.queries import get_run, iter_results, list_runs, resolve_run_id
+
+__all__ = ["cmd_run", "cmd_runs", "cmd_report", "cmd_mock_server"]
+
+
+def _out() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from promptlab.launch import run_experiment
+
+    config_dir = find_experiments_dir(args.experiments)
+    loaded = load(config_dir, args.overrides)
+    if args.cfg:
+        sys.stdout.write(OmegaConf.to_yaml(OmegaConf.create(loaded.config)))
+        return 0
+    err = Console(stderr=True, highlight=False)
+    outcome = None
+    try:
+        outcome = run_experiment(loaded, db=args.db, console=err,
+                                 progress=False if args.no_progress else None)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted:[/] every finished call is saved in the database")
+        raise
+    stats = outcome.stats
+    engine = open_engine(outcome.db_url)
+    groups = aggregate(iter_results(engine, outcome.run_id), ["model", "prompt"])
+    _out().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}"))
+    rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+    err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.errors:,} errors, "
+              f"{stats.skipped:,} skipped, {stats.attempts:,} attempts) in {stats.elapsed_s:.2f}s "
+              f"= {rate:,.0f} calls/s; saved to {escape(outcome.db_url)}")
+    for alias, reason in stats.stopped_models.items():
+        err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    err.print(f"next: promptlab report {outcome.run_id} --by model,prompt")
+    engine.dispose()
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    engine = open_engine(resolve_url(args.db))
+    runs = list_runs(engine, name=args.name, status=args.status, limit=args.limit)
+    table = Table(title="runs", title_justify="left")
+    for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors"):
+        table.add_column(col, justify="right" if col in ("results", "errors") else "left")
+    for r in runs:
+        duration = (f"{(r.finished_at - r.created_at).total_seconds():.1f}s"
+                    if r.finished_at else "-")
+        table.add_row(r.id, escape(r.name), r.status, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+                      duration, f"{r.done:,}/{r.planned:,}", f"{r.errors:,}")
+    _out().print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    engine = open_engine(resolve_url(args.db))
+    run_id = resolve_run_id(engine, args.run_id)
+    info = get_run(engine, run_id)
+    dims = [d.strip() for d in args.by.split(",") if d.strip()]
+    if not dims:
+        raise UserError("--by: give at least one dimension, e.g. --by model,prompt")
+    known = {"model", "prompt", "row", "repeat"}
+    params = set()
+    grid = info.config.get("grid", {}).get("params", {})
+    params.update(grid)
+    for m in info.config.get("models", {}).values():
+        params.update(m.get("params", {}))
+    unknown = [d for d in dims if d not in known | params]
+    if unknown:
+        raise UserError(f"--by: '{unknown[0]}' is not a dimension of run {run_id}; use one of: "
+                        f"{', '.join(sorted(known | params))}")
+    groups = aggregate(iter_results(engine, run_id), dims)
+    meta = {"run_id": run_id, "name": info.name, "status": info.status}
+    if args.format == "table" and not args.output:
+        _out().print(rich_table(groups, dims, f"run {run_id} ({escape(info.name)}, "
+                                              f"{info.status})"))
+        return 0
+    fmt = "markdown" if args.format == "table" else args.format
+    text = render_text(groups, dims, fmt, meta)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _watch_parent(pid: int) -> None:
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def cmd_mock_server(args: argparse.Namespace) -> int:
+    from promptlab.testing.mock_server import MockConfig, serve
+
+    faults = {k: getattr(args, f"fault_{k}") for k in ("429", "500", "529", "slow", "drop",
+                                                        "malformed")}
+    config = MockConfig(latency_ms=args.latency_ms, faults={k: v for k, v in faults.items() if v},
+                        slow_ms=args.slow_ms, seed=args.seed, api_key=args.api_key)
+    if args.parent_pid:
+        _watch_parent(args.parent_pid)
+    print(f"mock LLM server on http://127.0.0.1:{args.port}/v1", flush=True)
+    serve(args.port, config)
+    return 0

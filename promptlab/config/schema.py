@@ -1,0 +1,110 @@
+"""The structured-config schema: what an experiment config may say.
+
+OmegaConf validates a composed config against these dataclasses, so an unknown key,
+a wrong type or a missing required value is caught before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+__all__ = [
+    "ExperimentConfig",
+    "ModelConfig",
+    "PromptConfig",
+    "MessageConfig",
+    "DatasetConfig",
+    "GridConfig",
+    "RunConfig",
+    "ServerConfig",
+    "PriceConfig",
+]
+
+
+@dataclass
+class ServerConfig:
+    """A local server promptlab starts for the run and stops afterwards.
+
+    kind: ``mock`` (the built-in mock LLM server) or ``command`` (any command line;
+    ``{port}`` in it is replaced by a free port on 127.0.0.1).
+    """
+
+    kind: str = "mock"
+    command: list[str] = field(default_factory=list)
+    ready_path: str = "/v1/models"
+    ready_timeout_s: float = 60.0
+    latency_ms: float = 0.0
+
+
+@dataclass
+class PriceConfig:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    provider: str = "openai"
+    model: str = MISSING
+    base_url: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    secret_headers: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    max_concurrency: int | None = None
+    timeout_s: float | None = None
+    server: ServerConfig | None = None
+    price: PriceConfig = field(default_factory=PriceConfig)
+
+
+@dataclass
+class MessageConfig:
+    role: str = "user"
+    content: str | None = None
+    template: str | None = None
+
+
+@dataclass
+class PromptConfig:
+    messages: list[MessageConfig] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "inline"
+    path: str | None = None
+    rows: list[dict[str, Any]] | None = None
+    id_field: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class GridConfig:
+    params: dict[str, list[Any]] = field(default_factory=dict)
+    repeats: int = 1
+
+
+@dataclass
+class RunConfig:
+    concurrency: int = 32
+    timeout_s: float = 60.0
+    progress: bool = True
+    batch_size: int = 200
+    max_attempts: int = 4
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    db: str | None = None
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    prompts: dict[str, PromptConfig] = field(default_factory=dict)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    run: RunConfig = field(default_factory=RunConfig)

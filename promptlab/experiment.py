@@ -1,0 +1,153 @@
+"""Turn a validated config into an `ExperimentSpec` and check everything before any call.
+
+`prepare` is the "fail before spending money" gate: it builds the spec, renders every
+prompt for every dataset row, and checks API keys and providers, so any user error is
+raised before the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptlab.config.loading import LoadedConfig, source_file
+from promptlab.dataset import load_dataset
+from promptlab.errors import UserError
+from promptlab.providers import get_provider
+from promptlab.spec import (
+    ExperimentSpec,
+    GridSpec,
+    MessageSpec,
+    ModelSpec,
+    PromptSpec,
+    RunSettings,
+    ServerSpec,
+)
+from promptlab.templates import Renderer
+
+__all__ = ["Prepared", "build_spec", "prepare"]
+
+
+@dataclass
+class Prepared:
+    """A spec ready to run, with what provenance needs (artifact contents by name)."""
+
+    spec: ExperimentSpec
+    renderer: Renderer
+    loaded: LoadedConfig
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def _where(loaded: LoadedConfig, key: str) -> str:
+    return source_file(key, loaded.choices, loaded.config_dir)
+
+
+def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
+    where = _where(loaded, f"models.{alias}")
+    try:
+        get_provider(cfg["provider"])
+    except KeyError as exc:
+        raise UserError(f"{where}: models.{alias}.provider: {exc.args[0]}") from None
+    server = cfg.get("server")
+    server_spec = None
+    if server is not None:
+        if server["kind"] not in ("mock", "command"):
+            raise UserError(f"{where}: models.{alias}.server.kind: unknown kind "
+                            f"'{server['kind']}'; use mock or command")
+        if server["kind"] == "command" and not server["command"]:
+            raise UserError(f"{where}: models.{alias}.server.command is empty; give the command "
+                            "line that starts the server, with {{port}} where the port goes")
+        server_spec = ServerSpec(kind=server["kind"], command=tuple(server["command"]),
+                                 ready_path=server["ready_path"],
+                                 ready_timeout_s=server["ready_timeout_s"],
+                                 latency_ms=server["latency_ms"])
+    elif not cfg.get("base_url") and cfg["provider"] not in ("openai", "anthropic"):
+        raise UserError(f"{where}: models.{alias}.base_url is required; set the API's URL")
+    price = cfg.get("price") or {}
+    return ModelSpec(
+        alias=alias, provider=cfg["provider"], model=cfg["model"], base_url=cfg.get("base_url"),
+        api_key_env=cfg.get("api_key_env"), headers=tuple(sorted(cfg["headers"].items())),
+        secret_headers=tuple(cfg["secret_headers"]), params=dict(cfg["params"]),
+        max_concurrency=cfg.get("max_concurrency"), timeout_s=cfg.get("timeout_s"),
+        server=server_spec, input_per_mtok=float(price.get("input_per_mtok", 0.0)),
+        output_per_mtok=float(price.get("output_per_mtok", 0.0)),
+    )
+
+
+def build_spec(loaded: LoadedConfig, renderer: Renderer) -> tuple[ExperimentSpec, dict[str, str]]:
+    cfg = loaded.config
+    artifacts: dict[str, str] = {}
+    if not cfg["models"]:
+        raise UserError(f"{_where(loaded, 'models')}: no models selected; add one to the "
+                        "defaults list or pass 'models=[NAME]'")
+    if not cfg["prompts"]:
+        raise UserError(f"{_where(loaded, 'prompts')}: no prompts selected; add one to the "
+                        "defaults list or pass 'prompts=[NAME]'")
+    models = tuple(_model(alias, m, loaded) for alias, m in cfg["models"].items())
+    prompts = []
+    for name, p in cfg["prompts"].items():
+        where = _where(loaded, f"prompts.{name}")
+        messages = []
+        if not p["messages"]:
+            raise UserError(f"{where}: prompts.{name}.messages is empty; add at least one message")
+        for i, m in enumerate(p["messages"]):
+            if (m.get("content") is None) == (m.get("template") is None):
+                raise UserError(f"{where}: prompts.{name}.messages[{i}] needs exactly one of "
+                                "'content' or 'template'")
+            if m["role"] not in ("system", "user", "assistant"):
+                raise UserError(f"{where}: prompts.{name}.messages[{i}].role: '{m['role']}' is "
+                                "not a role; use system, user or assistant")
+            if m.get("template") is not None:
+                source = renderer.load_source(m["template"], where)
+                messages.append(MessageSpec(m["role"], source, m["template"]))
+            else:
+                messages.append(MessageSpec(m["role"], m["content"]))
+        prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"])))
+    dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"))
+    if text is not None and dataset.path is not None:
+        artifacts[f"dataset:{dataset.path}"] = text
+    if not dataset.rows:
+        raise UserError(f"{_where(loaded, 'dataset')}: the dataset has no rows; add rows")
+    g = cfg["grid"]
+    if g["repeats"] < 1:
+        raise UserError(f"{_where(loaded, 'grid')}: grid.repeats must be at least 1")
+    for k, v in g["params"].items():
+        if not v:
+            raise UserError(f"{_where(loaded, 'grid')}: grid.params.{k} is an empty list; give "
+                            "at least one value")
+    grid = GridSpec(params={k: tuple(v) for k, v in g["params"].items()}, repeats=g["repeats"])
+    r = cfg["run"]
+    if r["concurrency"] < 1:
+        raise UserError(f"{_where(loaded, 'run')}: run.concurrency must be at least 1")
+    run = RunSettings(concurrency=r["concurrency"], timeout_s=r["timeout_s"],
+                      progress=r["progress"], batch_size=r["batch_size"],
+                      max_attempts=r["max_attempts"], backoff_base_s=r["backoff_base_s"],
+                      backoff_max_s=r["backoff_max_s"])
+    if run.max_attempts < 1:
+        raise UserError(f"{_where(loaded, 'run')}: run.max_attempts must be at least 1")
+    spec = ExperimentSpec(name=cfg["name"], models=models, prompts=tuple(prompts),
+                          dataset=dataset, grid=grid, run=run)
+    return spec, artifacts
+
+
+def check_keys(spec: ExperimentSpec, loaded: LoadedConfig) -> None:
+    for m in spec.models:
+        if m.api_key_env and not os.environ.get(m.api_key_env):
+            raise UserError(f"{m.api_key_env} is not set: export it, or change api_key_env on "
+                            f"model '{m.alias}' in {_where(loaded, 'models.' + m.alias)}")
+
+
+def prepare(loaded: LoadedConfig) -> Prepared:
+    """Build and fully check an experiment; raises UserError before any call is made."""
+    prompt_files = {name: _where(loaded, f"prompts.{name}") for name in loaded.config["prompts"]}
+    renderer = Renderer(Path(loaded.root) / "templates", prompt_files)
+    spec, artifacts = build_spec(loaded, renderer)
+    check_keys(spec, loaded)
+    for prompt in spec.prompts:
+        for row in spec.dataset.rows:
+            renderer.render(prompt, row, spec.dataset.name)
+    for name, source in renderer.loader.sources.items():
+        artifacts[f"template:{name}"] = source
+    return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts)

@@ -1,0 +1,91 @@
+"""The plan: models x prompts x grid points x dataset rows x repeats, expanded lazily.
+
+Order is deterministic (the order above, grid keys sorted, values as written) and any
+trial can be built from its index alone, so a million-trial plan costs no memory and the
+first and last trials are O(1).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from promptlab.canonical import canonical_json, sha256_hex
+from promptlab.spec import ExperimentSpec, Trial
+
+__all__ = ["Plan", "grid_points", "trial_key"]
+
+
+def grid_points(params: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    keys = sorted(params)
+    return [dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(params[k] for k in keys))]
+
+
+def trial_key(model_json: str, prompt_json: str, params: dict[str, Any], row_id: str,
+              row_json: str, repeat: int) -> str:
+    """sha256 of the canonical JSON of what defines a trial."""
+    text = (f'{{"model":{model_json},"params":{canonical_json(params)},"prompt":{prompt_json},'
+            f'"repeat":{repeat},"row":{{"data":{row_json},"id":{canonical_json(row_id)}}}}}')
+    return sha256_hex(text)
+
+
+class Plan:
+    """Lazily expanded trials of an experiment."""
+
+    def __init__(self, spec: ExperimentSpec) -> None:
+        self.spec = spec
+        self.points = grid_points(spec.grid.params)
+        self.repeats = spec.grid.repeats
+        self._model_json = [canonical_json(m.identity()) for m in spec.models]
+        self._prompt_json = [canonical_json(p.identity()) for p in spec.prompts]
+        self._row_json: dict[int, str] = {}
+        self._dims = (len(spec.models), len(spec.prompts), len(self.points),
+                      len(spec.dataset.rows), self.repeats)
+
+    def __len__(self) -> int:
+        n = 1
+        for d in self._dims:
+            n *= d
+        return n
+
+    def trial(self, index: int) -> Trial:
+        """The trial at a position of the plan (negative indexes count from the end)."""
+        total = len(self)
+        if index < 0:
+            index += total
+        if not 0 <= index < total:
+            raise IndexError(index)
+        rest = index
+        coords = []
+        for d in reversed(self._dims):
+            coords.append(rest % d)
+            rest //= d
+        r, row_i, point_i, prompt_i, model_i = coords
+        return self._build(index, model_i, prompt_i, point_i, row_i, r)
+
+    def __iter__(self) -> Iterator[Trial]:
+        index = 0
+        nm, np_, ng, nr, nrep = self._dims
+        for mi in range(nm):
+            for pi in range(np_):
+                for gi in range(ng):
+                    for ri in range(nr):
+                        for rep in range(nrep):
+                            yield self._build(index, mi, pi, gi, ri, rep)
+                            index += 1
+
+    def _build(self, index: int, mi: int, pi: int, gi: int, ri: int, rep: int) -> Trial:
+        model = self.spec.models[mi]
+        row = self.spec.dataset.rows[ri]
+        params = {**model.params, **self.points[gi]}
+        row_json = self._row_json.get(ri)
+        if row_json is None:
+            row_json = canonical_json(row.data)
+            if len(self._row_json) < 100_000:
+                self._row_json[ri] = row_json
+        key = trial_key(self._model_json[mi], self._prompt_json[pi], params, row.id, row_json,
+                        rep)
+        return Trial(index=index, key=key, model=model, prompt=self.spec.prompts[pi],
+                     params=params, row=row, repeat=rep)

@@ -1,0 +1,88 @@
+"""The provider seam: pure translation between promptlab's neutral request and one API.
+
+A provider builds the HTTP request and parses the response; it never does I/O. The runner
+sends, times, retries and records. `classify` answers the one policy question the runner
+asks of a failure: is it a rate limit, transient, an auth failure, or fatal?
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from promptlab.spec import ModelSpec
+
+__all__ = [
+    "ErrorKind",
+    "HttpRequest",
+    "Provider",
+    "ProviderRequest",
+    "ProviderResponse",
+    "classify_status",
+    "dumps",
+]
+
+ErrorKind = Literal["rate_limit", "transient", "auth", "fatal"]
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes for a request body."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    secret_headers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ProviderResponse:
+    text: str
+    finish_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    model: str | None
+    fingerprint: str | None = None
+
+
+class Provider(Protocol):
+    name: str
+    default_base_url: str
+
+    def build_request(self, model: ModelSpec, request: ProviderRequest,
+                      api_key: str | None) -> HttpRequest: ...
+
+    def parse_response(self, status: int, body: bytes) -> ProviderResponse:
+        """Parse a 2xx body; raise ProviderError for a body that makes no sense."""
+        ...
+
+    def classify(self, status: int, body: bytes) -> ErrorKind: ...
+
+
+def classify_status(status: int) -> ErrorKind:
+    """The common HTTP reading of a failed status."""
+    if status == 429:
+        return "rate_limit"
+    if status in (401, 403):
+        return "auth"
+    if status == 408 or status >= 500:
+        return "transient"
+    return "fatal"
+
+
+def base_headers(model: ModelSpec) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    headers.update(dict(model.headers))
+    return headers

@@ -1,0 +1,96 @@
+"""Aggregation: results grouped by any grid dimension, with the numbers a report shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptlab.store.queries import ResultRow
+
+__all__ = ["GroupStats", "aggregate", "percentile", "dimension_value"]
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100) of an already sorted sequence."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def dimension_value(row: ResultRow, dim: str) -> Any:
+    if dim == "model":
+        return row.model_alias
+    if dim == "prompt":
+        return row.prompt
+    if dim == "row":
+        return row.row_id
+    if dim == "repeat":
+        return row.repeat
+    return row.params.get(dim)
+
+
+@dataclass
+class GroupStats:
+    key: tuple[Any, ...]
+    calls: int = 0
+    ok: int = 0
+    errors: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def latency_p50(self) -> float | None:
+        return percentile(sorted(self.latencies), 50)
+
+    @property
+    def latency_p95(self) -> float | None:
+        return percentile(sorted(self.latencies), 95)
+
+    def as_dict(self, dims: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = dict(zip(dims, self.key, strict=True))
+        out.update(calls=self.calls, ok=self.ok, errors=self.errors, cached=self.cached,
+                   latency_p50_ms=_round(self.latency_p50), latency_p95_ms=_round(self.latency_p95),
+                   input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                   cost_usd=round(self.cost_usd, 6))
+        return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+def aggregate(rows: Iterable[ResultRow], dims: Sequence[str]) -> list[GroupStats]:
+    groups: dict[tuple[Any, ...], GroupStats] = {}
+    for row in rows:
+        key = tuple(dimension_value(row, d) for d in dims)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = GroupStats(key)
+        g.calls += 1
+        if row.status == "ok":
+            g.ok += 1
+            if row.latency_ms is not None and not row.cache_hit:
+                g.latencies.append(row.latency_ms)
+        else:
+            g.errors += 1
+        if row.cache_hit:
+            g.cached += 1
+        g.input_tokens += row.input_tokens or 0
+        g.output_tokens += row.output_tokens or 0
+        g.cost_usd += row.cost_usd or 0.0
+    return sorted(groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    if v is None:
+        return (0, "")
+    if isinstance(v, int | float):
+        return (1, v)
+    return (2, str(v))

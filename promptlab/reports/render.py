@@ -1,0 +1,70 @@
+"""Report renderers: terminal table, Markdown, CSV and JSON, all from the same rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from promptlab.reports.aggregate import GroupStats
+
+__all__ = ["COLUMNS", "FORMATS", "render_text", "rich_table"]
+
+COLUMNS = ("calls", "ok", "errors", "cached", "latency_p50_ms", "latency_p95_ms",
+           "input_tokens", "output_tokens", "cost_usd")
+FORMATS = ("table", "markdown", "csv", "json")
+_HEADERS = {"calls": "calls", "ok": "ok", "errors": "err", "cached": "cached",
+            "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "input_tokens": "tok in",
+            "output_tokens": "tok out", "cost_usd": "cost $"}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1 and v != 0 else f"{v:,.1f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _rows(groups: Sequence[GroupStats], dims: Sequence[str]) -> list[dict[str, Any]]:
+    return [g.as_dict(dims) for g in groups]
+
+
+def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for d in dims:
+        table.add_column(d, style="bold")
+    for c in COLUMNS:
+        table.add_column(_HEADERS[c], justify="right")
+    for row in _rows(groups, dims):
+        table.add_row(*(_cell(row[d]) for d in dims), *(_cell(row[c]) for c in COLUMNS))
+    return table
+
+
+def render_text(groups: Sequence[GroupStats], dims: Sequence[str], fmt: str,
+                meta: dict[str, Any]) -> str:
+    rows = _rows(groups, dims)
+    if fmt == "json":
+        return json.dumps({**meta, "group_by": list(dims), "groups": rows}, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[*dims, *COLUMNS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "markdown":
+        header = [*dims, *COLUMNS]
+        lines = [f"## Run {meta['run_id']} ({meta['name']})", "",
+                 "| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" if h in dims else "---:" for h in header) + "|"]
+        for row in rows:
+            cells = [_cell(row[h]).replace("|", "\\|") for h in header]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    raise ValueError(fmt)

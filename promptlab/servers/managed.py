@@ -1,0 +1,117 @@
+"""Managed local servers: start a model server (or the mock) on 127.0.0.1 for a run,
+wait until it answers, and always stop it afterwards.
+
+Each server runs in its own process (and session), so a crash in native code cannot
+take the runner down, and a terminal's Ctrl-C reaches promptlab, which stops it in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+
+from promptlab.errors import UserError
+from promptlab.spec import ExperimentSpec, ServerSpec
+
+__all__ = ["free_port", "ManagedServer", "managed_servers"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ManagedServer:
+    def __init__(self, spec: ServerSpec, label: str) -> None:
+        self.spec = spec
+        self.label = label
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        if self.spec.kind == "mock":
+            return [sys.executable, "-m", "promptlab", "mock-server", "--port", str(self.port),
+                    "--latency-ms", f"{self.spec.latency_ms:g}", "--parent-pid", str(os.getpid())]
+        return [part.replace("{port}", str(self.port)) for part in self.spec.command]
+
+    def start(self) -> None:
+        cmd = self.command()
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise UserError(f"{self.label}: server.command {cmd[0]!r} could not start ({exc}); "
+                            "fix the command") from None
+        deadline = time.monotonic() + self.spec.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise UserError(f"{self.label}: the server exited with code {self.proc.returncode}"
+                                f" before it was ready: {self._tail()}")
+            try:
+                r = httpx.get(self.url + self.spec.ready_path, timeout=1.0, trust_env=False)
+                if r.status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise UserError(f"{self.label}: the server was not ready within "
+                        f"{self.spec.ready_timeout_s:g}s; raise server.ready_timeout_s")
+
+    def _tail(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(lines[-3:]) or "(no output)"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def managed_servers(spec: ExperimentSpec, where: dict[str, str]) -> Iterator[ExperimentSpec]:
+    """Start every server the models ask for; yield the spec with their base URLs filled in."""
+    servers: dict[ServerSpec, ManagedServer] = {}
+    models = []
+    try:
+        for m in spec.models:
+            if m.server is None:
+                models.append(m)
+                continue
+            server = servers.get(m.server)
+            if server is None:
+                server = ManagedServer(m.server, where.get(m.alias, m.alias))
+                servers[m.server] = server
+                server.start()
+            if m.base_url and "{port}" in m.base_url:
+                base = m.base_url.replace("{port}", str(server.port))
+            else:
+                base = server.url + "/v1"
+            models.append(replace(m, base_url=base))
+        yield replace(spec, models=tuple(models))
+    finally:
+        for server in servers.values():
+            server.stop()

@@ -1,0 +1,122 @@
+"""Frozen domain types: what an experiment is, with no OmegaConf past this point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ServerSpec",
+    "ModelSpec",
+    "MessageSpec",
+    "PromptSpec",
+    "Row",
+    "Trial",
+    "RunSettings",
+    "GridSpec",
+    "DatasetSpec",
+    "ExperimentSpec",
+]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    kind: str
+    command: tuple[str, ...] = ()
+    ready_path: str = "/v1/models"
+    ready_timeout_s: float = 60.0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    alias: str
+    provider: str
+    model: str
+    base_url: str | None
+    api_key_env: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    secret_headers: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+    max_concurrency: int | None = None
+    timeout_s: float | None = None
+    server: ServerSpec | None = None
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def identity(self) -> dict[str, Any]:
+        """What about the model defines a trial (not limits, timeouts or secrets)."""
+        return {"alias": self.alias, "provider": self.provider, "model": self.model}
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    role: str
+    source: str
+    template: str | None = None  # file name under templates/, or None for inline content
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    name: str
+    messages: tuple[MessageSpec, ...]
+    vars: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "messages": [[m.role, m.source] for m in self.messages],
+            "vars": self.vars,
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    index: int
+    data: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    key: str
+    model: ModelSpec
+    prompt: PromptSpec
+    params: dict[str, Any] = field(hash=False)
+    row: Row
+    repeat: int
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    concurrency: int = 32
+    timeout_s: float = 60.0
+    progress: bool = True
+    batch_size: int = 200
+    max_attempts: int = 4
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    params: dict[str, tuple[Any, ...]]
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    path: str | None
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    models: tuple[ModelSpec, ...]
+    prompts: tuple[PromptSpec, ...]
+    dataset: DatasetSpec
+    grid: GridSpec
+    run: RunSettings

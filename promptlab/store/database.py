@@ -1,0 +1,86 @@
+"""Opening a database: URL resolution, engine set-up, and migrations on open."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from promptlab.errors import UserError
+
+__all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "DEFAULT_DB"]
+
+DEFAULT_DB = "results.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def resolve_url(explicit: str | None = None, configured: str | None = None) -> str:
+    """--db, then PROMPTLAB_DB, then the config's ``db``, then ./results.db.
+
+    A value with ``://`` is a SQLAlchemy URL; anything else is a SQLite file path.
+    """
+    value = explicit or os.environ.get("PROMPTLAB_DB") or configured or DEFAULT_DB
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is current)."""
+    cfg = alembic_config()
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
+    """An engine for `url`, with SQLite pragmas (WAL, foreign keys, busy timeout)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"--db/PROMPTLAB_DB: '{url}' is not a database URL; give a file path "
+                        "or a SQLAlchemy URL such as postgresql://user@host/db") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not Path(db).parent.is_dir():
+            raise UserError(f"--db: directory {Path(db).parent} does not exist; create it or "
+                            "choose another path")
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if migrate_schema:
+        try:
+            migrate(engine)
+        except OperationalError as exc:
+            raise UserError(f"database {parsed.render_as_string(hide_password=True)}: "
+                            f"{exc.orig}; check the path or URL") from None
+    return engine

@@ -1,0 +1,150 @@
+"""The database schema, as SQLAlchemy 2 declarative models.
+
+Trials are keyed by (run_id, idx), their position in the run's deterministic plan, so
+attempts and results reference them without a round trip for generated ids and batches
+go in with one executemany each. Naming: ``*_json`` JSON text, ``*_ms`` durations,
+``*_at`` UTC timestamps, ``*_sha256`` hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Run", "Artifact", "RunArtifact", "TrialRow", "Attempt", "Result", "Score"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    planned: Mapped[int] = mapped_column(Integer)
+    config_json: Mapped[str] = mapped_column(Text)
+    overrides_json: Mapped[str] = mapped_column(Text)
+    config_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    manifest_json: Mapped[str] = mapped_column(Text)
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"))
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class Artifact(Base):
+    """Content-addressed texts: templates and dataset files, stored once."""
+
+    __tablename__ = "artifacts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+
+
+class RunArtifact(Base):
+    __tablename__ = "run_artifacts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(64))
+    model_alias: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(500))
+    prompt: Mapped[str] = mapped_column(String(200))
+    params_json: Mapped[str] = mapped_column(Text)
+    row_id: Mapped[str] = mapped_column(String(200))
+    row_json: Mapped[str] = mapped_column(Text)
+    repeat: Mapped[int] = mapped_column(Integer)
+    messages_json: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_trials_run_key", "run_id", "key", unique=True),)
+
+
+class Attempt(Base):
+    """Every HTTP try, with the redacted request and the raw response body."""
+
+    __tablename__ = "attempts"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    url: Mapped[str] = mapped_column(Text)
+    request_headers_json: Mapped[str] = mapped_column(Text)
+    request_body: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    retry_after_ms: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
+    )
+
+
+class Result(Base):
+    """One per finished trial: its output or its error."""
+
+    __tablename__ = "results"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(20))
+    output: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(50))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+    response_model: Mapped[str | None] = mapped_column(String(500))
+    fingerprint: Mapped[str | None] = mapped_column(String(200))
+    error_kind: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    cache_source: Mapped[str | None] = mapped_column(String(100))
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
+    )
+
+
+class Score(Base):
+    __tablename__ = "scores"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scorer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    detail_json: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
+    )

@@ -1,0 +1,105 @@
+"""Prompt templates: a sandboxed Jinja2 environment with StrictUndefined.
+
+A prompt is a list of chat messages, each inline Jinja2 (``content``) or a file under
+``templates/`` (``template``). Variables are the prompt's ``vars`` overlaid by the dataset
+row; the row is also available whole as ``row``. Single braces are plain text, so JSON
+needs no escaping; write a literal ``{{`` with ``{{ '{{' }}`` or a ``{% raw %}`` block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from promptlab.errors import UserError
+from promptlab.spec import PromptSpec, Row
+
+__all__ = ["RecordingLoader", "Renderer", "render_text"]
+
+Message = dict[str, str]
+
+
+class RecordingLoader(jinja2.FileSystemLoader):
+    """A file loader that remembers the source of every template it loads (includes too)."""
+
+    def __init__(self, searchpath: Path) -> None:
+        super().__init__(str(searchpath))
+        self.sources: dict[str, str] = {}
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = super().get_source(environment, template)
+        self.sources[template] = source
+        return source, filename, uptodate
+
+
+def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+
+
+def render_text(source: str, variables: dict[str, Any]) -> str:
+    """Render one inline template string (no file loader)."""
+    return _environment(None).from_string(source).render(variables)
+
+
+class Renderer:
+    """Compiles each prompt once and renders it for dataset rows."""
+
+    def __init__(self, templates_dir: Path, prompt_files: dict[str, str] | None = None) -> None:
+        self.templates_dir = templates_dir
+        self.loader = RecordingLoader(templates_dir)
+        self.env = _environment(self.loader)
+        self._compiled: dict[str, list[tuple[str, jinja2.Template, str]]] = {}
+        self._prompt_files = prompt_files or {}
+
+    def load_source(self, name: str, where: str) -> str:
+        """The source of a template file, failing with a user error if it is missing."""
+        try:
+            source, _, _ = self.loader.get_source(self.env, name)
+        except jinja2.TemplateNotFound:
+            raise UserError(f"{where}: template '{name}' not found in {self.templates_dir}; "
+                            "create it or fix the name") from None
+        return source
+
+    def _compile(self, prompt: PromptSpec) -> list[tuple[str, jinja2.Template, str]]:
+        compiled = self._compiled.get(prompt.name)
+        if compiled is None:
+            where = self._prompt_files.get(prompt.name, f"prompt '{prompt.name}'")
+            compiled = []
+            for m in prompt.messages:
+                label = f"templates/{m.template}" if m.template else where
+                try:
+                    tpl = self.env.from_string(m.source)
+                except jinja2.TemplateSyntaxError as exc:
+                    raise UserError(f"{label}:{exc.lineno}: template syntax error: {exc.message}; "
+                                    "literal {{ or {% need {% raw %}...{% endraw %}") from None
+                compiled.append((m.role, tpl, label))
+            self._compiled[prompt.name] = compiled
+        return compiled
+
+    def render(self, prompt: PromptSpec, row: Row, dataset: str = "dataset") -> list[Message]:
+        """Render a prompt's messages for one row; a missing variable is a user error."""
+        variables = {**prompt.vars, **row.data, "row": row.data}
+        out: list[Message] = []
+        for role, tpl, label in self._compile(prompt):
+            try:
+                out.append({"role": role, "content": tpl.render(variables)})
+            except jinja2.UndefinedError as exc:
+                raise UserError(
+                    f"{label}: {exc.message} in prompt '{prompt.name}' for {dataset} row "
+                    f"'{row.id}'; add the variable to the row or to the prompt's vars"
+                ) from None
+            except jinja2.TemplateError as exc:
+                raise UserError(f"{label}: {exc} in prompt '{prompt.name}' for {dataset} row "
+                                f"'{row.id}'; fix the template") from None
+        return out

@@ -1,0 +1,5 @@
+"""Testing helpers: the mock LLM server."""
+
+from promptlab.testing.mock_server import MockConfig, MockServer, mock_reply
+
+__all__ = ["MockConfig", "MockServer", "mock_reply"]
