@@ -132,5 +132,15 @@ def _hint(exc: OmegaConfBaseException) -> str:
 
 def _one_line(exc: BaseException) -> str:
     msg = str(getattr(exc, "msg", "") or exc)
-    first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-    return first.rstrip(".")
+    lines = [line.strip() for line in msg.strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0].rstrip(".")
+    # Hydra puts its own fix on a later line ("To append to your config use +key=value").
+    hints = [line.rstrip(".") for line in lines[1:] if line.lower().startswith(("to append",
+                                                                              "did you mean"))]
+    if not hints and exc.__cause__ is not None and exc.__cause__ is not exc:
+        cause = str(exc.__cause__).strip().splitlines()
+        hints = [c.strip().rstrip(".") for c in cause if c.strip().lower().startswith(
+            ("to append", "key '"))][:1]
+    return "; ".join([text, *hints])

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from aiohttp import web
 
 __all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve"]
 
+_MARKER = re.compile(r"MOCK_FAULT=(429|500|529|slow|drop|malformed)")
 FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed")
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
@@ -76,10 +78,9 @@ class _State:
         self.lock = threading.Lock()
 
     def pick_fault(self, text: str) -> str | None:
-        marker = text.find("MOCK_FAULT=")
-        if marker >= 0:
-            kind = text[marker + 11:].split()[0] if text[marker + 11:].split() else ""
-            return kind or None
+        marker = _MARKER.search(text)
+        if marker:
+            return marker.group(1)
         x = self.rng.random()
         acc = 0.0
         for kind in FAULT_KINDS:
@@ -89,10 +90,13 @@ class _State:
         return None
 
 
+STATE = web.AppKey("state", _State)
+
+
 def build_app(config: MockConfig | None = None) -> web.Application:
     state = _State(config or MockConfig())
     app = web.Application()
-    app["state"] = state
+    app[STATE] = state
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -213,7 +217,7 @@ class MockServer:
 
     @property
     def state(self) -> _State:
-        state: _State = self.app["state"]
+        state = self.app[STATE]
         return state
 
     @property

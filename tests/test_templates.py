@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptlab.errors import UserError
+from promptlab.spec import MessageSpec, PromptSpec, Row
+from promptlab.templates import Renderer
+
+
+def prompt(*messages: tuple[str, str], vars: dict[str, object] | None = None) -> PromptSpec:
+    return PromptSpec("p", tuple(MessageSpec(r, s) for r, s in messages), vars or {})
+
+
+def test_row_overrides_prompt_vars_and_row_is_available_whole(tmp_path: Path) -> None:
+    r = Renderer(tmp_path)
+    p = prompt(("system", "Be {{ tone }}."), ("user", "{{ q }} ({{ row.id }})"),
+               vars={"tone": "brief", "q": "default"})
+    out = r.render(p, Row("r1", 0, {"q": "Why?", "id": "r1"}))
+    assert out == [{"role": "system", "content": "Be brief."},
+                   {"role": "user", "content": "Why? (r1)"}]
+
+
+def test_missing_template_variable_names_the_variable_and_row(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"'country' is undefined.*row 'x7'"):
+        Renderer(tmp_path).render(prompt(("user", "Capital of {{ country }}?")),
+                                  Row("x7", 0, {}))
+
+
+def test_single_braces_need_no_escaping_and_raw_blocks_keep_double_braces(
+        tmp_path: Path) -> None:
+    p = prompt(("user", 'Reply as {"answer": "{{ a }}"}; literal {% raw %}{{ x }}{% endraw %} '
+                        "and {{ '{{' }}y}}"))
+    [msg] = Renderer(tmp_path).render(p, Row("r", 0, {"a": "42"}))
+    assert msg["content"] == 'Reply as {"answer": "42"}; literal {{ x }} and {{y}}'
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
+    p = prompt(("user", "{{ ''.__class__.__mro__[1].__subclasses__() }}"))
+    with pytest.raises(UserError):
+        Renderer(tmp_path).render(p, Row("r", 0, {}))
+
+
+def test_file_templates_record_their_includes(tmp_path: Path) -> None:
+    (tmp_path / "base.j2").write_text("Q: {% include 'part.j2' %}")
+    (tmp_path / "part.j2").write_text("{{ q }}")
+    r = Renderer(tmp_path)
+    source = r.load_source("base.j2", "here")
+    p = PromptSpec("p", (MessageSpec("user", source, "base.j2"),))
+    assert r.render(p, Row("r", 0, {"q": "hi"}))[0]["content"] == "Q: hi"
+    assert set(r.loader.sources) == {"base.j2", "part.j2"}
