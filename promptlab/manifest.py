@@ -26,7 +26,7 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def collect_manifest(root: Path) -> dict[str, Any]:
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             packages[name] = metadata.version(name)

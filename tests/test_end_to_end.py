@@ -74,7 +74,8 @@ def test_grid_parameter_combinations_reach_the_wire(
 def test_override_changes_what_is_sent(project: Path, mock_server: MockServer,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     args = ["models=[an]", "prompts=[fewshot]", "grid.params.temperature=[0.3]",
-            "grid.params.top_p=[0.5]", "models.an.params.max_tokens=11", "prompts.fewshot.vars.tone=polite"]
+            "grid.params.top_p=[0.5]", "models.an.params.max_tokens=11",
+            "prompts.fewshot.vars.tone=polite"]
     assert run_cli(project, *args, monkeypatch=monkeypatch) == 0
     bodies = [json.loads(r["body"]) for r in mock_server.state.requests]
     assert len(bodies) == 3

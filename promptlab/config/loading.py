@@ -120,7 +120,7 @@ def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path) -> dict
         where = source_file(key, choices, config_dir)
         raise ConfigError(f"{where}: {key or 'config'}: {_hint(exc)}") from None
     assert isinstance(plain, dict)
-    return plain
+    return {str(k): v for k, v in plain.items()}
 
 
 def _hint(exc: OmegaConfBaseException) -> str:

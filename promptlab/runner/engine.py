@@ -8,6 +8,7 @@ event loop. The clock, `sleep`, the random source and the HTTP client are inject
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -146,10 +147,8 @@ class Runner:
 
     async def _writer(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), 0.25)
-            except TimeoutError:
-                pass
             self._flush_now.clear()
             if self._pending:
                 batch, self._pending = self._pending, []

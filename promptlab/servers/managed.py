@@ -38,7 +38,7 @@ class ManagedServer:
         self.label = label
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
 
     @property
     def url(self) -> str:

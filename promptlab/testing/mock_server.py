@@ -239,7 +239,7 @@ class MockServer:
             await site.start()
             server = site._server
             assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
         def run() -> None:
             assert self._loop is not None

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from promptlab.store import open_engine, resolve_url
+from promptlab.store.database import alembic_config
+from promptlab.store.models import Base
+from promptlab.store.queries import get_run, iter_results, list_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+    engine = open_engine(resolve_url(str(tmp_path / "fresh.db")))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_pragmas_are_on(tmp_path: Path) -> None:
+    engine = open_engine(resolve_url(str(tmp_path / "p.db")))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_results_db_example_is_current_and_complete(tmp_path: Path) -> None:
+    copy = tmp_path / "example.db"
+    shutil.copy(REPO / "results.db.example", copy)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("select version_num from alembic_version").fetchone()[0] == head, (
+            "results.db.example is behind the migrations: run python scripts/make_example_db.py")
+    engine = open_engine(resolve_url(str(copy)))
+    [run] = list_runs(engine)
+    info = get_run(engine, run.id)
+    assert info.status == "completed" and info.done == info.planned > 0
+    rows = list(iter_results(engine, run.id))
+    assert len(rows) == info.planned and all(r.status == "ok" for r in rows)
+    assert {r.model_alias for r in rows} == set(info.config["models"])
+    assert json.dumps(info.manifest)  # provenance is there
