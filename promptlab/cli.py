@@ -37,9 +37,43 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. grid.repeats=3")
     run.add_argument("--cfg", choices=["job", "all"], help="print the composed config and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (calls, cached, tokens, cost) and send nothing")
     _db_args(run)
     run.add_argument("--experiments", metavar="DIR",
                      help="the experiments directory (default: ./experiments)")
+
+    plan = sub.add_parser(
+        "plan", help="dry run: calls, cached calls, estimated tokens and cost; sends nothing",
+        description="Compose and render everything like 'run', then print the number of calls, "
+                    "how many the cache would answer, estimated tokens and cost (from the "
+                    "models' price tables) and the first rendered prompt.")
+    plan.add_argument("overrides", nargs="*", help="Hydra overrides, as for run")
+    _db_args(plan)
+    plan.add_argument("--experiments", metavar="DIR")
+
+    resume = sub.add_parser(
+        "resume", help="finish an interrupted or stopped run without repeating a call",
+        description="Rebuild a run from the database and send only the trials without an ok "
+                    "result. Refuses if the experiment on disk no longer matches. run.* "
+                    "settings may change, e.g. run.max_cost_usd=5.")
+    resume.add_argument("run_id", help="run id, unique prefix, or 'latest'")
+    resume.add_argument("overrides", nargs="*", help="run.* overrides, e.g. run.concurrency=8")
+    resume.add_argument("--no-progress", action="store_true")
+    _db_args(resume)
+    resume.add_argument("--experiments", metavar="DIR",
+                        help="compare against this experiments directory (default: "
+                             "./experiments when present)")
+
+    cache = sub.add_parser("cache", help="inspect the cache",
+                           description="The database is the cache. 'why' explains a trial's "
+                                       "cache hit or miss.")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    why = cache_sub.add_parser("why", help="why a trial missed: the fingerprint fields that "
+                                           "differ from the nearest stored request")
+    why.add_argument("run_id")
+    why.add_argument("trial", help="trial index (0-based) or key prefix")
+    _db_args(why)
 
     runs = sub.add_parser("runs", help="list runs in the database",
                           description="List runs, newest first.")

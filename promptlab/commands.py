@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.config.loading import find_experiments_dir, load
+from promptlab.config.loading import LoadedConfig, find_experiments_dir, load
 from promptlab.errors import UserError
 from promptlab.reports.aggregate import aggregate
 from promptlab.reports.render import render_text, rich_table
 from promptlab.store import open_engine, resolve_url
 from promptlab.store.queries import get_run, iter_results, list_runs, resolve_run_id
 
-__all__ = ["cmd_run", "cmd_runs", "cmd_report", "cmd_mock_server"]
+if TYPE_CHECKING:
+    from promptlab.launch import RunOutcome
+
+__all__ = ["cmd_run", "cmd_plan", "cmd_resume", "cmd_cache", "cmd_runs", "cmd_report",
+           "cmd_mock_server"]
 
 
 def _out() -> Console:
@@ -36,26 +42,94 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.cfg:
         sys.stdout.write(OmegaConf.to_yaml(OmegaConf.create(loaded.config)))
         return 0
+    if args.dry_run:
+        return _plan(loaded, args.db)
     err = Console(stderr=True, highlight=False)
-    outcome = None
-    try:
-        outcome = run_experiment(loaded, db=args.db, console=err,
-                                 progress=False if args.no_progress else None)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted:[/] every finished call is saved in the database")
-        raise
+    outcome = run_experiment(loaded, db=args.db, console=err,
+                             progress=False if args.no_progress else None)
+    _summary(outcome, err)
+    return 0
+
+
+def _summary(outcome: RunOutcome, err: Console) -> None:
     stats = outcome.stats
     engine = open_engine(outcome.db_url)
     groups = aggregate(iter_results(engine, outcome.run_id), ["model", "prompt"])
     _out().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}"))
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
-    err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.errors:,} errors, "
-              f"{stats.skipped:,} skipped, {stats.attempts:,} attempts) in {stats.elapsed_s:.2f}s "
-              f"= {rate:,.0f} calls/s; saved to {escape(outcome.db_url)}")
+    err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
+              f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
+              f"in {stats.elapsed_s:.2f}s = {rate:,.0f} calls/s, ${stats.cost_usd:.4f}; saved "
+              f"to {escape(outcome.db_url)}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    if stats.budget_stop:
+        err.print(f"[yellow]stopped:[/] {escape(stats.budget_stop)}; raise it and finish with: "
+                  f"promptlab resume {outcome.run_id} run.max_calls=... run.max_cost_usd=...")
     err.print(f"next: promptlab report {outcome.run_id} --by model,prompt")
     engine.dispose()
+
+
+def _plan(loaded: LoadedConfig, db: str | None) -> int:
+    from promptlab.estimate import estimate
+    from promptlab.experiment import prepare
+    from promptlab.store import Store
+
+    prepared = prepare(loaded)
+    engine = open_engine(resolve_url(db, loaded.config.get("db")))
+    est = estimate(prepared, Store(engine), cache=prepared.spec.run.cache != "off")
+    out = _out()
+    table = Table(title=f"plan: {escape(prepared.spec.name)} (nothing sent)",
+                  title_justify="left")
+    for col in ("model", "calls", "cached", "to send", "est. tokens in", "est. tokens out",
+                "est. cost $"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for alias, g in est.by_model.items():
+        table.add_row(escape(alias), f"{int(g['calls']):,}", f"{int(g['cached']):,}",
+                      f"{int(g['calls'] - g['cached']):,}", f"{int(g['input_tokens']):,}",
+                      f"{int(g['output_tokens']):,}", f"{g['cost_usd']:.4f}")
+    table.add_row("[bold]total", f"{est.calls:,}", f"{est.cached:,}",
+                  f"{est.calls - est.cached:,}", f"{est.input_tokens:,}",
+                  f"{est.output_tokens:,}", f"{est.cost_usd:.4f}")
+    out.print(table)
+    out.print(f"first prompt (params {escape(json.dumps(est.first_params))}):")
+    for m in est.first_messages:
+        out.print(f"  [bold]{m['role']}:[/] {escape(m['content'])}")
+    engine.dispose()
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    loaded = load(find_experiments_dir(args.experiments), args.overrides)
+    return _plan(loaded, args.db)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from promptlab.launch import resume_run
+
+    db_url = resolve_url(args.db)
+    engine = open_engine(db_url)
+    run_id = resolve_run_id(engine, args.run_id)
+    info = get_run(engine, run_id)
+    if info.status == "completed" and info.done >= info.planned:
+        Console(stderr=True).print(f"run {run_id} is already complete; nothing to resume")
+        return 0
+    experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
+    err = Console(stderr=True, highlight=False)
+    outcome = resume_run(engine, db_url, run_id, overrides=args.overrides,
+                         experiments=experiments, console=err,
+                         progress=False if args.no_progress else None)
+    _summary(outcome, err)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from promptlab.explain import explain_cache
+
+    engine = open_engine(resolve_url(args.db))
+    run_id = resolve_run_id(engine, args.run_id)
+    for line in explain_cache(engine, run_id, args.trial):
+        print(line)
     return 0
 
 

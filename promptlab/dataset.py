@@ -20,8 +20,12 @@ from promptlab.spec import DatasetSpec, Row
 __all__ = ["load_dataset", "make_rows"]
 
 
-def load_dataset(cfg: dict[str, Any], root: Path, where: str) -> tuple[DatasetSpec, str | None]:
-    """Build the dataset from its config; returns the spec and the file's text (if a file)."""
+def load_dataset(cfg: dict[str, Any], root: Path, where: str,
+                 stored: dict[str, str] | None = None) -> tuple[DatasetSpec, str | None]:
+    """Build the dataset from its config; returns the spec and the file's text (if a file).
+
+    With `stored` (file texts by configured path, from the database) no file is read.
+    """
     name = str(cfg.get("name") or "inline")
     path, rows_cfg = cfg.get("path"), cfg.get("rows")
     if (path is None) == (rows_cfg is None):
@@ -29,10 +33,15 @@ def load_dataset(cfg: dict[str, Any], root: Path, where: str) -> tuple[DatasetSp
     text: str | None = None
     if path is not None:
         file = (root / path) if not Path(path).is_absolute() else Path(path)
-        if not file.is_file():
+        if stored is not None:
+            if path not in stored:
+                raise UserError(f"{where}: dataset file {path} is not stored in the database")
+            text = stored[path]
+        elif not file.is_file():
             raise UserError(f"{where}: dataset.path: file {file} does not exist; fix the path "
                             "(relative paths resolve against the project directory)")
-        text = file.read_text(encoding="utf-8")
+        else:
+            text = file.read_text(encoding="utf-8")
         raw = list(_parse(text, file, where))
     else:
         raw = list(rows_cfg or [])

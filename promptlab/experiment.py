@@ -70,13 +70,15 @@ def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
         alias=alias, provider=cfg["provider"], model=cfg["model"], base_url=cfg.get("base_url"),
         api_key_env=cfg.get("api_key_env"), headers=tuple(sorted(cfg["headers"].items())),
         secret_headers=tuple(cfg["secret_headers"]), params=dict(cfg["params"]),
-        max_concurrency=cfg.get("max_concurrency"), timeout_s=cfg.get("timeout_s"),
+        secret_params=tuple(cfg["secret_params"]), max_concurrency=cfg.get("max_concurrency"),
+        rpm=cfg.get("rpm"), tpm=cfg.get("tpm"), timeout_s=cfg.get("timeout_s"),
         server=server_spec, input_per_mtok=float(price.get("input_per_mtok", 0.0)),
         output_per_mtok=float(price.get("output_per_mtok", 0.0)),
     )
 
 
-def build_spec(loaded: LoadedConfig, renderer: Renderer) -> tuple[ExperimentSpec, dict[str, str]]:
+def build_spec(loaded: LoadedConfig, renderer: Renderer,
+               stored_files: dict[str, str] | None = None) -> tuple[ExperimentSpec, dict[str, str]]:
     cfg = loaded.config
     artifacts: dict[str, str] = {}
     if not cfg["models"]:
@@ -105,7 +107,8 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer) -> tuple[ExperimentSpec
             else:
                 messages.append(MessageSpec(m["role"], m["content"]))
         prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"])))
-    dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"))
+    dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"),
+                                 stored_files)
     if text is not None and dataset.path is not None:
         artifacts[f"dataset:{dataset.path}"] = text
     if not dataset.rows:
@@ -124,7 +127,11 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer) -> tuple[ExperimentSpec
     run = RunSettings(concurrency=r["concurrency"], timeout_s=r["timeout_s"],
                       progress=r["progress"], batch_size=r["batch_size"],
                       max_attempts=r["max_attempts"], backoff_base_s=r["backoff_base_s"],
-                      backoff_max_s=r["backoff_max_s"])
+                      backoff_max_s=r["backoff_max_s"], cache=r["cache"],
+                      max_calls=r["max_calls"], max_cost_usd=r["max_cost_usd"])
+    if run.cache not in ("off", "read", "readwrite"):
+        raise UserError(f"{_where(loaded, 'run')}: run.cache: '{run.cache}' is not a cache "
+                        "policy; use off, read or readwrite")
     if run.max_attempts < 1:
         raise UserError(f"{_where(loaded, 'run')}: run.max_attempts must be at least 1")
     spec = ExperimentSpec(name=cfg["name"], models=models, prompts=tuple(prompts),
@@ -139,12 +146,25 @@ def check_keys(spec: ExperimentSpec, loaded: LoadedConfig) -> None:
                             f"model '{m.alias}' in {_where(loaded, 'models.' + m.alias)}")
 
 
-def prepare(loaded: LoadedConfig) -> Prepared:
-    """Build and fully check an experiment; raises UserError before any call is made."""
+def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
+            check_api_keys: bool = True) -> Prepared:
+    """Build and fully check an experiment; raises UserError before any call is made.
+
+    With `stored` (artifacts by name, as `Prepared.artifacts` has them: ``template:NAME``,
+    ``dataset:PATH``) templates and datasets come from there instead of the disk.
+    """
     prompt_files = {name: _where(loaded, f"prompts.{name}") for name in loaded.config["prompts"]}
-    renderer = Renderer(Path(loaded.root) / "templates", prompt_files)
-    spec, artifacts = build_spec(loaded, renderer)
-    check_keys(spec, loaded)
+    if stored is not None:
+        templates: Path | dict[str, str] = {
+            k.removeprefix("template:"): v for k, v in stored.items() if k.startswith("template:")}
+        files: dict[str, str] | None = {
+            k.removeprefix("dataset:"): v for k, v in stored.items() if k.startswith("dataset:")}
+    else:
+        templates, files = Path(loaded.root) / "templates", None
+    renderer = Renderer(templates, prompt_files)
+    spec, artifacts = build_spec(loaded, renderer, files)
+    if check_api_keys:
+        check_keys(spec, loaded)
     for prompt in spec.prompts:
         for row in spec.dataset.rows:
             renderer.render(prompt, row, spec.dataset.name)

@@ -38,11 +38,20 @@ class ModelSpec:
     headers: tuple[tuple[str, str], ...] = ()
     secret_headers: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, hash=False)
+    secret_params: tuple[str, ...] = ()
     max_concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
     timeout_s: float | None = None
     server: ServerSpec | None = None
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+
+    def endpoint_identity(self) -> str:
+        """Where requests go, stable across runs: a managed server's port changes each run."""
+        if self.server is not None:
+            return f"managed:{self.server.kind}:{' '.join(self.server.command)}"
+        return self.base_url or self.provider
 
     def identity(self) -> dict[str, Any]:
         """What about the model defines a trial (not limits, timeouts or secrets)."""
@@ -97,6 +106,9 @@ class RunSettings:
     max_attempts: int = 4
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    cache: str = "readwrite"
+    max_calls: int | None = None
+    max_cost_usd: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,17 @@ __all__ = ["RecordingLoader", "Renderer", "render_text"]
 Message = dict[str, str]
 
 
-class RecordingLoader(jinja2.FileSystemLoader):
-    """A file loader that remembers the source of every template it loads (includes too)."""
+class RecordingLoader(jinja2.BaseLoader):
+    """Wraps a loader and remembers the source of every template it loads (includes too)."""
 
-    def __init__(self, searchpath: Path) -> None:
-        super().__init__(str(searchpath))
+    def __init__(self, inner: jinja2.BaseLoader) -> None:
+        self.inner = inner
         self.sources: dict[str, str] = {}
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = self.inner.get_source(environment, template)
         self.sources[template] = source
         return source, filename, uptodate
 
@@ -55,9 +55,16 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
 class Renderer:
     """Compiles each prompt once and renders it for dataset rows."""
 
-    def __init__(self, templates_dir: Path, prompt_files: dict[str, str] | None = None) -> None:
-        self.templates_dir = templates_dir
-        self.loader = RecordingLoader(templates_dir)
+    def __init__(self, templates: Path | dict[str, str],
+                 prompt_files: dict[str, str] | None = None) -> None:
+        """`templates` is the templates directory, or stored sources by name (reproduce)."""
+        if isinstance(templates, dict):
+            self.templates_dir: Path | str = "the stored templates"
+            inner: jinja2.BaseLoader = jinja2.DictLoader(templates)
+        else:
+            self.templates_dir = templates
+            inner = jinja2.FileSystemLoader(str(templates))
+        self.loader = RecordingLoader(inner)
         self.env = _environment(self.loader)
         self._compiled: dict[str, list[tuple[str, jinja2.Template, str]]] = {}
         self._prompt_files = prompt_files or {}

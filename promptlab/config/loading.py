@@ -6,7 +6,9 @@ own reports (multi-line, exit code 1) are not what a user of a batch tool wants 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,8 @@ def load(
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
-            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name, overrides=[_force(o) for o in overrides],
+                          return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(
             f"{_display(config_dir / (config_name + '.yaml'))}: {_one_line(exc)}; check the "
@@ -100,6 +103,40 @@ def load(
     with_flag.pop("hydra", None)
     plain = validate(OmegaConf.create(with_flag), choices, config_dir)
     return LoadedConfig(plain, overrides, choices, config_dir)
+
+
+def _schema_knows(path: list[str]) -> bool:
+    """Whether a dotted path names a setting of the schema (values of dicts are open)."""
+    node: Any = ExperimentConfig
+    i = 0
+    while i < len(path):
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        if path[i] not in hints:
+            return False
+        hint = hints[path[i]]
+        origin = typing.get_origin(hint)
+        if origin is dict:
+            value_type = typing.get_args(hint)[1]
+            if not dataclasses.is_dataclass(value_type):
+                return True
+            node, i = value_type, i + 2  # skip the dict key (a model alias, a prompt name)
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        node = args[0] if origin is not None and args else hint
+        i += 1
+    return True
+
+
+def _force(override: str) -> str:
+    """`run.cache=off` -> `++run.cache=off` when the schema knows the key, so settings left
+    at their defaults (absent from the YAML files) can be set without Hydra's `+`."""
+    if override[:1] in "+~" or "=" not in override:
+        return override
+    key = override.split("=", 1)[0]
+    parts = key.split(".")
+    if len(parts) < 2 or "@" in key or "/" in key or not _schema_knows(parts):
+        return override
+    return "++" + override
 
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path) -> dict[str, Any]:

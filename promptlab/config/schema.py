@@ -54,7 +54,10 @@ class ModelConfig:
     headers: dict[str, str] = field(default_factory=dict)
     secret_headers: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    secret_params: list[str] = field(default_factory=list)
     max_concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
     timeout_s: float | None = None
     server: ServerConfig | None = None
     price: PriceConfig = field(default_factory=PriceConfig)
@@ -97,6 +100,9 @@ class RunConfig:
     max_attempts: int = 4
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    cache: str = "readwrite"
+    max_calls: int | None = None
+    max_cost_usd: float | None = None
 
 
 @dataclass

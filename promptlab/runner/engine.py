@@ -1,7 +1,9 @@
-"""The runner: the one place that sends, times, retries and records.
+"""The runner: the one place that sends, times, limits, retries, caches and records.
 
-A bounded pool of workers pulls trials from the lazy plan, renders each, sends it through
-one shared client and hands a `Record` to one writer, which commits in batches off the
+A feeder walks the lazy plan in chunks: it renders and builds each request, looks the
+chunk's fingerprints up in the cache with one query, records hits at once and queues the
+misses. A bounded pool of workers sends them through one shared client under per-endpoint
+limits, and hands each finished trial to one writer, which commits in batches off the
 event loop. The clock, `sleep`, the random source and the HTTP client are injected.
 """
 
@@ -15,29 +17,26 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
+from promptlab.cache import estimate_tokens, fingerprint
 from promptlab.errors import ProviderError
 from promptlab.experiment import Prepared
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.base import HttpRequest, Provider, ProviderResponse
+from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import make_client
-from promptlab.runner.retry import RetryPolicy, retry_after_s
-from promptlab.spec import ModelSpec, Trial
+from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
+from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
+from promptlab.spec import Trial
 from promptlab.store import Record, Store, utcnow
 
-__all__ = ["Runner", "RunStats", "redact_headers"]
+__all__ = ["Call", "Runner", "RunStats"]
 
-REDACTED = "[REDACTED]"
-_ALWAYS_SECRET = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization"})
-
-
-def redact_headers(headers: dict[str, str], secret: frozenset[str]) -> dict[str, str]:
-    """Headers with every credential replaced, safe to store or log."""
-    return {k: (REDACTED if k.lower() in secret or k.lower() in _ALWAYS_SECRET else v)
-            for k, v in headers.items()}
+CHUNK = 256
 
 
 @dataclass
@@ -47,19 +46,35 @@ class RunStats:
     ok: int = 0
     errors: int = 0
     skipped: int = 0
+    cached: int = 0
     attempts: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    budget_stop: str | None = None
     stopped_models: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    trial: Trial
+    http: HttpRequest
+    messages: list[dict[str, str]]
+    cache_key: str
+    est_tokens: int
+    prior_attempts: int = 0
+    trial_exists: bool = False
 
 
 @dataclass
 class _Outcome:
     response: ProviderResponse | None
-    attempts: list[dict[str, object]]
+    attempts: list[dict[str, Any]]
     latency_ms: float | None
     error_kind: str | None
     error: str | None
+    cache: dict[str, Any] | None = None
 
 
 class Runner:
@@ -71,7 +86,7 @@ class Runner:
         *,
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
     ) -> None:
@@ -94,36 +109,48 @@ class Runner:
             m.alias: get_provider(m.provider) for m in self.spec.models}
         self._keys = {m.alias: (os.environ.get(m.api_key_env) if m.api_key_env else None)
                       for m in self.spec.models}
-        self._limits = {m.alias: asyncio.Semaphore(m.max_concurrency)
-                        for m in self.spec.models if m.max_concurrency}
+        limits: dict[str, EndpointLimits] = {}
+        for m in self.spec.models:
+            mine = EndpointLimits(m.max_concurrency, m.rpm, m.tpm)
+            k = endpoint_key(m)
+            limits[k] = limits[k].merge(mine) if k in limits else mine
+        self._endpoints = {k: Endpoint(k, v, clock, sleep) for k, v in limits.items()}
+        self._endpoint_of = {m.alias: self._endpoints[endpoint_key(m)] for m in self.spec.models}
         self._headers_json: dict[str, str] = {}
+        self._urls: dict[str, str] = {}
+        self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
 
-    def _trials(self, skip: frozenset[int]) -> Iterator[Trial]:
-        for trial in self.plan:
-            if trial.index not in skip:
-                yield trial
+    # -- orchestration -------------------------------------------------------------------
 
-    async def run(self, skip: frozenset[int] = frozenset()) -> RunStats:
-        """Run every trial not in `skip`; commits as it goes, even when cancelled."""
-        self.stats.planned = len(self.plan) - len(skip)
+    async def run(self, done: frozenset[int] | set[int] = frozenset(),
+                  started: dict[int, int] | None = None, prior_cost: float = 0.0) -> RunStats:
+        """Run every trial not in `done`; commits as it goes, even when cancelled.
+
+        `started` maps trials that already have rows (resume) to their stored attempt count.
+        """
+        started = started or {}
+        self.stats.planned = len(self.plan) - len(done)
+        self.stats.cost_usd = prior_cost
         own_client = self.client is None
         client = self.client or make_client(self.spec.run.concurrency)
-        trials = self._trials(skip)
-        start = self.clock()
+        n_workers = min(self.spec.run.concurrency, max(self.stats.planned, 1))
+        queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers * 2)
+        start = time.perf_counter()
         writer = asyncio.create_task(self._writer())
         ticker = asyncio.create_task(self._ticker()) if self.on_progress else None
-        workers = [asyncio.create_task(self._worker(client, trials))
-                   for _ in range(min(self.spec.run.concurrency, max(self.stats.planned, 1)))]
+        feeder = asyncio.create_task(self._feed(queue, done, started, n_workers))
+        workers = [asyncio.create_task(self._worker(client, queue)) for _ in range(n_workers)]
+        tasks = [feeder, *workers]
         try:
-            await asyncio.gather(*workers)
+            await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             self.stats.interrupted = True
             raise
         finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if ticker is not None:
@@ -133,7 +160,7 @@ class Runner:
             self.store.write(batch)
             if own_client:
                 await asyncio.shield(client.aclose())
-            self.stats.elapsed_s = self.clock() - start
+            self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
             if self.on_progress:
                 self.on_progress(self.stats)
@@ -152,51 +179,104 @@ class Runner:
             self._flush_now.clear()
             if self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    await asyncio.to_thread(self.store.write, batch)
-                except asyncio.CancelledError:
-                    # The thread finishes its transaction; do not write the batch twice.
-                    raise
+                await asyncio.to_thread(self.store.write, batch)
 
-    async def _worker(self, client: httpx.AsyncClient, trials: Iterator[Trial]) -> None:
-        batch_size = self.spec.run.batch_size
-        for trial in trials:
-            record = await self._trial(client, trial)
-            self._pending.append(record)
-            if len(self._pending) >= batch_size:
-                self._flush_now.set()
+    def _emit(self, record: Record) -> None:
+        self._pending.append(record)
+        if len(self._pending) >= self.spec.run.batch_size:
+            self._flush_now.set()
 
-    def _build(self, trial: Trial) -> tuple[HttpRequest, list[dict[str, str]]]:
+    def _pending_trials(self, done: frozenset[int] | set[int]) -> Iterator[Trial]:
+        for trial in self.plan:
+            if trial.index not in done:
+                yield trial
+
+    async def _feed(self, queue: asyncio.Queue[Call | None], done: frozenset[int] | set[int],
+                    started: dict[int, int], n_workers: int) -> None:
+        try:
+            chunk: list[Call] = []
+            for trial in self._pending_trials(done):
+                chunk.append(self._call(trial, started))
+                if len(chunk) >= CHUNK:
+                    if not await self._dispatch(chunk, queue):
+                        return
+                    chunk = []
+            await self._dispatch(chunk, queue)
+        finally:
+            for _ in range(n_workers):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await queue.put(None)
+
+    def _call(self, trial: Trial, started: dict[int, int]) -> Call:
         messages = self.prepared.renderer.render(trial.prompt, trial.row, self.spec.dataset.name)
-        provider = self._providers[trial.model.alias]
-        request = ProviderRequest(trial.model.model, messages, trial.params)
-        return provider.build_request(trial.model, request, self._keys[trial.model.alias]), messages
-
-    async def _trial(self, client: httpx.AsyncClient, trial: Trial) -> Record:
         model = trial.model
-        http, messages = self._build(trial)
-        if model.alias in self._stopped:
-            outcome = _Outcome(None, [], None, "skipped", self._stopped[model.alias])
-        else:
-            outcome = await self._send(client, model, trial, http)
-        return self._record(trial, messages, outcome)
+        request = ProviderRequest(model.model, messages, trial.params)
+        http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
+        key = fingerprint(model, messages, trial.params, trial.repeat)
+        prior = started.get(trial.index)
+        return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),
+                    prior or 0, prior is not None)
 
-    async def _send(self, client: httpx.AsyncClient, model: ModelSpec, trial: Trial,
-                    http: HttpRequest) -> _Outcome:
+    async def _dispatch(self, chunk: list[Call], queue: asyncio.Queue[Call | None]) -> bool:
+        """Record cache hits, queue the rest; False once a budget stops the run."""
+        hits: dict[str, dict[str, Any]] = {}
+        if self.spec.run.cache != "off" and chunk:
+            hits = await asyncio.to_thread(self.store.lookup_cache, [c.cache_key for c in chunk])
+        run = self.spec.run
+        for call in chunk:
+            hit = hits.get(call.cache_key)
+            if hit is not None:
+                self._emit(self._record(call, _Outcome(None, [], None, None, None, cache=hit)))
+                continue
+            if run.max_calls is not None and self.stats.calls >= run.max_calls:
+                self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
+                return False
+            if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
+                self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
+                                          f"(${self.stats.cost_usd:.4f} spent)")
+                return False
+            self.stats.calls += 1
+            await queue.put(call)
+        return True
+
+    async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue[Call | None]) -> None:
+        while True:
+            call = await queue.get()
+            if call is None:
+                return
+            endpoint = self._endpoint_of[call.trial.model.alias]
+            if endpoint.stopped is not None:
+                outcome = _Outcome(None, [], None, "skipped", endpoint.stopped)
+            else:
+                outcome = await self._send(client, call, endpoint)
+            self._emit(self._record(call, outcome))
+
+    # -- one trial -------------------------------------------------------------------------
+
+    async def _send(self, client: httpx.AsyncClient, call: Call, endpoint: Endpoint) -> _Outcome:
+        model, http = call.trial.model, call.http
         provider = self._providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
         headers_json = self._headers_json.get(model.alias)
         if headers_json is None:
             headers_json = json.dumps(redact_headers(http.headers, http.secret_headers))
             self._headers_json[model.alias] = headers_json
-        body_text = http.body.decode("utf-8")
-        limit = self._limits.get(model.alias)
-        attempts: list[dict[str, object]] = []
-        number = 0
+        url = self._urls.get(http.url)
+        if url is None:
+            url = self._urls[http.url] = self._scrub(redact_url(http.url, model.secret_params)) or ""
+        body_text = self._scrub(http.body.decode("utf-8"))
+        attempts: list[dict[str, Any]] = []
+        number = call.prior_attempts
+        tries = 0
         while True:
             number += 1
+            tries += 1
+            await endpoint.acquire(call.est_tokens)
+            if endpoint.stopped is not None:
+                endpoint.release()
+                return _Outcome(None, attempts, None, "skipped", endpoint.stopped)
             started_at = utcnow()
-            t0 = self.clock()
+            t0 = time.perf_counter()
             status: int | None = None
             raw: bytes | None = None
             kind: str | None = None
@@ -204,18 +284,15 @@ class Runner:
             wait: float | None = None
             parsed: ProviderResponse | None = None
             try:
-                if limit is not None:
-                    async with limit:
-                        resp = await client.request(http.method, http.url, headers=http.headers,
-                                                    content=http.body, timeout=timeout)
-                else:
-                    resp = await client.request(http.method, http.url, headers=http.headers,
-                                                content=http.body, timeout=timeout)
+                resp = await client.request(http.method, http.url, headers=http.headers,
+                                            content=http.body, timeout=timeout)
                 status, raw = resp.status_code, resp.content
                 if status >= 400:
                     kind = provider.classify(status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
                     wait = retry_after_s(resp.headers)
+                    if wait is None and kind == "rate_limit":
+                        wait = reset_wait_s(resp.headers)
                 else:
                     parsed = provider.parse_response(status, raw)
             except httpx.TimeoutException:
@@ -224,44 +301,69 @@ class Runner:
                 kind, error = "transient", f"{type(exc).__name__}: {exc}"
             except ProviderError as exc:
                 kind, error = exc.kind, str(exc)
-            duration_ms = (self.clock() - t0) * 1000
+            finally:
+                endpoint.release()
+            duration_ms = (time.perf_counter() - t0) * 1000
             self.stats.attempts += 1
             attempts.append({
-                "run_id": self.run_id, "idx": trial.index, "number": number,
-                "started_at": started_at, "duration_ms": duration_ms, "url": http.url,
+                "run_id": self.run_id, "idx": call.trial.index, "number": number,
+                "started_at": started_at, "duration_ms": duration_ms, "url": url,
                 "request_headers_json": headers_json, "request_body": body_text,
                 "status_code": status,
-                "response_body": raw.decode("utf-8", "replace") if raw is not None else None,
-                "error_kind": kind, "error": error,
+                "response_body": self._scrub(raw.decode("utf-8", "replace"))
+                if raw is not None else None,
+                "error_kind": kind, "error": self._scrub(error),
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
             if kind is None:
                 return _Outcome(parsed, attempts, duration_ms, None, None)
             if kind == "auth":
-                self._stopped.setdefault(
-                    model.alias, f"stopped after an auth failure on model '{model.alias}': "
-                    f"{error}; check its API key")
-            if not self.policy.should_retry(kind, number):
-                return _Outcome(None, attempts, duration_ms, kind, error)
-            await self.sleep(self.policy.delay(number, wait, self.rng))
+                reason = (f"stopped after an auth failure on model '{model.alias}' "
+                          f"({self._scrub(error)}); check its API key")
+                if endpoint.stopped is None:
+                    endpoint.stopped = reason
+                self._stopped.setdefault(model.alias, reason)
+            if not self.policy.should_retry(kind, tries):
+                return _Outcome(None, attempts, duration_ms, kind, self._scrub(error))
+            delay = self.policy.delay(tries, wait, self.rng)
+            if kind == "rate_limit":
+                endpoint.pause(delay)  # everyone waits, in endpoint.acquire
+            else:
+                await self.sleep(delay)
 
-    def _record(self, trial: Trial, messages: list[dict[str, str]], outcome: _Outcome) -> Record:
-        model = trial.model
+    def _record(self, call: Call, outcome: _Outcome) -> Record:
+        trial, model = call.trial, call.trial.model
         trial_row = {
             "run_id": self.run_id, "idx": trial.index, "key": trial.key,
             "model_alias": model.alias, "provider": model.provider, "model": model.model,
             "prompt": trial.prompt.name, "params_json": json.dumps(trial.params, sort_keys=True),
             "row_id": trial.row.id, "row_json": json.dumps(trial.row.data, sort_keys=True),
-            "repeat": trial.repeat, "messages_json": json.dumps(messages),
+            "repeat": trial.repeat, "messages_json": self._scrub(json.dumps(call.messages)),
+            "endpoint": model.endpoint_identity(), "cache_key": call.cache_key,
         }
+        self.stats.done += 1
+        hit = outcome.cache
+        if hit is not None:
+            self.stats.cached += 1
+            self.stats.ok += 1
+            result = {
+                "run_id": self.run_id, "idx": trial.index, "status": "ok",
+                "output": hit["output"], "finish_reason": hit["finish_reason"],
+                "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
+                "latency_ms": None, "cost_usd": 0.0, "attempts": 0,
+                "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
+                "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
+                "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
+            }
+            return Record(trial_row, result, [], call.trial_exists)
         r = outcome.response
         cost = None
         if r is not None and (r.input_tokens is not None or r.output_tokens is not None):
             cost = ((r.input_tokens or 0) * model.input_per_mtok
                     + (r.output_tokens or 0) * model.output_per_mtok) / 1e6
+            self.stats.cost_usd += cost
         status = "ok" if r is not None else (
             "skipped" if outcome.error_kind == "skipped" else "error")
-        self.stats.done += 1
         if status == "ok":
             self.stats.ok += 1
         elif status == "skipped":
@@ -276,7 +378,8 @@ class Runner:
             "latency_ms": outcome.latency_ms, "cost_usd": cost,
             "attempts": len(outcome.attempts), "response_model": r.model if r else None,
             "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
-            "error": outcome.error, "cache_hit": False, "cache_source": None,
-            "finished_at": utcnow(),
+            "error": outcome.error, "cache_hit": False,
+            "cacheable": status == "ok" and self.spec.run.cache == "readwrite",
+            "cache_source": None, "finished_at": utcnow(),
         }
-        return Record(trial=trial_row, result=result, attempts=outcome.attempts)
+        return Record(trial_row, result, outcome.attempts, call.trial_exists)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RetryPolicy", "retry_after_s"]
+__all__ = ["RetryPolicy", "reset_wait_s", "retry_after_s"]
 
 RETRYABLE = frozenset({"rate_limit", "transient"})
 
@@ -57,3 +57,45 @@ class RetryPolicy:
             return min(server_wait, self.backoff_max_s)
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         return rng.uniform(ceiling / 2, ceiling)
+
+
+def _duration_s(text: str) -> float | None:
+    """OpenAI's reset format: '1s', '6m0s', '20ms', '1h2m3.5s'."""
+    total, number = 0.0, ""
+    i = 0
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    matched = False
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number, matched = "", True
+        i += len(unit)
+    return total if matched and not number else None
+
+
+def reset_wait_s(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Wait implied by the providers' rate-limit reset headers (used on a 429 only)."""
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        value = headers.get(name)
+        if value:
+            parsed = _duration_s(value.strip())
+            if parsed is not None:
+                return parsed
+    for name in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"):
+        value = headers.get(name)
+        if value:
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return None

@@ -79,6 +79,8 @@ class TrialRow(Base):
     row_json: Mapped[str] = mapped_column(Text)
     repeat: Mapped[int] = mapped_column(Integer)
     messages_json: Mapped[str] = mapped_column(Text)
+    endpoint: Mapped[str] = mapped_column(String(500))
+    cache_key: Mapped[str] = mapped_column(String(64), index=True)
 
     __table_args__ = (Index("ix_trials_run_key", "run_id", "key", unique=True),)
 
@@ -127,6 +129,7 @@ class Result(Base):
     error_kind: Mapped[str | None] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    cacheable: Mapped[bool] = mapped_column(Boolean, default=False)
     cache_source: Mapped[str | None] = mapped_column(String(100))
     finished_at: Mapped[datetime] = mapped_column(DateTime)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
 from promptlab.store.models import Artifact, Attempt, Result, Run, RunArtifact, TrialRow
@@ -31,6 +31,7 @@ class Record:
     trial: dict[str, Any]
     result: dict[str, Any]
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    trial_exists: bool = False  # resuming a trial whose error result was cleared
 
 
 class Store:
@@ -64,11 +65,59 @@ class Store:
         if not records:
             return
         attempts = [a for r in records for a in r.attempts]
+        trials = [r.trial for r in records if not r.trial_exists]
         with self.engine.begin() as conn:
-            conn.execute(insert(TrialRow), [r.trial for r in records])
+            if trials:
+                conn.execute(insert(TrialRow), trials)
             if attempts:
                 conn.execute(insert(Attempt), attempts)
             conn.execute(insert(Result), [r.result for r in records])
+
+    def lookup_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored fresh ok results for these request fingerprints (the newest of each)."""
+        if not keys:
+            return {}
+        stmt = (select(TrialRow.cache_key, Result.run_id, Result.idx, Result.output,
+                       Result.finish_reason, Result.input_tokens, Result.output_tokens,
+                       Result.response_model, Result.fingerprint, Result.finished_at)
+                .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
+                .where(TrialRow.cache_key.in_(list(set(keys))), Result.status == "ok",
+                       Result.cacheable.is_(True)))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                prev = found.get(row.cache_key)
+                if prev is None or row.finished_at > prev["finished_at"]:
+                    found[row.cache_key] = row._asdict()
+        return found
+
+    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
+        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
+
+        Error and skipped results are cleared so those trials run again; their attempts stay,
+        and new attempts are numbered after them.
+        """
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(select(Result.idx, Result.status, Result.cost_usd)
+                                     .where(Result.run_id == run_id)))
+            retry = [r.idx for r in rows if r.status != "ok"]
+            if retry:
+                for i in range(0, len(retry), 500):
+                    conn.execute(delete(Result).where(Result.run_id == run_id,
+                                                      Result.idx.in_(retry[i:i + 500])))
+            counts = dict(conn.execute(
+                select(Attempt.idx, func.max(Attempt.number)).where(Attempt.run_id == run_id)
+                .group_by(Attempt.idx)).all())
+            existing = set(conn.scalars(select(TrialRow.idx).where(TrialRow.run_id == run_id)))
+        done = {r.idx for r in rows if r.status == "ok"}
+        cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
+        started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
+        return done, started, cost
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(status=status,
+                                                                     finished_at=None))
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.engine.begin() as conn:

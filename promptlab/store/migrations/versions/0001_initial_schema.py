@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 08:19:13.442075
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def upgrade() -> None:
         sa.Column("row_json", sa.Text(), nullable=False),
         sa.Column("repeat", sa.Integer(), nullable=False),
         sa.Column("messages_json", sa.Text(), nullable=False),
+        sa.Column("endpoint", sa.String(length=500), nullable=False),
+        sa.Column("cache_key", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["runs.id"],
@@ -87,6 +89,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "idx"),
     )
     with op.batch_alter_table("trials", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_trials_cache_key"), ["cache_key"], unique=False)
         batch_op.create_index("ix_trials_run_key", ["run_id", "key"], unique=True)
 
     op.create_table(
@@ -127,6 +130,7 @@ def upgrade() -> None:
         sa.Column("error_kind", sa.String(length=20), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("cache_hit", sa.Boolean(), nullable=False),
+        sa.Column("cacheable", sa.Boolean(), nullable=False),
         sa.Column("cache_source", sa.String(length=100), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -159,6 +163,7 @@ def downgrade() -> None:
     op.drop_table("attempts")
     with op.batch_alter_table("trials", schema=None) as batch_op:
         batch_op.drop_index("ix_trials_run_key")
+        batch_op.drop_index(batch_op.f("ix_trials_cache_key"))
 
     op.drop_table("trials")
     op.drop_table("run_artifacts")

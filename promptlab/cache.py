@@ -1,0 +1,35 @@
+"""Request fingerprints: the cache key, and the fields it is made of.
+
+A fingerprint is the sha256 of the canonical JSON of what can change an answer: provider,
+endpoint identity (a managed server's, not its random port), model, rendered messages,
+params and the repeat index (so repeats are distinct samples). Concurrency, timeouts,
+retries and budgets are left out. The database is the cache: a hit is a stored fresh ok
+result with the same fingerprint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptlab.canonical import hash_value
+from promptlab.spec import ModelSpec
+
+__all__ = ["fingerprint", "fingerprint_fields", "estimate_tokens"]
+
+
+def fingerprint_fields(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
+                       repeat: int) -> dict[str, Any]:
+    return {"provider": model.provider, "endpoint": model.endpoint_identity(),
+            "model": model.model, "messages": messages, "params": params, "repeat": repeat}
+
+
+def fingerprint(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
+                repeat: int) -> str:
+    return hash_value(fingerprint_fields(model, messages, params, repeat))
+
+
+def estimate_tokens(messages: list[dict[str, str]], params: dict[str, Any]) -> int:
+    """A rough budget estimate: ~4 characters a token in, max_tokens (or 256) out."""
+    chars = sum(len(m["content"]) for m in messages)
+    out = params.get("max_tokens") or params.get("max_completion_tokens") or 256
+    return chars // 4 + 4 * len(messages) + int(out)

@@ -1,0 +1,88 @@
+"""Rebuild a run's experiment from the database alone, and check it against the disk.
+
+The database holds the fully resolved config, the overrides and the contents of every
+template and dataset file, so a run can be resumed or reproduced in an empty directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from sqlalchemy import Engine, select
+
+from promptlab.canonical import sha256_hex
+from promptlab.config.loading import LoadedConfig, load, validate
+from promptlab.errors import UserError
+from promptlab.experiment import Prepared, prepare
+from promptlab.store.models import Artifact, RunArtifact
+from promptlab.store.queries import RunInfo, get_run
+
+__all__ = ["stored_artifacts", "from_database", "config_differences", "check_against_disk",
+           "RESULT_NEUTRAL_KEYS"]
+
+# Settings that cannot change an answer: a resume may change them.
+RESULT_NEUTRAL_KEYS = ("run", "db")
+
+
+def stored_artifacts(engine: Engine, run_id: str) -> dict[str, str]:
+    stmt = (select(RunArtifact.name, Artifact.content)
+            .join(Artifact, Artifact.sha256 == RunArtifact.sha256)
+            .where(RunArtifact.run_id == run_id))
+    with engine.connect() as conn:
+        return {name: content for name, content in conn.execute(stmt)}
+
+
+def from_database(engine: Engine, run_id: str, overrides: list[str] | None = None,
+                  check_api_keys: bool = True) -> tuple[RunInfo, Prepared]:
+    """The run's experiment as it was, plus `overrides` of run.* settings only."""
+    info = get_run(engine, run_id)
+    config: dict[str, Any] = info.config
+    choices = info.manifest.get("choices", {})
+    config_dir = Path(info.manifest.get("project_dir", ".")) / "experiments"
+    if overrides:
+        bad = [o for o in overrides if not o.lstrip("+").startswith("run.")]
+        if bad:
+            raise UserError(f"{bad[0]}: only run.* settings can change when resuming a run; "
+                            "start a new run to change the experiment")
+        merged = OmegaConf.merge(OmegaConf.create(config),
+                                 OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        config = validate(merged, choices, config_dir)  # type: ignore[arg-type]
+    loaded = LoadedConfig(config, tuple(info.overrides), choices, config_dir)
+    prepared = prepare(loaded, stored=stored_artifacts(engine, run_id),
+                       check_api_keys=check_api_keys)
+    return info, prepared
+
+
+def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += config_differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _neutral(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESULT_NEUTRAL_KEYS}
+
+
+def check_against_disk(info: RunInfo, prepared: Prepared, experiments: Path | None) -> None:
+    """Refuse to resume when the experiment on disk no longer matches the stored run."""
+    if experiments is None or not (experiments / "config.yaml").is_file():
+        return
+    current = load(experiments, list(info.overrides))
+    diffs = config_differences(_neutral(info.config), _neutral(current.config))
+    if diffs:
+        raise UserError(
+            f"{experiments / 'config.yaml'}: run {info.id} was made with a different config "
+            f"({', '.join(diffs[:3])} changed); restore it, or start a new run with "
+            "'promptlab run' (finished calls come from the cache)")
+    disk = prepare(current, check_api_keys=False).artifacts
+    for name, content in prepared.artifacts.items():
+        if name in disk and sha256_hex(disk[name]) != sha256_hex(content):
+            raise UserError(
+                f"{name.split(':', 1)[1]}: changed since run {info.id}; restore it, or start "
+                "a new run with 'promptlab run' (finished calls come from the cache)")
