@@ -24,10 +24,12 @@ from rich.progress import (
 from sqlalchemy import Engine
 
 from promptlab.config.loading import LoadedConfig, source_file
+from promptlab.errors import UserError
 from promptlab.experiment import Prepared, prepare
 from promptlab.grid import Plan
 from promptlab.manifest import collect_manifest
 from promptlab.rebuild import check_against_disk, from_database
+from promptlab.redaction import Scrubber
 from promptlab.runner import Runner, RunStats
 from promptlab.servers.managed import managed_servers
 from promptlab.store import Store, open_engine, resolve_url
@@ -114,7 +116,7 @@ def run_experiment(
     manifest = {**collect_manifest(loaded.root), "choices": loaded.choices}
     store.create_run(run_id=run_id, name=prepared.spec.name, planned=len(Plan(prepared.spec)),
                      config=loaded.config, overrides=loaded.overrides, manifest=manifest,
-                     artifacts=prepared.artifacts)
+                     artifacts=prepared.artifacts, scrub=Scrubber(prepared.spec.models))
     show = prepared.spec.run.progress if progress is None else progress
     try:
         stats, status = _execute(prepared, loaded, store, run_id, client=client,
@@ -140,6 +142,11 @@ def resume_run(
     info, prepared = from_database(engine, run_id, overrides)
     check_against_disk(info, prepared, experiments)
     store = Store(engine)
+    plan = Plan(prepared.spec)
+    for idx, key in store.stored_keys(run_id).items():
+        if idx >= len(plan) or plan.trial(idx).key != key:
+            raise UserError(f"run {run_id}: the plan rebuilt from the database does not match "
+                            f"its stored trial {idx}; it cannot be resumed, start a new run")
     done, started, cost = store.progress_of(run_id)
     store.set_status(run_id, "running")
     show = prepared.spec.run.progress if progress is None else progress

@@ -120,6 +120,8 @@ class Runner:
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
+        self._reserved = 0.0  # estimated cost of calls sent but not finished
+        self._finished_one = asyncio.Event()
 
     # -- orchestration -------------------------------------------------------------------
 
@@ -231,13 +233,28 @@ class Runner:
             if run.max_calls is not None and self.stats.calls >= run.max_calls:
                 self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
                 return False
+            reserve = self._estimated_cost(call)
+            if run.max_cost_usd is not None:
+                # Hold back while calls in flight could take the run over budget.
+                while (self._reserved > 1e-12
+                       and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
+                    self._finished_one.clear()
+                    await self._finished_one.wait()
             if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
                 self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
                                           f"(${self.stats.cost_usd:.4f} spent)")
                 return False
             self.stats.calls += 1
+            self._reserved += reserve
             await queue.put(call)
         return True
+
+    def _estimated_cost(self, call: Call) -> float:
+        m = call.trial.model
+        if not (m.input_per_mtok or m.output_per_mtok):
+            return 0.0
+        out = int(call.trial.params.get("max_tokens") or 256)
+        return ((call.est_tokens - out) * m.input_per_mtok + out * m.output_per_mtok) / 1e6
 
     async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue[Call | None]) -> None:
         while True:
@@ -249,7 +266,9 @@ class Runner:
                 outcome = _Outcome(None, [], None, "skipped", endpoint.stopped)
             else:
                 outcome = await self._send(client, call, endpoint)
+            self._reserved -= self._estimated_cost(call)
             self._emit(self._record(call, outcome))
+            self._finished_one.set()
 
     # -- one trial -------------------------------------------------------------------------
 
@@ -336,8 +355,10 @@ class Runner:
         trial_row = {
             "run_id": self.run_id, "idx": trial.index, "key": trial.key,
             "model_alias": model.alias, "provider": model.provider, "model": model.model,
-            "prompt": trial.prompt.name, "params_json": json.dumps(trial.params, sort_keys=True),
-            "row_id": trial.row.id, "row_json": json.dumps(trial.row.data, sort_keys=True),
+            "prompt": trial.prompt.name,
+            "params_json": self._scrub(json.dumps(trial.params, sort_keys=True)),
+            "row_id": trial.row.id, "row_json": self._scrub(json.dumps(trial.row.data,
+                                                                         sort_keys=True)),
             "repeat": trial.repeat, "messages_json": self._scrub(json.dumps(call.messages)),
             "endpoint": model.endpoint_identity(), "cache_key": call.cache_key,
         }

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ["RetryPolicy", "reset_wait_s", "retry_after_s"]
 
+MAX_SERVER_WAIT_S = 600.0
 RETRYABLE = frozenset({"rate_limit", "transient"})
 
 
@@ -54,7 +55,8 @@ class RetryPolicy:
     def delay(self, attempt: int, server_wait: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if server_wait is not None:
-            return min(server_wait, self.backoff_max_s)
+            # The server knows when it will take us back: waiting less earns another 429.
+            return min(server_wait, MAX_SERVER_WAIT_S)
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
         return rng.uniform(ceiling / 2, ceiling)
 

@@ -23,7 +23,8 @@ def _fields(row: Any) -> dict[str, Any]:
 
 def trial_detail(engine: Engine, run_id: str, ref: str) -> dict[str, Any]:
     """A trial by index or key prefix, with its fingerprint fields and result."""
-    stmt = select(TrialRow, Result.status, Result.cache_hit, Result.cache_source).join(
+    stmt = select(*TrialRow.__table__.c, Result.status, Result.cache_hit,
+                  Result.cache_source).join(
         Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx), isouter=True
     ).where(TrialRow.run_id == run_id)
     stmt = stmt.where(TrialRow.idx == int(ref)) if ref.isdigit() else stmt.where(
@@ -35,22 +36,22 @@ def trial_detail(engine: Engine, run_id: str, ref: str) -> dict[str, Any]:
                         "a prefix of its key")
     if len(rows) > 1:
         raise UserError(f"trial '{ref}' is ambiguous in run {run_id}; give more of its key")
-    t, status, hit, source = rows[0]
+    t = rows[0]
     return {"run_id": t.run_id, "idx": t.idx, "key": t.key, "cache_key": t.cache_key,
             "row_id": t.row_id, "prompt": t.prompt, "model_alias": t.model_alias,
-            "status": status, "cache_hit": bool(hit), "cache_source": source,
+            "status": t.status, "cache_hit": bool(t.cache_hit), "cache_source": t.cache_source,
             "fields": _fields(t)}
 
 
 def cache_candidates(engine: Engine, trial: dict[str, Any], limit: int = 500
                      ) -> list[dict[str, Any]]:
     """Stored trials that could have served this one: same dataset row, other positions."""
-    stmt = (select(TrialRow, Result.status, Result.cacheable, Result.cache_hit)
+    stmt = (select(*TrialRow.__table__.c, Result.status, Result.cacheable, Result.cache_hit)
             .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
             .where(TrialRow.row_id == trial["row_id"])
             .where((TrialRow.run_id != trial["run_id"]) | (TrialRow.idx != trial["idx"]))
             .order_by(Result.finished_at.desc()).limit(limit))
     with engine.connect() as conn:
-        return [{"run_id": t.run_id, "idx": t.idx, "cache_key": t.cache_key, "status": status,
-                 "cacheable": bool(cacheable), "cache_hit": bool(hit), "fields": _fields(t)}
-                for t, status, cacheable, hit in conn.execute(stmt)]
+        return [{"run_id": t.run_id, "idx": t.idx, "cache_key": t.cache_key, "status": t.status,
+                 "cacheable": bool(t.cacheable), "cache_hit": bool(t.cache_hit),
+                 "fields": _fields(t)} for t in conn.execute(stmt)]

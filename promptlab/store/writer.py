@@ -7,7 +7,7 @@ point leaves every committed trial whole (its trial row, attempts and result tog
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,13 +41,17 @@ class Store:
     def create_run(self, *, run_id: str, name: str, planned: int, config: dict[str, Any],
                    overrides: Sequence[str], manifest: dict[str, Any],
                    artifacts: dict[str, str], parent_run_id: str | None = None,
-                   sweep_id: str | None = None) -> None:
-        config_json = json.dumps(config, sort_keys=True)
+                   sweep_id: str | None = None,
+                   scrub: Callable[[str | None], str | None] = lambda s: s) -> None:
+        """Record a new run; `scrub` removes secrets from everything stored."""
+        artifacts = {n: scrub(c) or "" for n, c in artifacts.items()}
+        # Insertion order is kept: the plan's order of models and prompts follows it.
+        config_json = scrub(json.dumps(config)) or ""
         with self.engine.begin() as conn:
             conn.execute(insert(Run).values(
                 id=run_id, name=name, status="running", created_at=utcnow(), finished_at=None,
                 planned=planned, config_json=config_json,
-                overrides_json=json.dumps(list(overrides)),
+                overrides_json=scrub(json.dumps(list(overrides))),
                 config_sha256=sha256_hex(config_json), manifest_json=json.dumps(manifest),
                 parent_run_id=parent_run_id, sweep_id=sweep_id))
             if artifacts:
@@ -113,6 +117,11 @@ class Store:
         cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
         started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
         return done, started, cost
+
+    def stored_keys(self, run_id: str) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(TrialRow.idx, TrialRow.key)
+                                     .where(TrialRow.run_id == run_id)).all())
 
     def set_status(self, run_id: str, status: str) -> None:
         with self.engine.begin() as conn:

@@ -26,7 +26,7 @@ from aiohttp import web
 
 __all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve"]
 
-_MARKER = re.compile(r"MOCK_FAULT=(429|500|529|slow|drop|malformed)")
+_MARKER = re.compile(r"MOCK_FAULT=(400|429|500|529|slow|drop|malformed)")
 FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed")
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
@@ -142,6 +142,8 @@ def build_app(config: MockConfig | None = None) -> web.Application:
             return web.json_response(
                 {"error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
                 headers={"retry-after": f"{state.config.retry_after_s:g}"})
+        if fault == "400":
+            return web.json_response({"error": {"message": "bad request"}}, status=400)
         if fault == "500":
             return web.json_response({"error": {"message": "internal error"}}, status=500)
         if fault == "529":

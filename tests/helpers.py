@@ -1,0 +1,58 @@
+"""Test helpers: run a project's experiment in-process with injected clock, sleep and client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from promptlab.config.loading import load
+from promptlab.experiment import Prepared, prepare
+from promptlab.runner import Runner, RunStats
+from promptlab.store import Store, open_engine, resolve_url
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def prepared_for(project: Path, *overrides: str) -> Prepared:
+    return prepare(load(project / "experiments", list(overrides)))
+
+
+def run_with(project: Path, handler: Callable[[httpx.Request], httpx.Response],
+             *overrides: str, clock: FakeClock | None = None, db: str = "results.db",
+             run_id: str = "r1") -> tuple[RunStats, Store]:
+    prepared = prepared_for(project, *overrides)
+    store = Store(open_engine(resolve_url(str(project / db))))
+    store.create_run(run_id=run_id, name="t", planned=0, config=prepared.loaded.config,
+                     overrides=list(overrides), manifest={}, artifacts=prepared.artifacts)
+    clock = clock or FakeClock()
+
+    async def go() -> RunStats:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            runner = Runner(prepared, store, run_id, client=client, sleep=clock.sleep,
+                            clock=clock)
+            return await runner.run()
+
+    return asyncio.run(go()), store
+
+
+def ok_chat(text: str = "fine") -> httpx.Response:
+    return httpx.Response(200, json={"model": "m", "choices": [
+        {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
