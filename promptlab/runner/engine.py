@@ -282,7 +282,8 @@ class Runner:
             self._headers_json[model.alias] = headers_json
         url = self._urls.get(http.url)
         if url is None:
-            url = self._urls[http.url] = self._scrub(redact_url(http.url, model.secret_params)) or ""
+            url = self._scrub(redact_url(http.url, model.secret_params)) or ""
+            self._urls[http.url] = url
         body_text = self._scrub(http.body.decode("utf-8"))
         attempts: list[dict[str, Any]] = []
         number = call.prior_attempts
