@@ -53,18 +53,26 @@ def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
     server = cfg.get("server")
     server_spec = None
     if server is not None:
-        if server["kind"] not in ("mock", "command"):
+        if server["kind"] not in ("mock", "command", "llamacpp"):
             raise UserError(f"{where}: models.{alias}.server.kind: unknown kind "
-                            f"'{server['kind']}'; use mock or command")
+                            f"'{server['kind']}'; use mock, llamacpp or command")
         if server["kind"] == "command" and not server["command"]:
             raise UserError(f"{where}: models.{alias}.server.command is empty; give the command "
                             "line that starts the server, with {{port}} where the port goes")
         server_spec = ServerSpec(kind=server["kind"], command=tuple(server["command"]),
                                  ready_path=server["ready_path"],
                                  ready_timeout_s=server["ready_timeout_s"],
-                                 latency_ms=server["latency_ms"])
+                                 latency_ms=server["latency_ms"],
+                                 model_path=server["model_path"], n_ctx=server["n_ctx"],
+                                 n_parallel=server["n_parallel"], fallback=server["fallback"])
     elif not cfg.get("base_url") and cfg["provider"] not in ("openai", "anthropic"):
         raise UserError(f"{where}: models.{alias}.base_url is required; set the API's URL")
+    if cfg["endpoint"] not in ("chat", "completions"):
+        raise UserError(f"{where}: models.{alias}.endpoint: '{cfg['endpoint']}' is not an "
+                        "endpoint; use chat or completions")
+    if cfg["provider"] == "http" and cfg.get("http") is None:
+        raise UserError(f"{where}: models.{alias}.http is required for provider http; give "
+                        "at least http.body and http.output_path")
     price = cfg.get("price") or {}
     return ModelSpec(
         alias=alias, provider=cfg["provider"], model=cfg["model"], base_url=cfg.get("base_url"),
@@ -74,6 +82,7 @@ def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
         rpm=cfg.get("rpm"), tpm=cfg.get("tpm"), timeout_s=cfg.get("timeout_s"),
         server=server_spec, input_per_mtok=float(price.get("input_per_mtok", 0.0)),
         output_per_mtok=float(price.get("output_per_mtok", 0.0)),
+        endpoint=cfg["endpoint"], stream=cfg["stream"], http=cfg.get("http"),
     )
 
 

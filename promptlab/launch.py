@@ -31,7 +31,7 @@ from promptlab.manifest import collect_manifest
 from promptlab.rebuild import check_against_disk, from_database
 from promptlab.redaction import Scrubber
 from promptlab.runner import Runner, RunStats
-from promptlab.servers.managed import managed_servers
+from promptlab.servers.managed import managed_servers, resolve_fallbacks
 from promptlab.store import Store, open_engine, resolve_url
 
 __all__ = ["RunOutcome", "new_run_id", "run_experiment", "resume_run"]
@@ -74,7 +74,8 @@ def _execute(prepared: Prepared, loaded: LoadedConfig, store: Store, run_id: str
              prior_cost: float = 0.0) -> tuple[RunStats, str]:
     where = {m.alias: source_file(f"models.{m.alias}", loaded.choices, loaded.config_dir)
              for m in prepared.spec.models}
-    with managed_servers(prepared.spec, where) as live_spec:
+    spec = resolve_fallbacks(prepared.spec, lambda text: console.print(f"[yellow]note:[/] {text}"))
+    with managed_servers(spec, where) as live_spec:
         runner = Runner(replace(prepared, spec=live_spec), store, run_id, client=client)
         view = _ProgressView(console, runner.stats.planned) if show else None
         runner.on_progress = view

@@ -26,6 +26,10 @@ class ServerSpec:
     ready_path: str = "/v1/models"
     ready_timeout_s: float = 60.0
     latency_ms: float = 0.0
+    model_path: str | None = None
+    n_ctx: int = 2048
+    n_parallel: int = 2
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,23 @@ class ModelSpec:
     server: ServerSpec | None = None
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    endpoint: str = "chat"  # openai: chat (/chat/completions) or completions (/completions)
+    stream: bool = False
+    http: dict[str, Any] | None = field(default=None, hash=False)
 
     def endpoint_identity(self) -> str:
         """Where requests go, stable across runs: a managed server's port changes each run."""
         if self.server is not None:
-            return f"managed:{self.server.kind}:{' '.join(self.server.command)}"
+            detail = " ".join(self.server.command) or (self.server.model_path or "")
+            return f"managed:{self.server.kind}:{detail}"
         return self.base_url or self.provider
 
     def identity(self) -> dict[str, Any]:
         """What about the model defines a trial (not limits, timeouts or secrets)."""
-        return {"alias": self.alias, "provider": self.provider, "model": self.model}
+        out = {"alias": self.alias, "provider": self.provider, "model": self.model}
+        if self.endpoint != "chat":
+            out["endpoint"] = self.endpoint
+        return out
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from promptlab.errors import ProviderError
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.spec import ModelSpec
 
+M = ModelSpec("m", "openai", "x", None)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
@@ -23,7 +24,7 @@ def test_openai_request_and_response() -> None:
     body = {"model": "gpt-x-2024", "system_fingerprint": "fp1", "choices": [
         {"message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
-    r = p.parse_response(200, json.dumps(body).encode())
+    r = p.parse_response(M, 200, json.dumps(body).encode())
     assert (r.text, r.finish_reason, r.input_tokens, r.output_tokens, r.model, r.fingerprint) == (
         "Hello", "stop", 5, 1, "gpt-x-2024", "fp1")
 
@@ -37,7 +38,7 @@ def test_anthropic_moves_system_out_of_messages_and_requires_max_tokens() -> Non
     assert body["system"] == "Be brief." and body["messages"] == MESSAGES[1:]
     assert body["max_tokens"] == 1024
     assert http.headers["x-api-key"] == "sk-ant" and "anthropic-version" in http.headers
-    r = p.parse_response(200, json.dumps({
+    r = p.parse_response(M, 200, json.dumps({
         "model": "claude-3", "content": [{"type": "text", "text": "Hi"}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}).encode())
     assert (r.text, r.finish_reason, r.input_tokens, r.output_tokens) == ("Hi", "end_turn", 3, 1)
@@ -51,13 +52,13 @@ def test_anthropic_moves_system_out_of_messages_and_requires_max_tokens() -> Non
     ("anthropic", 500, b'{"error": {"type": "overloaded_error"}}', "rate_limit"),
 ])
 def test_failure_classification(provider: str, status: int, body: bytes, kind: str) -> None:
-    assert get_provider(provider).classify(status, body) == kind
+    assert get_provider(provider).classify(M, status, body) == kind
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_malformed_bodies_are_transient_provider_errors(provider: str) -> None:
     with pytest.raises(ProviderError) as info:
-        get_provider(provider).parse_response(200, b'{"choices": [')
+        get_provider(provider).parse_response(M, 200, b'{"choices": [')
     assert info.value.kind == "transient"
 
 
@@ -74,4 +75,4 @@ def test_request_goes_through_an_httpx_transport_unchanged() -> None:
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         resp = client.request(http.method, http.url, headers=http.headers, content=http.body)
     assert seen[0].content == http.body and "authorization" not in seen[0].headers
-    assert p.parse_response(resp.status_code, resp.content).text == "ok"
+    assert p.parse_response(M, resp.status_code, resp.content).text == "ok"

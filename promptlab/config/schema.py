@@ -28,8 +28,10 @@ __all__ = [
 class ServerConfig:
     """A local server promptlab starts for the run and stops afterwards.
 
-    kind: ``mock`` (the built-in mock LLM server) or ``command`` (any command line;
-    ``{port}`` in it is replaced by a free port on 127.0.0.1).
+    kind: ``mock`` (the built-in mock LLM server), ``llamacpp`` (llama.cpp's server from
+    the ``local`` extra, on ``model_path`` or the packaged Gemma 3 270M) or ``command`` (any
+    command line; ``{port}`` becomes a free port on 127.0.0.1, ``{python}`` this Python).
+    ``fallback: mock`` runs the mock instead, with a hint, when llama.cpp is not installed.
     """
 
     kind: str = "mock"
@@ -37,12 +39,39 @@ class ServerConfig:
     ready_path: str = "/v1/models"
     ready_timeout_s: float = 60.0
     latency_ms: float = 0.0
+    model_path: str | None = None
+    n_ctx: int = 2048
+    n_parallel: int = 2
+    fallback: str | None = None
 
 
 @dataclass
 class PriceConfig:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+
+
+@dataclass
+class HttpConfig:
+    """The generic HTTP provider: any JSON REST API, no code.
+
+    ``body`` is a Jinja2 template rendering the JSON request from ``messages``, ``params``,
+    ``model`` and ``prompt`` (all messages' text joined); paths are dotted, with list
+    indexes as numbers (``candidates.0.content.parts.0.text``). ``retry_on`` maps status
+    codes to rate_limit, transient, auth or fatal.
+    """
+
+    method: str = "POST"
+    path: str = ""
+    body: str = MISSING
+    output_path: str = MISSING
+    input_tokens_path: str | None = None
+    output_tokens_path: str | None = None
+    model_path: str | None = None
+    finish_reason_path: str | None = None
+    api_key_header: str | None = None
+    api_key_param: str | None = None
+    retry_on: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +90,9 @@ class ModelConfig:
     timeout_s: float | None = None
     server: ServerConfig | None = None
     price: PriceConfig = field(default_factory=PriceConfig)
+    endpoint: str = "chat"
+    stream: bool = False
+    http: HttpConfig | None = None
 
 
 @dataclass

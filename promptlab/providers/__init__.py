@@ -10,6 +10,7 @@ from promptlab.providers.base import (
     ProviderRequest,
     ProviderResponse,
 )
+from promptlab.providers.http import HttpProvider
 from promptlab.providers.openai import OpenAIProvider
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
 _REGISTRY: dict[str, Provider] = {
     "openai": OpenAIProvider(),
     "anthropic": AnthropicProvider(),
+    "http": HttpProvider(),
 }
 
 

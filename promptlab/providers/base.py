@@ -19,6 +19,7 @@ __all__ = [
     "Provider",
     "ProviderRequest",
     "ProviderResponse",
+    "StreamParser",
     "classify_status",
     "dumps",
 ]
@@ -57,18 +58,36 @@ class ProviderResponse:
     fingerprint: str | None = None
 
 
+class StreamParser(Protocol):
+    """Reads a server-sent-event stream one ``data:`` payload at a time."""
+
+    def feed(self, data: str) -> str:
+        """Take one event's data; return the text it adds ('' for none).
+
+        Raises ProviderError for an error event (e.g. Anthropic's overloaded_error)."""
+        ...
+
+    def result(self) -> ProviderResponse:
+        """The assembled response, as the non-streaming call would have returned it.
+
+        Raises ProviderError (transient) when the stream ended before it was complete."""
+        ...
+
+
 class Provider(Protocol):
     name: str
     default_base_url: str
 
+    def stream_parser(self) -> StreamParser: ...
+
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest: ...
 
-    def parse_response(self, status: int, body: bytes) -> ProviderResponse:
+    def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
         """Parse a 2xx body; raise ProviderError for a body that makes no sense."""
         ...
 
-    def classify(self, status: int, body: bytes) -> ErrorKind: ...
+    def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind: ...
 
 
 def classify_status(status: int) -> ErrorKind:

@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, llama.cpp, ...)."""
+"""OpenAI Chat Completions and Completions, and every server that speaks them (vLLM,
+Ollama, llama.cpp, LM Studio, ...), streaming or not."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from promptlab.providers.base import (
 )
 from promptlab.spec import ModelSpec
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAIProvider", "OpenAIStream"]
+
+
+def completion_prompt(messages: list[dict[str, str]]) -> str:
+    """A text-completion prompt: the messages' contents, in order, one after another."""
+    return "\n".join(m["content"] for m in messages)
 
 
 class OpenAIProvider:
@@ -26,24 +32,38 @@ class OpenAIProvider:
 
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest:
-        body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        body: dict[str, Any] = {"model": request.model}
+        if model.endpoint == "completions":
+            body["prompt"] = completion_prompt(request.messages)
+            path = "/completions"
+        else:
+            body["messages"] = request.messages
+            path = "/chat/completions"
         body.update(request.params)
+        if model.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         headers = base_headers(model)
+        if model.stream:
+            headers["accept"] = "text/event-stream"
         secret = set(model.secret_headers)
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
             secret.add("authorization")
         base = (model.base_url or self.default_base_url).rstrip("/")
-        return HttpRequest("POST", f"{base}/chat/completions", headers, dumps(body),
+        return HttpRequest("POST", base + path, headers, dumps(body),
                            frozenset(h.lower() for h in secret))
 
-    def parse_response(self, status: int, body: bytes) -> ProviderResponse:
+    def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
         try:
             data = json.loads(body)
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            if "message" in choice:
+                text = choice["message"].get("content") or ""
+            else:
+                text = choice["text"]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"malformed chat completion: {type(exc).__name__}: {exc}",
+            raise ProviderError(f"malformed completion: {type(exc).__name__}: {exc}",
                                 "transient") from None
         usage = data.get("usage") or {}
         return ProviderResponse(
@@ -55,5 +75,54 @@ class OpenAIProvider:
             fingerprint=data.get("system_fingerprint"),
         )
 
-    def classify(self, status: int, body: bytes) -> ErrorKind:
+    def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
+
+    def stream_parser(self) -> OpenAIStream:
+        return OpenAIStream()
+
+
+class OpenAIStream:
+    """Chat (``delta.content``) and text (``text``) completion chunks, then ``[DONE]``."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.model: str | None = None
+        self.fingerprint: str | None = None
+        self.done = False
+
+    def feed(self, data: str) -> str:
+        if data.strip() == "[DONE]":
+            self.done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ProviderError("malformed stream chunk", "transient") from None
+        if "error" in chunk:
+            raise ProviderError(f"stream error: {chunk['error']}", "transient")
+        self.model = chunk.get("model") or self.model
+        self.fingerprint = chunk.get("system_fingerprint") or self.fingerprint
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        text = ""
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta")
+            piece = (delta.get("content") if isinstance(delta, dict) else choice.get("text"))
+            if piece:
+                text += piece
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        if text:
+            self.parts.append(text)
+        return text
+
+    def result(self) -> ProviderResponse:
+        if not self.done:
+            raise ProviderError("stream ended before [DONE]", "transient")
+        return ProviderResponse("".join(self.parts), self.finish_reason,
+                                self.usage.get("prompt_tokens"),
+                                self.usage.get("completion_tokens"), self.model,
+                                self.fingerprint)

@@ -75,6 +75,8 @@ class _Outcome:
     error_kind: str | None
     error: str | None
     cache: dict[str, Any] | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
 
 
 class Runner:
@@ -157,11 +159,12 @@ class Runner:
             await asyncio.gather(writer, return_exceptions=True)
             if ticker is not None:
                 ticker.cancel()
-            # Whatever finished is committed, even on Ctrl-C.
-            batch, self._pending = self._pending, []
-            self.store.write(batch)
             if own_client:
                 await asyncio.shield(client.aclose())
+            # Whatever finished is committed, even on Ctrl-C (a failed batch is retried here,
+            # and a database that still refuses it raises).
+            batch, self._pending = self._pending, []
+            self.store.write(batch)
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
             if self.on_progress:
@@ -181,7 +184,13 @@ class Runner:
             self._flush_now.clear()
             if self._pending:
                 batch, self._pending = self._pending, []
-                await asyncio.to_thread(self.store.write, batch)
+                try:
+                    await asyncio.to_thread(self.store.write, batch)
+                except asyncio.CancelledError:
+                    raise  # the thread finishes its own transaction
+                except Exception:
+                    self._pending[:0] = batch  # keep it for the final write
+                    raise
 
     def _emit(self, record: Record) -> None:
         self._pending.append(record)
@@ -303,18 +312,41 @@ class Runner:
             error: str | None = None
             wait: float | None = None
             parsed: ProviderResponse | None = None
+            ttft_ms: float | None = None
             try:
-                resp = await client.request(http.method, http.url, headers=http.headers,
-                                            content=http.body, timeout=timeout)
-                status, raw = resp.status_code, resp.content
+                if model.stream:
+                    async with client.stream(http.method, http.url, headers=http.headers,
+                                             content=http.body, timeout=timeout) as resp:
+                        status = resp.status_code
+                        if status >= 400:
+                            raw = await resp.aread()
+                        else:
+                            parser = provider.stream_parser()
+                            lines: list[str] = []
+                            try:
+                                async for line in resp.aiter_lines():
+                                    lines.append(line)
+                                    if line.startswith("data:"):
+                                        delta = parser.feed(line[5:].strip())
+                                        if delta and ttft_ms is None:
+                                            ttft_ms = (time.perf_counter() - t0) * 1000
+                            finally:
+                                raw = "\n".join(lines).encode("utf-8")
+                            parsed = parser.result()
+                else:
+                    resp = await client.request(http.method, http.url, headers=http.headers,
+                                                content=http.body, timeout=timeout)
+                    status, raw = resp.status_code, resp.content
                 if status >= 400:
-                    kind = provider.classify(status, raw)
+                    assert raw is not None
+                    kind = provider.classify(model, status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
                     wait = retry_after_s(resp.headers)
                     if wait is None and kind == "rate_limit":
                         wait = reset_wait_s(resp.headers)
-                else:
-                    parsed = provider.parse_response(status, raw)
+                elif parsed is None:
+                    assert raw is not None
+                    parsed = provider.parse_response(model, status, raw)
             except httpx.TimeoutException:
                 kind, error = "transient", f"timeout after {timeout:g}s"
             except httpx.TransportError as exc:
@@ -336,7 +368,13 @@ class Runner:
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
             if kind is None:
-                return _Outcome(parsed, attempts, duration_ms, None, None)
+                outcome = _Outcome(parsed, attempts, duration_ms, None, None)
+                if ttft_ms is not None and parsed is not None:
+                    outcome.ttft_ms = ttft_ms
+                    decode_s = (duration_ms - ttft_ms) / 1000
+                    if parsed.output_tokens and decode_s > 0:
+                        outcome.tokens_per_s = parsed.output_tokens / decode_s
+                return outcome
             if kind == "auth":
                 reason = (f"stopped after an auth failure on model '{model.alias}' "
                           f"({self._scrub(error)}); check its API key")
@@ -372,7 +410,8 @@ class Runner:
                 "run_id": self.run_id, "idx": trial.index, "status": "ok",
                 "output": hit["output"], "finish_reason": hit["finish_reason"],
                 "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
-                "latency_ms": None, "cost_usd": 0.0, "attempts": 0,
+                "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
+                "attempts": 0,
                 "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
                 "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
                 "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
@@ -397,7 +436,8 @@ class Runner:
             "output": r.text if r else None, "finish_reason": r.finish_reason if r else None,
             "input_tokens": r.input_tokens if r else None,
             "output_tokens": r.output_tokens if r else None,
-            "latency_ms": outcome.latency_ms, "cost_usd": cost,
+            "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
+            "tokens_per_s": outcome.tokens_per_s, "cost_usd": cost,
             "attempts": len(outcome.attempts), "response_model": r.model if r else None,
             "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
             "error": outcome.error, "cache_hit": False,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -45,10 +45,17 @@ class ManagedServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        parent = ["--parent-pid", str(os.getpid())]
         if self.spec.kind == "mock":
             return [sys.executable, "-m", "promptlab", "mock-server", "--port", str(self.port),
-                    "--latency-ms", f"{self.spec.latency_ms:g}", "--parent-pid", str(os.getpid())]
-        return [part.replace("{port}", str(self.port)) for part in self.spec.command]
+                    "--latency-ms", f"{self.spec.latency_ms:g}", *parent]
+        if self.spec.kind == "llamacpp":
+            model = ["--model", self.spec.model_path] if self.spec.model_path else []
+            return [sys.executable, "-m", "promptlab.servers.llamacpp", "--port", str(self.port),
+                    "--n-ctx", str(self.spec.n_ctx), "--n-parallel", str(self.spec.n_parallel),
+                    *model, *parent]
+        return [part.replace("{port}", str(self.port)).replace("{python}", sys.executable)
+                for part in self.spec.command]
 
     def start(self) -> None:
         cmd = self.command()
@@ -91,6 +98,26 @@ class ManagedServer:
             proc.wait(5)
 
 
+def resolve_fallbacks(spec: ExperimentSpec, notice: Callable[[str], None]) -> ExperimentSpec:
+    """Swap a llama.cpp server for the mock where the local extra is missing and the model
+    allows it (``fallback: mock``); raise a user error where it does not."""
+    from promptlab.servers.llamacpp import available
+
+    if available():
+        return spec
+    models = []
+    for m in spec.models:
+        if m.server is not None and m.server.kind == "llamacpp":
+            if m.server.fallback != "mock":
+                raise UserError(f"model '{m.alias}' needs llama.cpp's server: install it with "
+                                "pip install -e '.[local]'")
+            notice(f"model '{m.alias}': llama.cpp is not installed, so the built-in mock server "
+                   "answers instead; for the real local model run pip install -e '.[local]'")
+            m = replace(m, server=ServerSpec(kind="mock"))
+        models.append(m)
+    return replace(spec, models=tuple(models))
+
+
 @contextlib.contextmanager
 def managed_servers(spec: ExperimentSpec, where: dict[str, str]) -> Iterator[ExperimentSpec]:
     """Start every server the models ask for; yield the spec with their base URLs filled in."""
@@ -110,7 +137,11 @@ def managed_servers(spec: ExperimentSpec, where: dict[str, str]) -> Iterator[Exp
                 base = m.base_url.replace("{port}", str(server.port))
             else:
                 base = server.url + "/v1"
-            models.append(replace(m, base_url=base))
+            limit = m.max_concurrency
+            if limit is None and m.server.kind == "llamacpp":
+                # More in flight than the server has slots only measures its queue.
+                limit = m.server.n_parallel
+            models.append(replace(m, base_url=base, max_concurrency=limit))
         yield replace(spec, models=tuple(models))
     finally:
         for server in servers.values():

@@ -1,10 +1,12 @@
-"""A mock LLM server that is real HTTP: OpenAI Chat Completions, /v1/models, Anthropic Messages.
+"""A mock LLM server that is real HTTP: OpenAI chat and text completions, /v1/models,
+Anthropic Messages, and a Gemini-shaped generateContent; JSON or SSE streams.
 
 Outputs are deterministic functions of the request (`mock_reply`), so tests can predict
 them. Latency is configurable per server (``latency_ms``) and per request (header
 ``x-mock-latency-ms``). Faults are injected at configured rates (``faults``: 429 with
 Retry-After, 500, 529 overloaded, slow, drop, malformed) from a seeded random source, or
-on demand by a request whose last message contains ``MOCK_FAULT=<kind>``.
+on demand by a request whose prompt contains ``MOCK_FAULT=<kind>`` (also 400, and
+``midstream``: a stream that breaks after its first words).
 
 Counters at ``GET /_mock/stats``; received bodies at ``GET /_mock/requests``.
 """
@@ -12,24 +14,22 @@ Counters at ``GET /_mock/stats``; received bodies at ``GET /_mock/requests``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import re
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from promptlab.testing.mock_wire import answer, mock_reply, prompt_text, stream_frames
+
 __all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve"]
 
-_MARKER = re.compile(r"MOCK_FAULT=(400|429|500|529|slow|drop|malformed)")
+_MARKER = re.compile(r"MOCK_FAULT=(400|429|500|529|slow|drop|malformed|midstream)")
 FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed")
-_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 
 
 @dataclass
@@ -43,39 +43,12 @@ class MockConfig:
     keep_requests: int = 200_000
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-            return str(content)
-    return ""
-
-
-def mock_reply(body: dict[str, Any]) -> str:
-    """The deterministic output for a request body (OpenAI or Anthropic shaped).
-
-    It echoes the last user message and appends words chosen by a hash of the whole
-    request, so a change to any parameter changes the output.
-    """
-    prompt = _last_user_text(body.get("messages") or [])
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
-    tail = " ".join(_WORDS[b % len(_WORDS)] for b in digest[:3])
-    return f"{prompt[:200]} -> {tail}"
-
-
-def _count_tokens(text: str) -> int:
-    return max(1, len(text.split()))
-
-
 class _State:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
         self.counts: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
 
     def pick_fault(self, text: str) -> str | None:
         marker = _MARKER.search(text)
@@ -91,6 +64,46 @@ class _State:
 
 
 STATE = web.AppKey("state", _State)
+
+
+def _fault_response(fault: str, state: _State) -> web.Response | None:
+    if fault == "429":
+        return web.json_response(
+            {"error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
+            headers={"retry-after": f"{state.config.retry_after_s:g}"})
+    if fault == "400":
+        return web.json_response({"error": {"message": "bad request"}}, status=400)
+    if fault == "500":
+        return web.json_response({"error": {"message": "internal error"}}, status=500)
+    if fault == "529":
+        return web.json_response(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            status=529)
+    if fault == "malformed":
+        return web.Response(body=b'{"id": "broken", "choices": [', status=200,
+                            content_type="application/json")
+    return None
+
+
+async def _stream(request: web.Request, flavour: str, body: dict[str, Any],
+                  midstream: bool) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream",
+                                       "cache-control": "no-cache"})
+    await resp.prepare(request)
+    frames = stream_frames(flavour, body)
+    for i, frame in enumerate(frames):
+        if midstream and i == 3:
+            if flavour == "anthropic":  # Anthropic reports overload as an event mid-stream
+                await resp.write(b'event: error\ndata: {"type": "error", "error": {"type": '
+                                 b'"overloaded_error", "message": "Overloaded"}}\n\n')
+                await resp.write_eof()
+                return resp
+            assert request.transport is not None
+            request.transport.abort()  # others just drop the connection
+            raise asyncio.CancelledError
+        await resp.write(frame)
+    await resp.write_eof()
+    return resp
 
 
 def build_app(config: MockConfig | None = None) -> web.Application:
@@ -123,84 +136,48 @@ def build_app(config: MockConfig | None = None) -> web.Application:
             state.counts["status:400"] += 1
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
         if len(state.requests) < state.config.keep_requests:
-            state.requests.append({"path": request.path, "body": raw.decode("utf-8")})
+            state.requests.append({"path": request.path, "body": raw.decode("utf-8"),
+                                   "query": request.query_string})
         if state.config.api_key is not None:
-            given = request.headers.get("x-api-key") or request.headers.get(
-                "authorization", "").removeprefix("Bearer ")
+            given = (request.headers.get("x-api-key") or request.query.get("key")
+                     or request.headers.get("authorization", "").removeprefix("Bearer "))
             if given != state.config.api_key:
                 state.counts["status:401"] += 1
                 return web.json_response({"error": {"message": "invalid api key"}}, status=401)
         delay = float(request.headers.get("x-mock-latency-ms", state.config.latency_ms))
-        fault = state.pick_fault(_last_user_text(body.get("messages") or []))
+        fault = state.pick_fault(prompt_text(body))
         if fault:
             state.counts[f"fault:{fault}"] += 1
         if fault == "slow":
             delay = max(delay, state.config.slow_ms)
         if delay > 0:
             await asyncio.sleep(delay / 1000)
-        if fault == "429":
-            return web.json_response(
-                {"error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
-                headers={"retry-after": f"{state.config.retry_after_s:g}"})
-        if fault == "400":
-            return web.json_response({"error": {"message": "bad request"}}, status=400)
-        if fault == "500":
-            return web.json_response({"error": {"message": "internal error"}}, status=500)
-        if fault == "529":
-            return web.json_response(
-                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-                status=529)
         if fault == "drop":
             assert request.transport is not None
             request.transport.abort()
             raise asyncio.CancelledError
-        if fault == "malformed":
-            return web.Response(body=b'{"id": "broken", "choices": [', status=200,
-                                content_type="application/json")
+        failed = _fault_response(fault, state) if fault else None
+        if failed is not None:
+            return failed
         state.counts["status:200"] += 1
-        return web.json_response(_answer(flavour, body))
+        if body.get("stream") and flavour != "gemini":
+            return await _stream(request, flavour, body, fault == "midstream")
+        return web.json_response(answer(flavour, body))
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        return await handle(request, "openai")
-
-    async def messages(request: web.Request) -> web.StreamResponse:
-        return await handle(request, "anthropic")
+    def route(flavour: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await handle(request, flavour)
+        return handler
 
     app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/chat/completions", route("openai"))
+    app.router.add_post("/v1/completions", route("completions"))
+    app.router.add_post("/v1/messages", route("anthropic"))
+    app.router.add_post("/v1beta/models/{model}:generateContent", route("gemini"))
     app.router.add_get("/_mock/stats", stats)
     app.router.add_get("/_mock/requests", received)
     app.router.add_post("/_mock/reset", reset)
     return app
-
-
-def _answer(flavour: str, body: dict[str, Any]) -> dict[str, Any]:
-    text = mock_reply(body)
-    max_tokens = body.get("max_tokens")
-    words = text.split()
-    finish = "stop"
-    if isinstance(max_tokens, int) and len(words) > max_tokens:
-        text, finish = " ".join(words[:max_tokens]), "length"
-    messages = body.get("messages") or []
-    prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
-    if flavour == "anthropic":
-        prompt_tokens += _count_tokens(str(body.get("system", ""))) if body.get("system") else 0
-        return {
-            "id": "msg_mock", "type": "message", "role": "assistant", "model": body.get("model"),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn" if finish == "stop" else "max_tokens",
-            "stop_sequence": None,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": _count_tokens(text)},
-        }
-    return {
-        "id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
-        "model": body.get("model"), "system_fingerprint": "fp_mock",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _count_tokens(text),
-                  "total_tokens": prompt_tokens + _count_tokens(text)},
-    }
 
 
 class MockServer:

@@ -123,6 +123,8 @@ def upgrade() -> None:
         sa.Column("input_tokens", sa.Integer(), nullable=True),
         sa.Column("output_tokens", sa.Integer(), nullable=True),
         sa.Column("latency_ms", sa.Float(), nullable=True),
+        sa.Column("ttft_ms", sa.Float(), nullable=True),
+        sa.Column("tokens_per_s", sa.Float(), nullable=True),
         sa.Column("cost_usd", sa.Float(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("response_model", sa.String(length=500), nullable=True),
