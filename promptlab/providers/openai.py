@@ -58,10 +58,8 @@ class OpenAIProvider:
         try:
             data = json.loads(body)
             choice = data["choices"][0]
-            if "message" in choice:
-                text = choice["message"].get("content") or ""
-            else:
-                text = choice["text"]
+            message = choice.get("message")
+            text = (message.get("content") or "") if message is not None else choice["text"]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ProviderError(f"malformed completion: {type(exc).__name__}: {exc}",
                                 "transient") from None

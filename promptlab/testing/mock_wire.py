@@ -129,6 +129,8 @@ def stream_frames(flavour: str, body: dict[str, Any]) -> list[bytes]:
     base = {"id": full["id"], "created": full["created"], "model": full["model"],
             "system_fingerprint": "fp_mock"}
     finish = full["choices"][0]["finish_reason"]
+    chunks: list[dict[str, Any]]
+    last: dict[str, Any]
     if flavour == "completions":
         obj = "text_completion"
         chunks = [{"index": 0, "text": p, "finish_reason": None} for p in pieces]
