@@ -15,7 +15,7 @@ from typing import Any
 from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.dataset import load_dataset
 from promptlab.errors import UserError
-from promptlab.providers import get_provider
+from promptlab.providers import ProviderRequest, get_provider
 from promptlab.spec import (
     ExperimentSpec,
     GridSpec,
@@ -155,6 +155,19 @@ def check_keys(spec: ExperimentSpec, loaded: LoadedConfig) -> None:
                             f"model '{m.alias}' in {_where(loaded, 'models.' + m.alias)}")
 
 
+def _check_requests(spec: ExperimentSpec, renderer: Renderer) -> None:
+    """Build one request per model and prompt, so a provider-side template error (the http
+    provider's body) stops the run here, before anything is recorded or sent."""
+    row = spec.dataset.rows[0]
+    point = {k: v[0] for k, v in spec.grid.params.items()}
+    for model in spec.models:
+        provider = get_provider(model.provider)
+        for prompt in spec.prompts:
+            messages = renderer.render(prompt, row, spec.dataset.name)
+            provider.build_request(model, ProviderRequest(model.model, messages,
+                                                          {**model.params, **point}), "check")
+
+
 def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
             check_api_keys: bool = True) -> Prepared:
     """Build and fully check an experiment; raises UserError before any call is made.
@@ -177,6 +190,7 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
     for prompt in spec.prompts:
         for row in spec.dataset.rows:
             renderer.render(prompt, row, spec.dataset.name)
+    _check_requests(spec, renderer)
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
     return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts)

@@ -44,6 +44,7 @@ class GroupStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
+    ttfts: list[float] = field(default_factory=list, repr=False)
 
     @property
     def latency_p50(self) -> float | None:
@@ -57,6 +58,8 @@ class GroupStats:
         out: dict[str, Any] = dict(zip(dims, self.key, strict=True))
         out.update(calls=self.calls, ok=self.ok, errors=self.errors, cached=self.cached,
                    latency_p50_ms=_round(self.latency_p50), latency_p95_ms=_round(self.latency_p95),
+                   ttft_p50_ms=_round(percentile(sorted(self.ttfts), 50)),
+                   ttft_p95_ms=_round(percentile(sorted(self.ttfts), 95)),
                    input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                    cost_usd=round(self.cost_usd, 6))
         return out
@@ -78,6 +81,8 @@ def aggregate(rows: Iterable[ResultRow], dims: Sequence[str]) -> list[GroupStats
             g.ok += 1
             if row.latency_ms is not None and not row.cache_hit:
                 g.latencies.append(row.latency_ms)
+            if row.ttft_ms is not None and not row.cache_hit:
+                g.ttfts.append(row.ttft_ms)
         else:
             g.errors += 1
         if row.cache_hit:

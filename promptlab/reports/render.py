@@ -15,10 +15,12 @@ from promptlab.reports.aggregate import GroupStats
 __all__ = ["COLUMNS", "FORMATS", "render_text", "rich_table"]
 
 COLUMNS = ("calls", "ok", "errors", "cached", "latency_p50_ms", "latency_p95_ms",
-           "input_tokens", "output_tokens", "cost_usd")
+           "ttft_p50_ms", "ttft_p95_ms", "input_tokens", "output_tokens", "cost_usd")
+_OPTIONAL = ("ttft_p50_ms", "ttft_p95_ms")  # shown when some group has them
 FORMATS = ("table", "markdown", "csv", "json")
 _HEADERS = {"calls": "calls", "ok": "ok", "errors": "err", "cached": "cached",
-            "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "input_tokens": "tok in",
+            "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "ttft_p50_ms": "ttft p50",
+            "ttft_p95_ms": "ttft p95", "input_tokens": "tok in",
             "output_tokens": "tok out", "cost_usd": "cost $"}
 
 
@@ -36,14 +38,20 @@ def _rows(groups: Sequence[GroupStats], dims: Sequence[str]) -> list[dict[str, A
     return [g.as_dict(dims) for g in groups]
 
 
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    return [c for c in COLUMNS if c not in _OPTIONAL or any(r[c] is not None for r in rows)]
+
+
 def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str) -> Table:
     table = Table(title=title, title_justify="left")
+    rows = _rows(groups, dims)
+    columns = _columns(rows)
     for d in dims:
         table.add_column(d, style="bold")
-    for c in COLUMNS:
+    for c in columns:
         table.add_column(_HEADERS[c], justify="right")
-    for row in _rows(groups, dims):
-        table.add_row(*(_cell(row[d]) for d in dims), *(_cell(row[c]) for c in COLUMNS))
+    for row in rows:
+        table.add_row(*(_cell(row[d]) for d in dims), *(_cell(row[c]) for c in columns))
     return table
 
 
@@ -54,12 +62,13 @@ def render_text(groups: Sequence[GroupStats], dims: Sequence[str], fmt: str,
         return json.dumps({**meta, "group_by": list(dims), "groups": rows}, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=[*dims, *COLUMNS], lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=[*dims, *_columns(rows)], lineterminator="\n",
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
     if fmt == "markdown":
-        header = [*dims, *COLUMNS]
+        header = [*dims, *_columns(rows)]
         lines = [f"## Run {meta['run_id']} ({meta['name']})", "",
                  "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if h in dims else "---:" for h in header) + "|"]

@@ -46,6 +46,7 @@ class ResultRow:
     output_tokens: int | None
     cost_usd: float | None
     cache_hit: bool
+    ttft_ms: float | None = None
 
 
 def _counts(engine: Engine, run_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -108,7 +109,7 @@ def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
     stmt = (select(TrialRow.idx, TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json,
                    TrialRow.row_id, TrialRow.repeat, Result.status, Result.output,
                    Result.latency_ms, Result.input_tokens, Result.output_tokens,
-                   Result.cost_usd, Result.cache_hit)
+                   Result.cost_usd, Result.cache_hit, Result.ttft_ms)
             .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
             .where(TrialRow.run_id == run_id).order_by(TrialRow.idx))
     params_cache: dict[str, dict[str, Any]] = {}
@@ -120,4 +121,4 @@ def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
                 params_cache[r.params_json] = params
             yield ResultRow(r.idx, r.model_alias, r.prompt, params, r.row_id, r.repeat,
                             r.status, r.output, r.latency_ms, r.input_tokens,
-                            r.output_tokens, r.cost_usd, bool(r.cache_hit))
+                            r.output_tokens, r.cost_usd, bool(r.cache_hit), r.ttft_ms)

@@ -29,7 +29,7 @@ from promptlab.testing.mock_wire import answer, mock_reply, prompt_text, stream_
 __all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve"]
 
 _MARKER = re.compile(r"MOCK_FAULT=(400|429|500|529|slow|drop|malformed|midstream)")
-FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed")
+FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed", "midstream")
 
 
 @dataclass
