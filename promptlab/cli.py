@@ -90,9 +90,36 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", default="model,prompt",
                         help="comma-separated dimensions: model, prompt, row, repeat or any "
                              "parameter name such as temperature (default: model,prompt)")
-    report.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"])
+    report.add_argument("--format", default="table",
+                        choices=["table", "markdown", "csv", "json", "html"],
+                        help="html writes a self-contained page (charts, outputs beside "
+                             "prompts); give -o FILE")
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
     _db_args(report)
+
+    score = sub.add_parser(
+        "score", help="re-score a run's stored outputs with the current scorers (no model "
+                      "calls, except an LLM judge's own)",
+        description="Apply the scorers of the experiment on disk (or, without one, those "
+                    "stored with the run) to every ok result of the run.")
+    score.add_argument("run_id", nargs="?", default="latest")
+    _db_args(score)
+    score.add_argument("--experiments", metavar="DIR")
+
+    compare = sub.add_parser(
+        "compare", help="paired comparison: is A better than B, and how sure are we?",
+        description="Compare two groups of one run (--between model=a --and model=b) or two "
+                    "runs (RUN RUN_B), matched on dataset row, prompt and repeat: win/tie/loss, "
+                    "mean difference with a paired bootstrap 95%% CI, exact McNemar (pass/fail) "
+                    "or sign test, and the rows that flipped.")
+    compare.add_argument("run_id", help="run id, prefix or 'latest'")
+    compare.add_argument("run_b", nargs="?", help="a second run to compare against")
+    compare.add_argument("--between", metavar="DIM=VALUE", help="side A, e.g. model=gpt-4o")
+    compare.add_argument("--and", dest="and_", metavar="DIM=VALUE", help="side B")
+    compare.add_argument("--scorer", help="only this scorer")
+    compare.add_argument("--show", type=int, default=10, help="flipped rows to show")
+    compare.add_argument("--format", choices=["table", "json"], default="table")
+    _db_args(compare)
 
     mock = sub.add_parser("mock-server", help="serve the mock LLM API on 127.0.0.1",
                           description="A real HTTP server speaking the OpenAI Chat Completions, "

@@ -21,13 +21,19 @@ from promptlab.errors import UserError
 from promptlab.reports.aggregate import aggregate
 from promptlab.reports.render import render_text, rich_table
 from promptlab.store import open_engine, resolve_url
-from promptlab.store.queries import get_run, iter_results, list_runs, resolve_run_id
+from promptlab.store.queries import (
+    get_run,
+    iter_results,
+    list_runs,
+    resolve_run_id,
+    scorer_names,
+)
 
 if TYPE_CHECKING:
     from promptlab.launch import RunOutcome
 
 __all__ = ["cmd_run", "cmd_plan", "cmd_resume", "cmd_cache", "cmd_runs", "cmd_report",
-           "cmd_mock_server"]
+           "cmd_score", "cmd_compare", "cmd_mock_server"]
 
 
 def _out() -> Console:
@@ -55,7 +61,8 @@ def _summary(outcome: RunOutcome, err: Console) -> None:
     stats = outcome.stats
     engine = open_engine(outcome.db_url)
     groups = aggregate(iter_results(engine, outcome.run_id), ["model", "prompt"])
-    _out().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}"))
+    _out().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}",
+                            scorer_names(engine, outcome.run_id)))
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
     err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
               f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
@@ -166,17 +173,53 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"--by: '{unknown[0]}' is not a dimension of run {run_id}; use one of: "
                         f"{', '.join(sorted(known | params))}")
     groups = aggregate(iter_results(engine, run_id), dims)
+    scorers = scorer_names(engine, run_id)
     meta = {"run_id": run_id, "name": info.name, "status": info.status}
     if args.format == "table" and not args.output:
         _out().print(rich_table(groups, dims, f"run {run_id} ({escape(info.name)}, "
-                                              f"{info.status})"))
+                                              f"{info.status})", scorers))
         return 0
-    fmt = "markdown" if args.format == "table" else args.format
-    text = render_text(groups, dims, fmt, meta)
+    if args.format == "html":
+        from promptlab.reports.html import render_html
+
+        text = render_html(engine, info, groups, dims, scorers)
+    else:
+        fmt = "markdown" if args.format == "table" else args.format
+        text = render_text(groups, dims, fmt, meta, scorers)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from promptlab.compare_cmd import cmd_compare as run_compare
+
+    return run_compare(args)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from promptlab.rebuild import from_database
+    from promptlab.scoring import build_scorers, score_run
+
+    engine = open_engine(resolve_url(args.db))
+    run_id = resolve_run_id(engine, args.run_id)
+    info, prepared = from_database(engine, run_id, check_api_keys=False)
+    experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
+    if (experiments / "config.yaml").is_file():
+        current = load(experiments, list(info.overrides)).config
+        where = str(experiments / "config.yaml")
+    else:
+        current, where = info.config, f"run {run_id}"
+    scorers = build_scorers(current, where)
+    if not scorers:
+        raise UserError(f"{where}: no scorers configured; add a 'scorers:' section")
+    n = score_run(engine, run_id, prepared, scorers)
+    Console(stderr=True).print(f"{n:,} scores written for run {run_id}")
+    groups = aggregate(iter_results(engine, run_id), ["model", "prompt"])
+    _out().print(rich_table(groups, ["model", "prompt"], f"run {run_id}",
+                            scorer_names(engine, run_id)))
     return 0
 
 

@@ -38,6 +38,7 @@ class Prepared:
     renderer: Renderer
     loaded: LoadedConfig
     artifacts: dict[str, str] = field(default_factory=dict)
+    scorers: Any = None  # a promptlab.scoring.ScorerSet
 
 
 def _where(loaded: LoadedConfig, key: str) -> str:
@@ -191,6 +192,15 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
         for row in spec.dataset.rows:
             renderer.render(prompt, row, spec.dataset.name)
     _check_requests(spec, renderer)
+    from promptlab.scoring import build_scorers
+    from promptlab.scoring.judge import judge_model_config
+
+    scorers = build_scorers(loaded.config, _where(loaded, "scorers"))
+    for name, (scorer, _) in scorers.scorers.items():
+        if scorer.fn is None:  # a judge: its model and template must exist now
+            judge_model_config(scorer.config["model"], loaded.config["models"], loaded.config_dir)
+            renderer.load_source(scorer.config["template"], f"scorers.{name}.template")
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
-    return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts)
+    return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts,
+                    scorers=scorers)

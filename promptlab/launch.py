@@ -6,9 +6,7 @@ Also resume: rebuild an unfinished run from the database and finish only what is
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,6 +25,7 @@ from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.errors import UserError
 from promptlab.experiment import Prepared, prepare
 from promptlab.grid import Plan
+from promptlab.ids import new_run_id
 from promptlab.manifest import collect_manifest
 from promptlab.rebuild import check_against_disk, from_database
 from promptlab.redaction import Scrubber
@@ -43,11 +42,6 @@ class RunOutcome:
     db_url: str
     stats: RunStats
     status: str
-
-
-def new_run_id() -> str:
-    """Sortable by time, unique by a random suffix: 20261125-081500-3fa2c1."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 class _ProgressView:
@@ -88,6 +82,10 @@ def _execute(prepared: Prepared, loaded: LoadedConfig, store: Store, run_id: str
             else:
                 stats = asyncio.run(coro)
             status = "stopped" if stats.budget_stop else "completed"
+            if prepared.scorers:
+                from promptlab.scoring import score_run
+
+                score_run(store.engine, run_id, prepared, prepared.scorers)
         except KeyboardInterrupt:
             status = "interrupted"
             console.print(f"[yellow]interrupted:[/] every finished call is saved; finish with: "

@@ -56,3 +56,18 @@ def ok_chat(text: str = "fine") -> httpx.Response:
     return httpx.Response(200, json={"model": "m", "choices": [
         {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+
+def known_outcome(output: str, row: dict[str, object], params: dict[str, object]) -> bool:
+    """A python scorer with outcomes fixed by the test data: rows whose id is in the row's
+    own `wins` list pass for the model named in the output (see test_scoring)."""
+    wins = row.get("wins") or []
+    assert isinstance(wins, list)
+    return any(f"model={w}" in output for w in wins)
+
+
+def pass_at_temperature(output: str, row: dict[str, object], params: dict[str, object]) -> bool:
+    """Passes exactly at the temperatures the dataset row lists in `pass_at`."""
+    allowed = row.get("pass_at") or []
+    assert isinstance(allowed, list)
+    return params.get("temperature") in allowed

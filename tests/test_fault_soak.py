@@ -50,7 +50,10 @@ def test_five_thousand_calls_survive_faults(tmp_path: Path, project: Path) -> No
     assert n_results == n_distinct == 5040
     assert attempts == seen["requests"] == stats.attempts
     assert by_kind["rate_limit"] == seen["fault:429"]
-    assert by_kind["transient"] == seen["fault:500"] + seen["fault:slow"] + seen["fault:drop"]
+    # Every injected 500, slow and drop is a transient attempt; on a loaded machine a rare
+    # healthy reply can also outlast the 0.3 s timeout, and is counted (and retried) too.
+    injected = seen["fault:500"] + seen["fault:slow"] + seen["fault:drop"]
+    assert injected <= by_kind["transient"] <= injected + 10
     assert retry_after == {(429, 500.0)}  # every 429's Retry-After was read ...
     assert any(0.4 < w <= 0.5 for w in waits)  # ... and waited for (pausing the endpoint)
     print(f"\nsoak: 5040 trials, {attempts} attempts, server saw {seen['requests']}, "

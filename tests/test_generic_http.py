@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from promptlab.cli import main
 from promptlab.testing import MockConfig, MockServer
 from promptlab.testing.mock_wire import truncate

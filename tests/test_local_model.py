@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import write
+
 from promptlab.cli import main
 from promptlab.servers.llamacpp import available
 from promptlab.servers.managed import ManagedServer
@@ -101,7 +101,7 @@ def test_real_local_server_grid_through_both_wire_formats(local_project: Path,
     assert len(rows) == 2 * 2 * 2 * 3 * 2
     assert {r[4] for r in rows} == {"ok"}
     assert {r[9].rsplit("/", 1)[1] for r in rows} == {"completions", "messages"}
-    for alias, _params, _row, _rep, _s, output, tin, tout, model, _url in rows:
+    for _alias, _params, _row, _rep, _s, output, tin, tout, model, _url in rows:
         assert tin and tin > 2 and tout and 0 < tout <= 8  # usage from the server
         assert model and "gemma" in model.lower()  # llama.cpp reports the model file
         assert isinstance(output, str)

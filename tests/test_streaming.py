@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from helpers import prepared_for
+
 from promptlab.cli import main
 from promptlab.testing import MockConfig, MockServer
 

@@ -96,6 +96,29 @@ class ModelConfig:
 
 
 @dataclass
+class ScorerConfig:
+    """One scorer. type: exact, contains, regex, json, json_schema, python or judge.
+
+    exact/contains compare with the dataset ``field`` (default ``expected``; a list means any
+    of them); regex searches ``pattern``; json_schema validates against ``schema``; python
+    calls ``function`` (``module:function``, given output, row, params); judge asks ``model``
+    (an alias in experiments/models/) with ``template`` (in templates/) and reads PASS/FAIL
+    or ``score: N`` from the reply (``threshold`` turns a score into a verdict).
+    """
+
+    type: str = MISSING
+    field: str | None = None
+    pattern: str | None = None
+    case_sensitive: bool = False
+    strip: bool = True
+    schema: Any = None
+    function: str | None = None
+    model: str | None = None
+    template: str | None = None
+    threshold: float | None = None
+
+
+@dataclass
 class MessageConfig:
     role: str = "user"
     content: str | None = None
@@ -106,6 +129,7 @@ class MessageConfig:
 class PromptConfig:
     messages: list[MessageConfig] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    scorers: dict[str, ScorerConfig] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,3 +170,4 @@ class ExperimentConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    scorers: dict[str, ScorerConfig] = field(default_factory=dict)

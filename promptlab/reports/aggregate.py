@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlab.reports.stats import bootstrap_mean_ci, wilson
 from promptlab.store.queries import ResultRow
 
 __all__ = ["GroupStats", "aggregate", "percentile", "dimension_value"]
@@ -45,6 +46,22 @@ class GroupStats:
     cost_usd: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
     ttfts: list[float] = field(default_factory=list, repr=False)
+    score_values: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    score_passed: dict[str, list[bool]] = field(default_factory=dict, repr=False)
+
+    def score_summary(self, name: str) -> dict[str, Any]:
+        """Pass rate with a Wilson interval, or mean with a bootstrap interval."""
+        passed = self.score_passed.get(name, [])
+        if passed:
+            k, n = sum(passed), len(passed)
+            lo, hi = wilson(k, n)
+            return {"kind": "pass_rate", "value": k / n, "lo": lo, "hi": hi, "n": n}
+        values = self.score_values.get(name, [])
+        if values:
+            lo, hi = bootstrap_mean_ci(values)
+            return {"kind": "mean", "value": sum(values) / len(values), "lo": lo, "hi": hi,
+                    "n": len(values)}
+        return {"kind": None, "value": None, "lo": None, "hi": None, "n": 0}
 
     @property
     def latency_p50(self) -> float | None:
@@ -54,8 +71,14 @@ class GroupStats:
     def latency_p95(self) -> float | None:
         return percentile(sorted(self.latencies), 95)
 
-    def as_dict(self, dims: Sequence[str]) -> dict[str, Any]:
+    def as_dict(self, dims: Sequence[str], scorers: Sequence[str] = ()) -> dict[str, Any]:
         out: dict[str, Any] = dict(zip(dims, self.key, strict=True))
+        for name in scorers:
+            s = self.score_summary(name)
+            out[f"{name}"] = _round4(s["value"])
+            out[f"{name}_lo"] = _round4(s["lo"])
+            out[f"{name}_hi"] = _round4(s["hi"])
+            out[f"{name}_n"] = s["n"]
         out.update(calls=self.calls, ok=self.ok, errors=self.errors, cached=self.cached,
                    latency_p50_ms=_round(self.latency_p50), latency_p95_ms=_round(self.latency_p95),
                    ttft_p50_ms=_round(percentile(sorted(self.ttfts), 50)),
@@ -63,6 +86,10 @@ class GroupStats:
                    input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                    cost_usd=round(self.cost_usd, 6))
         return out
+
+
+def _round4(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def _round(x: float | None) -> float | None:
@@ -87,6 +114,11 @@ def aggregate(rows: Iterable[ResultRow], dims: Sequence[str]) -> list[GroupStats
             g.errors += 1
         if row.cache_hit:
             g.cached += 1
+        for name, (value, passed) in row.scores.items():
+            if passed is not None:
+                g.score_passed.setdefault(name, []).append(passed)
+            if value is not None:
+                g.score_values.setdefault(name, []).append(value)
         g.input_tokens += row.input_tokens or 0
         g.output_tokens += row.output_tokens or 0
         g.cost_usd += row.cost_usd or 0.0

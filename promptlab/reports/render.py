@@ -12,7 +12,7 @@ from rich.table import Table
 
 from promptlab.reports.aggregate import GroupStats
 
-__all__ = ["COLUMNS", "FORMATS", "render_text", "rich_table"]
+__all__ = ["COLUMNS", "FORMATS", "render_text", "rich_table", "score_cell"]
 
 COLUMNS = ("calls", "ok", "errors", "cached", "latency_p50_ms", "latency_p95_ms",
            "ttft_p50_ms", "ttft_p95_ms", "input_tokens", "output_tokens", "cost_usd")
@@ -34,46 +34,64 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _rows(groups: Sequence[GroupStats], dims: Sequence[str]) -> list[dict[str, Any]]:
-    return [g.as_dict(dims) for g in groups]
+def _rows(groups: Sequence[GroupStats], dims: Sequence[str],
+          scorers: Sequence[str] = ()) -> list[dict[str, Any]]:
+    return [g.as_dict(dims, scorers) for g in groups]
+
+
+def score_cell(row: dict[str, Any], name: str) -> str:
+    """'0.81 [0.57, 0.93]': the estimate and its 95% interval."""
+    v = row.get(name)
+    if v is None:
+        return "-"
+    return f"{v:.2f} [{row[name + '_lo']:.2f}, {row[name + '_hi']:.2f}]"
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return [c for c in COLUMNS if c not in _OPTIONAL or any(r[c] is not None for r in rows)]
 
 
-def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    rows = _rows(groups, dims)
+def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str,
+               scorers: Sequence[str] = ()) -> Table:
+    table = Table(title=title, title_justify="left",
+                  caption="scores: pass rate or mean [95% CI]" if scorers else None,
+                  caption_justify="left")
+    rows = _rows(groups, dims, scorers)
     columns = _columns(rows)
     for d in dims:
         table.add_column(d, style="bold")
+    for name in scorers:
+        table.add_column(name, justify="right", style="cyan")
     for c in columns:
         table.add_column(_HEADERS[c], justify="right")
     for row in rows:
-        table.add_row(*(_cell(row[d]) for d in dims), *(_cell(row[c]) for c in columns))
+        table.add_row(*(_cell(row[d]) for d in dims), *(score_cell(row, s) for s in scorers),
+                      *(_cell(row[c]) for c in columns))
     return table
 
 
 def render_text(groups: Sequence[GroupStats], dims: Sequence[str], fmt: str,
-                meta: dict[str, Any]) -> str:
-    rows = _rows(groups, dims)
+                meta: dict[str, Any], scorers: Sequence[str] = ()) -> str:
+    rows = _rows(groups, dims, scorers)
+    score_fields = [f"{s}{suffix}" for s in scorers for suffix in ("", "_lo", "_hi", "_n")]
     if fmt == "json":
-        return json.dumps({**meta, "group_by": list(dims), "groups": rows}, indent=2)
+        return json.dumps({**meta, "group_by": list(dims), "scorers": list(scorers),
+                           "groups": rows}, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=[*dims, *_columns(rows)], lineterminator="\n",
-                                extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=[*dims, *score_fields, *_columns(rows)],
+                                lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
     if fmt == "markdown":
-        header = [*dims, *_columns(rows)]
+        header = [*dims, *scorers, *_columns(rows)]
         lines = [f"## Run {meta['run_id']} ({meta['name']})", "",
                  "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if h in dims else "---:" for h in header) + "|"]
         for row in rows:
-            cells = [_cell(row[h]).replace("|", "\\|") for h in header]
+            cells = [(score_cell(row, h) if h in scorers else _cell(row[h])).replace(
+                "|", "\\|") for h in header]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     raise ValueError(fmt)

@@ -68,8 +68,10 @@ class ManagedServer:
         deadline = time.monotonic() + self.spec.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise UserError(f"{self.label}: the server exited with code {self.proc.returncode}"
-                                f" before it was ready: {self._tail()}")
+                message = (f"{self.label}: the server exited with code {self.proc.returncode} "
+                           f"before it was ready: {self._tail()}")
+                self.stop()
+                raise UserError(message)
             try:
                 r = httpx.get(self.url + self.spec.ready_path, timeout=1.0, trust_env=False)
                 if r.status_code < 500:
@@ -88,14 +90,16 @@ class ManagedServer:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        finally:
+            self._log.close()
 
 
 def resolve_fallbacks(spec: ExperimentSpec, notice: Callable[[str], None]) -> ExperimentSpec:

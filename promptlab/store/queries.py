@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from promptlab.errors import UserError
-from promptlab.store.models import Result, Run, TrialRow
+from promptlab.store.models import Result, Run, Score, TrialRow
 
-__all__ = ["RunInfo", "ResultRow", "list_runs", "get_run", "iter_results", "resolve_run_id"]
+__all__ = ["RunInfo", "ResultRow", "list_runs", "get_run", "iter_results", "resolve_run_id",
+           "scores_of", "scorer_names"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ResultRow:
     cost_usd: float | None
     cache_hit: bool
     ttft_ms: float | None = None
+    scores: dict[str, tuple[float | None, bool | None]] = field(default_factory=dict)
 
 
 def _counts(engine: Engine, run_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -105,6 +107,23 @@ def get_run(engine: Engine, run_id: str) -> RunInfo:
     return _info(run, _counts(engine, [run_id]))
 
 
+def scores_of(engine: Engine, run_id: str) -> dict[int, dict[str, tuple[float | None,
+                                                                         bool | None]]]:
+    out: dict[int, dict[str, tuple[float | None, bool | None]]] = {}
+    stmt = select(Score.idx, Score.scorer, Score.value, Score.passed).where(
+        Score.run_id == run_id)
+    with engine.connect() as conn:
+        for idx, scorer, value, passed in conn.execute(stmt):
+            out.setdefault(idx, {})[scorer] = (value, None if passed is None else bool(passed))
+    return out
+
+
+def scorer_names(engine: Engine, run_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.scalars(select(Score.scorer).where(Score.run_id == run_id)
+                                   .distinct()))
+
+
 def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
     stmt = (select(TrialRow.idx, TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json,
                    TrialRow.row_id, TrialRow.repeat, Result.status, Result.output,
@@ -113,6 +132,7 @@ def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
             .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
             .where(TrialRow.run_id == run_id).order_by(TrialRow.idx))
     params_cache: dict[str, dict[str, Any]] = {}
+    scores = scores_of(engine, run_id)
     with engine.connect() as conn:
         for r in conn.execute(stmt).yield_per(10_000):
             params = params_cache.get(r.params_json)
@@ -121,4 +141,5 @@ def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
                 params_cache[r.params_json] = params
             yield ResultRow(r.idx, r.model_alias, r.prompt, params, r.row_id, r.repeat,
                             r.status, r.output, r.latency_ms, r.input_tokens,
-                            r.output_tokens, r.cost_usd, bool(r.cache_hit), r.ttft_ms)
+                            r.output_tokens, r.cost_usd, bool(r.cache_hit), r.ttft_ms,
+                            scores.get(r.idx, {}))

@@ -15,7 +15,15 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
-from promptlab.store.models import Artifact, Attempt, Result, Run, RunArtifact, TrialRow
+from promptlab.store.models import (
+    Artifact,
+    Attempt,
+    Result,
+    Run,
+    RunArtifact,
+    Score,
+    TrialRow,
+)
 
 __all__ = ["Record", "Store", "utcnow"]
 
@@ -117,6 +125,14 @@ class Store:
         cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
         started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
         return done, started, cost
+
+    def replace_scores(self, run_id: str, scorers: list[str],
+                       rows: Sequence[dict[str, Any]]) -> None:
+        """Scores of these scorers for the run, replaced in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Score).where(Score.run_id == run_id, Score.scorer.in_(scorers)))
+            for i in range(0, len(rows), 5000):
+                conn.execute(insert(Score), list(rows[i:i + 5000]))
 
     def stored_keys(self, run_id: str) -> dict[int, str]:
         with self.engine.connect() as conn:

@@ -1,0 +1,107 @@
+"""A self-contained HTML report: summary with intervals, SVG charts, outputs beside prompts.
+
+Model output is untrusted text: the template autoescapes everything, and the page carries
+a Content-Security-Policy that forbids scripts, so even a mistake could not run one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import escape
+from sqlalchemy import Engine, select
+
+from promptlab.reports.aggregate import GroupStats
+from promptlab.reports.render import COLUMNS, _columns, _rows, score_cell
+from promptlab.store.models import Result, Score, TrialRow
+from promptlab.store.queries import RunInfo
+
+__all__ = ["render_html", "bar_chart"]
+
+MAX_OUTPUTS = 1000
+
+_PAGE = (Path(__file__).parent / "report.html.j2").read_text(encoding="utf-8")
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float | None],
+              lows: Sequence[float | None] | None = None,
+              highs: Sequence[float | None] | None = None, unit: str = "") -> str:
+    """A horizontal bar chart as an SVG document (with optional interval whiskers)."""
+    width, bar_h, left = 560, 22, 220
+    height = 20 + bar_h * len(labels) + 10
+    top = max([v for v in [*(values or []), *(highs or [])] if v is not None] or [1.0]) or 1.0
+    scale = (width - left - 70) / top
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">']
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        y = 15 + i * bar_h
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">'
+                     f"{escape(label[:34])}</text>")
+        if v is None:
+            continue
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{v * scale:.1f}" height="{bar_h - 8}" '
+                     'fill="#4a7fc1"/>')
+        if lows is not None and highs is not None and lows[i] is not None:
+            lo, hi = lows[i] or 0.0, highs[i] or 0.0
+            cy = y + 3 + (bar_h - 8) / 2
+            parts.append(f'<line x1="{left + lo * scale:.1f}" x2="{left + hi * scale:.1f}" '
+                         f'y1="{cy}" y2="{cy}" stroke="#222" stroke-width="1.5"/>')
+        parts.append(f'<text x="{left + v * scale + 4:.1f}" y="{y + 14}">{v:.3g}{unit}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _data_uri(svg: str) -> str:
+    import base64
+
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _outputs(engine: Engine, run_id: str) -> tuple[list[dict[str, Any]], int]:
+    stmt = (select(TrialRow.idx, TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json,
+                   TrialRow.row_id, TrialRow.messages_json, Result.output, Result.error)
+            .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
+            .where(TrialRow.run_id == run_id).order_by(TrialRow.idx).limit(MAX_OUTPUTS))
+    with engine.connect() as conn:
+        rows = list(conn.execute(stmt))
+        scores: dict[int, dict[str, tuple[Any, Any]]] = {}
+        for idx, name, value, passed in conn.execute(
+                select(Score.idx, Score.scorer, Score.value, Score.passed)
+                .where(Score.run_id == run_id, Score.idx <= (rows[-1].idx if rows else 0))):
+            scores.setdefault(idx, {})[name] = (value, passed)
+        total = conn.execute(select(Result.idx).where(Result.run_id == run_id)).all()
+    out = []
+    for r in rows:
+        messages = json.loads(r.messages_json)
+        sent = "\n\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+        out.append({"idx": r.idx, "model": r.model_alias, "prompt": r.prompt,
+                    "params": r.params_json, "row_id": r.row_id, "sent": sent,
+                    "output": r.output if r.output is not None else f"ERROR: {r.error}",
+                    "scores": scores.get(r.idx, {})})
+    return out, len(total)
+
+
+def render_html(engine: Engine, run: RunInfo, groups: Sequence[GroupStats],
+                dims: Sequence[str], scorers: Sequence[str]) -> str:
+    rows = _rows(groups, dims, scorers)
+    labels = [" / ".join(str(row[d]) for d in dims) for row in rows]
+    charts = []
+    for s in scorers:
+        svg = bar_chart(labels, [row[s] for row in rows], [row[s + "_lo"] for row in rows],
+                        [row[s + "_hi"] for row in rows])
+        charts.append({"title": f"{s} by {', '.join(dims)} (95% CI)", "uri": _data_uri(svg)})
+    for key, title in (("latency_p50_ms", "latency p50 (ms)"),
+                       ("latency_p95_ms", "latency p95 (ms)")):
+        charts.append({"title": title, "uri": _data_uri(bar_chart(
+            labels, [row[key] for row in rows], unit=" ms"))})
+    outputs, total = _outputs(engine, run.id)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_PAGE).render(
+        run=run, dims=dims, scorers=scorers, rows=rows, columns=_columns(rows),
+        score_cell=score_cell, charts=charts, outputs=outputs, total=total,
+        truncated=total > len(outputs), models=list(run.config.get("models", {})),
+        prompts=list(run.config.get("prompts", {})), all_columns=COLUMNS)
