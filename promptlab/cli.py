@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "run.concurrency=64\".")
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. grid.repeats=3")
     run.add_argument("--cfg", choices=["job", "all"], help="print the composed config and exit")
+    run.add_argument("-m", "--multirun", action="store_true",
+                     help="sweep: one run per combination of comma-separated override values "
+                          "(model=a,b run.concurrency=8,16), sharing a sweep id")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan (calls, cached, tokens, cost) and send nothing")
@@ -79,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description="List runs, newest first.")
     runs.add_argument("--name", help="only runs whose name contains this")
     runs.add_argument("--status", help="only runs with this status (running, completed, ...)")
+    runs.add_argument("--since", metavar="DATE", help="only runs started on or after (UTC "
+                                                       "date or ISO time)")
+    runs.add_argument("--until", metavar="DATE", help="only runs started before")
+    runs.add_argument("--sweep", metavar="ID", help="only runs of this sweep")
     runs.add_argument("--limit", type=int, default=50)
     _db_args(runs)
 
@@ -95,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="html writes a self-contained page (charts, outputs beside "
                              "prompts); give -o FILE")
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
+    report.add_argument("--sweep", metavar="ID",
+                        help="report every run of a sweep (promptlab run -m ...) as one table")
     _db_args(report)
 
     score = sub.add_parser(
@@ -120,6 +129,34 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--show", type=int, default=10, help="flipped rows to show")
     compare.add_argument("--format", choices=["table", "json"], default="table")
     _db_args(compare)
+
+    rep = sub.add_parser(
+        "reproduce", help="rebuild a run from the database alone and report what drifted",
+        description="Works in an empty directory with only the database: the stored config, "
+                    "templates and dataset rebuild the plan. Replay (default) checks every "
+                    "request against the stored one and sends nothing; --live sends them "
+                    "again and compares outputs, scores, provider models and fingerprints.")
+    rep.add_argument("run_id")
+    rep.add_argument("--live", action="store_true", help="call the APIs again")
+    rep.add_argument("--check", action="store_true", help="exit 1 when anything drifted")
+    rep.add_argument("--format", choices=["text", "json"], default="text")
+    _db_args(rep)
+
+    show = sub.add_parser("show", help="a run's provenance, config and counts",
+                          description="Provenance (git, packages, host, times), the config "
+                                      "and counts; --config prints the resolved YAML.")
+    show.add_argument("run_id", nargs="?", default="latest")
+    show.add_argument("--config", action="store_true",
+                      help="print the resolved config as YAML (re-runnable with Hydra)")
+    _db_args(show)
+
+    export = sub.add_parser("export", help="export a run, one JSON line per trial",
+                            description="One line per trial: the trial, its request and "
+                                        "response (last attempt), result and scores.")
+    export.add_argument("run_id", nargs="?", default="latest")
+    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.add_argument("--output", "-o", help="file (default: stdout)")
+    _db_args(export)
 
     mock = sub.add_parser("mock-server", help="serve the mock LLM API on 127.0.0.1",
                           description="A real HTTP server speaking the OpenAI Chat Completions, "

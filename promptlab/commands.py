@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -44,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptlab.launch import run_experiment
 
     config_dir = find_experiments_dir(args.experiments)
+    if args.multirun:
+        return _multirun(args, config_dir)
     loaded = load(config_dir, args.overrides)
     if args.cfg:
         sys.stdout.write(OmegaConf.to_yaml(OmegaConf.create(loaded.config)))
@@ -54,6 +58,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_experiment(loaded, db=args.db, console=err,
                              progress=False if args.no_progress else None)
     _summary(outcome, err)
+    return 0
+
+
+def _multirun(args: argparse.Namespace, config_dir: Path) -> int:
+    from promptlab.experiment import prepare
+    from promptlab.launch import run_experiment
+    from promptlab.sweep import expand_sweep, new_sweep_id
+
+    jobs = expand_sweep(args.overrides)
+    # Every job composes and renders before the first sends anything.
+    ready = []
+    for job in jobs:
+        loaded = load(config_dir, job)
+        ready.append((job, loaded, prepare(loaded)))
+    sweep_id = new_sweep_id()
+    err = Console(stderr=True, highlight=False)
+    err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
+    db_url = None
+    for i, (job, loaded, prepared) in enumerate(ready):
+        err.print(f"[bold]job {i}:[/] {escape(' '.join(job))}")
+        outcome = run_experiment(loaded, db=args.db, console=err, prepared=prepared,
+                                 progress=False if args.no_progress else None,
+                                 sweep_id=sweep_id)
+        db_url = outcome.db_url
+        _summary(outcome, err)
+    err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
+              + (f" --db {db_url}" if args.db else ""))
     return 0
 
 
@@ -142,21 +173,38 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     engine = open_engine(resolve_url(args.db))
-    runs = list_runs(engine, name=args.name, status=args.status, limit=args.limit)
+    runs = list_runs(engine, name=args.name, status=args.status, limit=args.limit,
+                     since=_date(args.since, "--since"), until=_date(args.until, "--until"),
+                     sweep=args.sweep)
     table = Table(title="runs", title_justify="left")
-    for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors"):
+    for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors",
+                "parent / sweep"):
         table.add_column(col, justify="right" if col in ("results", "errors") else "left")
     for r in runs:
         duration = (f"{(r.finished_at - r.created_at).total_seconds():.1f}s"
                     if r.finished_at else "-")
         table.add_row(r.id, escape(r.name), r.status, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
-                      duration, f"{r.done:,}/{r.planned:,}", f"{r.errors:,}")
+                      duration, f"{r.done:,}/{r.planned:,}", f"{r.errors:,}",
+                      r.parent_run_id or r.sweep_id or "")
     _out().print(table)
     return 0
 
 
+def _date(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: not a date; write 2026-11-25 or "
+                        "2026-11-25T14:00") from None
+    return when.replace(tzinfo=None)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     engine = open_engine(resolve_url(args.db))
+    if args.sweep:
+        return _report_sweep(args, engine)
     run_id = resolve_run_id(engine, args.run_id)
     info = get_run(engine, run_id)
     dims = [d.strip() for d in args.by.split(",") if d.strip()]
@@ -193,6 +241,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from promptlab.provenance_cmd import cmd_reproduce as run
+
+    return run(args)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from promptlab.provenance_cmd import cmd_show as run
+
+    return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from promptlab.provenance_cmd import cmd_export as run
+
+    return run(args)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from promptlab.compare_cmd import cmd_compare as run_compare
 
@@ -220,6 +286,29 @@ def cmd_score(args: argparse.Namespace) -> int:
     groups = aggregate(iter_results(engine, run_id), ["model", "prompt"])
     _out().print(rich_table(groups, ["model", "prompt"], f"run {run_id}",
                             scorer_names(engine, run_id)))
+    return 0
+
+
+def _report_sweep(args: argparse.Namespace, engine: Any) -> int:
+    runs = list_runs(engine, sweep=args.sweep, limit=100_000)
+    if not runs:
+        raise UserError(f"--sweep {args.sweep}: no runs in this sweep; list sweeps with "
+                        "'promptlab runs'")
+    dims = [d.strip() for d in args.by.split(",") if d.strip()]
+    rows = itertools.chain.from_iterable(iter_results(engine, r.id) for r in reversed(runs))
+    groups = aggregate(rows, dims)
+    scorers = sorted({s for r in runs for s in scorer_names(engine, r.id)})
+    meta = {"run_id": args.sweep, "name": f"sweep of {len(runs)} runs", "status": "sweep"}
+    if args.format == "table" and not args.output:
+        _out().print(rich_table(groups, dims, f"sweep {args.sweep} ({len(runs)} runs)",
+                                scorers))
+        return 0
+    text = render_text(groups, dims, "markdown" if args.format in ("table", "html")
+                       else args.format, meta, scorers)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -104,6 +104,7 @@ def run_experiment(
     console: Console | None = None,
     progress: bool | None = None,
     prepared: Prepared | None = None,
+    sweep_id: str | None = None,
 ) -> RunOutcome:
     """Run a composed experiment to the end; every user error is raised before any call."""
     console = console or Console(stderr=True)
@@ -115,7 +116,8 @@ def run_experiment(
     manifest = {**collect_manifest(loaded.root), "choices": loaded.choices}
     store.create_run(run_id=run_id, name=prepared.spec.name, planned=len(Plan(prepared.spec)),
                      config=loaded.config, overrides=loaded.overrides, manifest=manifest,
-                     artifacts=prepared.artifacts, scrub=Scrubber(prepared.spec.models))
+                     artifacts=prepared.artifacts, scrub=Scrubber(prepared.spec.models),
+                     sweep_id=sweep_id)
     show = prepared.spec.run.progress if progress is None else progress
     try:
         stats, status = _execute(prepared, loaded, store, run_id, client=client,

@@ -137,6 +137,7 @@ class Result(Base):
 
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
+        Index("ix_results_run_status", "run_id", "status"),
     )
 
 

@@ -30,6 +30,8 @@ class RunInfo:
     config: dict[str, Any]
     overrides: list[str]
     manifest: dict[str, Any]
+    sweep_id: str | None = None
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,20 @@ def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
     return RunInfo(id=run.id, name=run.name, status=run.status, created_at=run.created_at,
                    finished_at=run.finished_at, planned=run.planned, done=done, errors=errors,
                    config=json.loads(run.config_json), overrides=json.loads(run.overrides_json),
-                   manifest=json.loads(run.manifest_json))
+                   manifest=json.loads(run.manifest_json), sweep_id=run.sweep_id,
+                   parent_run_id=run.parent_run_id)
 
 
 def list_runs(engine: Engine, name: str | None = None, status: str | None = None,
-              limit: int = 50) -> list[RunInfo]:
+              limit: int = 50, since: datetime | None = None, until: datetime | None = None,
+              sweep: str | None = None) -> list[RunInfo]:
     stmt = select(Run).order_by(Run.created_at.desc()).limit(limit)
+    if since:
+        stmt = stmt.where(Run.created_at >= since)
+    if until:
+        stmt = stmt.where(Run.created_at < until)
+    if sweep:
+        stmt = stmt.where(Run.sweep_id == sweep)
     if name:
         stmt = stmt.where(Run.name.contains(name))
     if status:

@@ -41,6 +41,9 @@ class MockConfig:
     seed: int = 0
     api_key: str | None = None
     keep_requests: int = 200_000
+    # Replies to change: a prompt containing a key is answered with its value instead, so
+    # a test can make the "model" drift on chosen rows.
+    alter: dict[str, str] = field(default_factory=dict)
 
 
 class _State:
@@ -106,6 +109,17 @@ async def _stream(request: web.Request, flavour: str, body: dict[str, Any],
     return resp
 
 
+def _replace_text(flavour: str, reply: dict[str, Any], text: str) -> None:
+    if flavour == "anthropic":
+        reply["content"][0]["text"] = text
+    elif flavour == "gemini":
+        reply["candidates"][0]["content"]["parts"][0]["text"] = text
+    elif flavour == "completions":
+        reply["choices"][0]["text"] = text
+    else:
+        reply["choices"][0]["message"]["content"] = text
+
+
 def build_app(config: MockConfig | None = None) -> web.Application:
     state = _State(config or MockConfig())
     app = web.Application()
@@ -162,7 +176,12 @@ def build_app(config: MockConfig | None = None) -> web.Application:
         state.counts["status:200"] += 1
         if body.get("stream") and flavour != "gemini":
             return await _stream(request, flavour, body, fault == "midstream")
-        return web.json_response(answer(flavour, body))
+        reply = answer(flavour, body)
+        text = prompt_text(body)
+        for needle, replacement in state.config.alter.items():
+            if needle in text:
+                _replace_text(flavour, reply, replacement)
+        return web.json_response(reply)
 
     def route(flavour: str) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
