@@ -33,6 +33,7 @@ from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.spec import Trial
 from promptlab.store import Record, Store, utcnow
+from promptlab.store.batches import BatchWriter
 
 __all__ = ["Call", "Runner", "RunStats"]
 
@@ -105,8 +106,7 @@ class Runner:
         self.policy = RetryPolicy(run.max_attempts, run.backoff_base_s, run.backoff_max_s)
         self.plan = Plan(self.spec)
         self.stats = RunStats(planned=len(self.plan))
-        self._pending: list[Record] = []
-        self._flush_now = asyncio.Event()
+        self._writer: BatchWriter
         self._providers: dict[str, Provider] = {
             m.alias: get_provider(m.provider) for m in self.spec.models}
         self._keys = {m.alias: (os.environ.get(m.api_key_env) if m.api_key_env else None)
@@ -141,7 +141,7 @@ class Runner:
         n_workers = min(self.spec.run.concurrency, max(self.stats.planned, 1))
         queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers * 2)
         start = time.perf_counter()
-        writer = asyncio.create_task(self._writer())
+        self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
         ticker = asyncio.create_task(self._ticker()) if self.on_progress else None
         feeder = asyncio.create_task(self._feed(queue, done, started, n_workers))
         workers = [asyncio.create_task(self._worker(client, queue)) for _ in range(n_workers)]
@@ -155,16 +155,13 @@ class Runner:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
             if ticker is not None:
                 ticker.cancel()
             if own_client:
                 await asyncio.shield(client.aclose())
             # Whatever finished is committed, even on Ctrl-C (a failed batch is retried here,
             # and a database that still refuses it raises).
-            batch, self._pending = self._pending, []
-            self.store.write(batch)
+            self._writer.close()
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
             if self.on_progress:
@@ -177,25 +174,8 @@ class Runner:
             self.on_progress(self.stats)
             await asyncio.sleep(0.1)
 
-    async def _writer(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), 0.25)
-            self._flush_now.clear()
-            if self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await asyncio.to_thread(self.store.write, batch)
-                except asyncio.CancelledError:
-                    raise  # the thread finishes its own transaction
-                except Exception:
-                    self._pending[:0] = batch  # keep it for the final write
-                    raise
-
     def _emit(self, record: Record) -> None:
-        self._pending.append(record)
-        if len(self._pending) >= self.spec.run.batch_size:
-            self._flush_now.set()
+        self._writer.put(record)
 
     def _pending_trials(self, done: frozenset[int] | set[int]) -> Iterator[Trial]:
         for trial in self.plan:
