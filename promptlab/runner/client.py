@@ -1,27 +1,192 @@
-"""The one shared HTTP client: the httpx API over a transport chosen by measurement.
+"""The network seam: a `Sender` sends a built request and returns status, headers, body.
 
-httpx's default connection pool slowed as concurrency grew (see benchmarks/); the aiohttp
-transport for httpx kept pace, so it is the default. ``PROMPTLAB_TRANSPORT=httpx`` picks
-httpx's own transport.
+Two implementations. `AiohttpSender` (the default) speaks through one aiohttp session with
+a keep-alive pool sized to the run's concurrency. `HttpxSender` wraps any
+`httpx.AsyncClient`, so tests can inject `httpx.MockTransport` and users can bring their own
+client (proxies, certificates). Measured on this 2-core machine against the mock server,
+10,000 POSTs at 64 in flight: httpx over its aiohttp transport 1,452 req/s at 689 us of
+client CPU per request; aiohttp alone 3,338 req/s at 290 us (httpx's default pool: 138
+calls/s through the whole runner). The framework's per-call budget is about 1 ms, so the
+default sends through aiohttp directly. ``PROMPTLAB_TRANSPORT=httpx`` picks httpx.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 
-__all__ = ["make_client"]
+from promptlab.providers.base import HttpRequest
+
+__all__ = ["Reply", "SendError", "SendTimeout", "Sender", "StreamReply", "AiohttpSender",
+           "HttpxSender", "as_sender", "make_sender"]
 
 
-def make_client(concurrency: int, transport: str | None = None) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max(concurrency, 1) + 4,
-                          max_keepalive_connections=max(concurrency, 1) + 4,
-                          keepalive_expiry=30.0)
+class SendError(Exception):
+    """The connection failed, dropped, or the body was cut off: transient."""
+
+
+class SendTimeout(SendError):
+    """No (complete) answer within the timeout: transient."""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class StreamReply(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def lines(self) -> AsyncIterator[str]: ...
+
+    async def read(self) -> bytes: ...
+
+
+class Sender(Protocol):
+    async def send(self, request: HttpRequest, timeout: float) -> Reply: ...
+
+    def stream(self, request: HttpRequest,
+               timeout: float) -> contextlib.AbstractAsyncContextManager[StreamReply]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AiohttpStream:
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+
+    async def lines(self) -> AsyncIterator[str]:
+        try:
+            async for raw in self._resp.content:
+                yield raw.decode("utf-8").rstrip("\r\n")
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise SendTimeout("timeout mid-stream") from None
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+
+class AiohttpSender:
+    def __init__(self, concurrency: int) -> None:
+        self._connector = aiohttp.TCPConnector(limit=max(concurrency, 1) + 4,
+                                               keepalive_timeout=30.0)
+        self._session = aiohttp.ClientSession(connector=self._connector, trust_env=False,
+                                              auto_decompress=True)
+
+    async def send(self, request: HttpRequest, timeout: float) -> Reply:
+        try:
+            async with self._session.request(
+                    request.method, request.url, data=request.body, headers=request.headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                body = await resp.read()
+                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        except TimeoutError:
+            raise SendTimeout(f"timeout after {timeout:g}s") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    @contextlib.asynccontextmanager
+    async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
+        try:
+            async with self._session.request(
+                    request.method, request.url, data=request.body, headers=request.headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout,
+                                                  sock_connect=timeout)) as resp:
+                yield _AiohttpStream(resp)
+        except TimeoutError:
+            raise SendTimeout(f"timeout after {timeout:g}s") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
+class _HttpxStream:
+    def __init__(self, resp: httpx.Response) -> None:
+        self._resp = resp
+        self.status = resp.status_code
+        self.headers: Mapping[str, str] = resp.headers
+
+    async def lines(self) -> AsyncIterator[str]:
+        try:
+            async for line in self._resp.aiter_lines():
+                yield line
+        except httpx.TimeoutException:
+            raise SendTimeout("timeout mid-stream") from None
+        except httpx.TransportError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    async def read(self) -> bytes:
+        return await self._resp.aread()
+
+
+class HttpxSender:
+    """Any httpx.AsyncClient (its transport decides how requests travel)."""
+
+    def __init__(self, client: httpx.AsyncClient, owned: bool = False) -> None:
+        self.client = client
+        self._owned = owned
+
+    async def send(self, request: HttpRequest, timeout: float) -> Reply:
+        try:
+            resp = await self.client.request(request.method, request.url, content=request.body,
+                                             headers=request.headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise SendTimeout(f"timeout after {timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+        return Reply(resp.status_code, resp.headers, resp.content)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
+        try:
+            async with self.client.stream(request.method, request.url, content=request.body,
+                                          headers=request.headers, timeout=timeout) as resp:
+                yield _HttpxStream(resp)
+        except httpx.TimeoutException:
+            raise SendTimeout(f"timeout after {timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.client.aclose()
+
+
+def make_sender(concurrency: int, transport: str | None = None) -> Sender:
     choice = transport or os.environ.get("PROMPTLAB_TRANSPORT", "aiohttp")
-    if choice == "aiohttp":
+    if choice == "httpx":
         from httpx_aiohttp import AiohttpTransport
 
-        return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False),
-                                 timeout=None, trust_env=False)
-    return httpx.AsyncClient(limits=limits, timeout=None, trust_env=False)
+        limits = httpx.Limits(max_connections=concurrency + 4,
+                              max_keepalive_connections=concurrency + 4)
+        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False),
+                                   timeout=None, trust_env=False)
+        return HttpxSender(client, owned=True)
+    return AiohttpSender(concurrency)
+
+
+def as_sender(client: Any, concurrency: int) -> tuple[Sender, bool]:
+    """The sender for an injected client (an httpx.AsyncClient or a Sender), or a new one.
+    Returns it and whether the runner owns (and so closes) it."""
+    if client is None:
+        return make_sender(concurrency), True
+    if isinstance(client, httpx.AsyncClient):
+        return HttpxSender(client), False
+    return client, False
+
+

@@ -15,7 +15,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.base import HttpRequest, Provider, ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
-from promptlab.runner.client import make_client
+from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.spec import Trial
@@ -87,7 +87,7 @@ class Runner:
         store: Store,
         run_id: str,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | Sender | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -136,8 +136,7 @@ class Runner:
         started = started or {}
         self.stats.planned = len(self.plan) - len(done)
         self.stats.cost_usd = prior_cost
-        own_client = self.client is None
-        client = self.client or make_client(self.spec.run.concurrency)
+        client, own_client = as_sender(self.client, self.spec.run.concurrency)
         n_workers = min(self.spec.run.concurrency, max(self.stats.planned, 1))
         queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers * 2)
         start = time.perf_counter()
@@ -245,7 +244,7 @@ class Runner:
         out = int(call.trial.params.get("max_tokens") or 256)
         return ((call.est_tokens - out) * m.input_per_mtok + out * m.output_per_mtok) / 1e6
 
-    async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue[Call | None]) -> None:
+    async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None]) -> None:
         while True:
             call = await queue.get()
             if call is None:
@@ -261,7 +260,7 @@ class Runner:
 
     # -- one trial -------------------------------------------------------------------------
 
-    async def _send(self, client: httpx.AsyncClient, call: Call, endpoint: Endpoint) -> _Outcome:
+    async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> _Outcome:
         model, http = call.trial.model, call.http
         provider = self._providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
@@ -293,18 +292,18 @@ class Runner:
             wait: float | None = None
             parsed: ProviderResponse | None = None
             ttft_ms: float | None = None
+            headers: Mapping[str, str] = {}
             try:
                 if model.stream:
-                    async with client.stream(http.method, http.url, headers=http.headers,
-                                             content=http.body, timeout=timeout) as resp:
-                        status = resp.status_code
+                    async with client.stream(http, timeout) as resp:
+                        status, headers = resp.status, resp.headers
                         if status >= 400:
-                            raw = await resp.aread()
+                            raw = await resp.read()
                         else:
                             parser = provider.stream_parser()
                             lines: list[str] = []
                             try:
-                                async for line in resp.aiter_lines():
+                                async for line in resp.lines():
                                     lines.append(line)
                                     if line.startswith("data:"):
                                         delta = parser.feed(line[5:].strip())
@@ -314,23 +313,22 @@ class Runner:
                                 raw = "\n".join(lines).encode("utf-8")
                             parsed = parser.result()
                 else:
-                    resp = await client.request(http.method, http.url, headers=http.headers,
-                                                content=http.body, timeout=timeout)
-                    status, raw = resp.status_code, resp.content
+                    reply = await client.send(http, timeout)
+                    status, headers, raw = reply.status, reply.headers, reply.body
                 if status >= 400:
                     assert raw is not None
                     kind = provider.classify(model, status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
-                    wait = retry_after_s(resp.headers)
+                    wait = retry_after_s(headers)
                     if wait is None and kind == "rate_limit":
-                        wait = reset_wait_s(resp.headers)
+                        wait = reset_wait_s(headers)
                 elif parsed is None:
                     assert raw is not None
                     parsed = provider.parse_response(model, status, raw)
-            except httpx.TimeoutException:
+            except SendTimeout:
                 kind, error = "transient", f"timeout after {timeout:g}s"
-            except httpx.TransportError as exc:
-                kind, error = "transient", f"{type(exc).__name__}: {exc}"
+            except SendError as exc:
+                kind, error = "transient", str(exc)
             except ProviderError as exc:
                 kind, error = exc.kind, str(exc)
             finally:
