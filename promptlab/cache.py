@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptlab.canonical import hash_value
+from promptlab.canonical import canonical_json, hash_value, sha256_hex
 from promptlab.spec import ModelSpec
 
-__all__ = ["fingerprint", "fingerprint_fields", "estimate_tokens"]
+__all__ = ["fingerprint", "fingerprint_fields", "fingerprint_from_parts", "estimate_tokens"]
 
 
 def fingerprint_fields(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
@@ -26,6 +26,16 @@ def fingerprint_fields(model: ModelSpec, messages: list[dict[str, str]], params:
 def fingerprint(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
                 repeat: int) -> str:
     return hash_value(fingerprint_fields(model, messages, params, repeat))
+
+
+def fingerprint_from_parts(model: ModelSpec, messages_canonical: str, params_canonical: str,
+                           repeat: int) -> str:
+    """`fingerprint`, from canonical JSON already made (the hot path); equal by contract."""
+    text = (f'{{"endpoint":{canonical_json(model.endpoint_identity())},'
+            f'"messages":{messages_canonical},"model":{canonical_json(model.model)},'
+            f'"params":{params_canonical},"provider":{canonical_json(model.provider)},'
+            f'"repeat":{repeat}}}')
+    return sha256_hex(text)
 
 
 def estimate_tokens(messages: list[dict[str, str]], params: dict[str, Any]) -> int:

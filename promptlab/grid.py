@@ -41,6 +41,7 @@ class Plan:
         self._model_json = [canonical_json(m.identity()) for m in spec.models]
         self._prompt_json = [canonical_json(p.identity()) for p in spec.prompts]
         self._row_json: dict[int, str] = {}
+        self._params: dict[tuple[int, int], dict[str, Any]] = {}
         self._dims = (len(spec.models), len(spec.prompts), len(self.points),
                       len(spec.dataset.rows), self.repeats)
 
@@ -79,7 +80,9 @@ class Plan:
     def _build(self, index: int, mi: int, pi: int, gi: int, ri: int, rep: int) -> Trial:
         model = self.spec.models[mi]
         row = self.spec.dataset.rows[ri]
-        params = {**model.params, **self.points[gi]}
+        params = self._params.get((mi, gi))
+        if params is None:  # one shared dict per model and grid point: treat as read-only
+            params = self._params[(mi, gi)] = {**model.params, **self.points[gi]}
         row_json = self._row_json.get(ri)
         if row_json is None:
             row_json = canonical_json(row.data)

@@ -8,6 +8,7 @@ needs no escaping; write a literal ``{{`` with ``{{ '{{' }}`` or a ``{% raw %}``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from promptlab.canonical import canonical_json
 from promptlab.errors import UserError
 from promptlab.spec import PromptSpec, Row
 
 __all__ = ["RecordingLoader", "Renderer", "render_text"]
 
 Message = dict[str, str]
+MEMO_LIMIT = 200_000
 
 
 class RecordingLoader(jinja2.BaseLoader):
@@ -68,6 +71,9 @@ class Renderer:
         self.env = _environment(self.loader)
         self._compiled: dict[str, list[tuple[str, jinja2.Template, str]]] = {}
         self._prompt_files = prompt_files or {}
+        # Rendering is pure, and a plan renders each (prompt, row) once per model, grid
+        # point and repeat: remember them (bounded), with their JSON forms.
+        self._memo: dict[tuple[str, int, str], tuple[list[Message], str, str]] = {}
 
     def load_source(self, name: str, where: str) -> str:
         """The source of a template file, failing with a user error if it is missing."""
@@ -95,7 +101,26 @@ class Renderer:
         return compiled
 
     def render(self, prompt: PromptSpec, row: Row, dataset: str = "dataset") -> list[Message]:
-        """Render a prompt's messages for one row; a missing variable is a user error."""
+        """Render a prompt's messages for one row; a missing variable is a user error.
+
+        The returned list is shared by every caller for that (prompt, row): do not mutate it.
+        """
+        return self.render_with_json(prompt, row, dataset)[0]
+
+    def render_with_json(self, prompt: PromptSpec, row: Row,
+                         dataset: str = "dataset") -> tuple[list[Message], str, str]:
+        """The messages, their JSON (as stored) and their canonical JSON (as hashed)."""
+        key = (prompt.name, row.index, row.id)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        messages = self._render(prompt, row, dataset)
+        result = (messages, json.dumps(messages), canonical_json(messages))
+        if len(self._memo) < MEMO_LIMIT:
+            self._memo[key] = result
+        return result
+
+    def _render(self, prompt: PromptSpec, row: Row, dataset: str) -> list[Message]:
         variables = {**prompt.vars, **row.data, "row": row.data}
         out: list[Message] = []
         for role, tpl, label in self._compile(prompt):

@@ -80,3 +80,14 @@ def test_million_trial_plan_is_lazy() -> None:
     assert n == 1_000_000
     assert first.index == 0 and last.index == n - 1 and last.model.alias == "b"
     assert peak < 50 * 1024 * 1024
+
+
+def test_fingerprint_from_parts_equals_the_canonical_contract() -> None:
+    from promptlab.cache import fingerprint, fingerprint_from_parts
+    from promptlab.canonical import canonical_json
+
+    model = ModelSpec("a", "openai", "m\u00e9", "http://x/v1")
+    messages = [{"role": "user", "content": "caf\u00e9 \"q\" {x}"}]
+    params = {"temperature": 0.5, "max_tokens": 3, "stop": ["\n"]}
+    assert fingerprint_from_parts(model, canonical_json(messages), canonical_json(params),
+                                  2) == fingerprint(model, messages, params, 2)

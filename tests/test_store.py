@@ -46,3 +46,9 @@ def test_results_db_example_is_current_and_complete(tmp_path: Path) -> None:
     assert len(rows) == info.planned and all(r.status == "ok" for r in rows)
     assert {r.model_alias for r in rows} == set(info.config["models"])
     assert json.dumps(info.manifest)  # provenance is there
+
+
+def test_schema_head_constant_is_the_newest_migration() -> None:
+    from promptlab.store.database import SCHEMA_HEAD
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from promptlab.cache import estimate_tokens, fingerprint
+from promptlab.cache import estimate_tokens, fingerprint_from_parts
+from promptlab.canonical import canonical_json
 from promptlab.errors import ProviderError
 from promptlab.experiment import Prepared
 from promptlab.grid import Plan
@@ -66,6 +67,7 @@ class Call:
     est_tokens: int
     prior_attempts: int = 0
     trial_exists: bool = False
+    messages_json: str = ""
 
 
 @dataclass
@@ -122,6 +124,8 @@ class Runner:
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
+        self._params_cache: dict[int, tuple[str, str]] = {}
+        self._row_json: dict[int, str] = {}
         self._reserved = 0.0  # estimated cost of calls sent but not finished
         self._finished_one = asyncio.Event()
 
@@ -197,15 +201,25 @@ class Runner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await queue.put(None)
 
+    def _params_json(self, params: dict[str, Any]) -> tuple[str, str]:
+        """(stored JSON, canonical JSON) of a plan's shared params dict."""
+        cached = self._params_cache.get(id(params))
+        if cached is None:
+            cached = (json.dumps(params, sort_keys=True), canonical_json(params))
+            self._params_cache[id(params)] = cached
+        return cached
+
     def _call(self, trial: Trial, started: dict[int, int]) -> Call:
-        messages = self.prepared.renderer.render(trial.prompt, trial.row, self.spec.dataset.name)
+        messages, messages_json, messages_canonical = self.prepared.renderer.render_with_json(
+            trial.prompt, trial.row, self.spec.dataset.name)
         model = trial.model
         request = ProviderRequest(model.model, messages, trial.params)
         http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
-        key = fingerprint(model, messages, trial.params, trial.repeat)
+        key = fingerprint_from_parts(model, messages_canonical, self._params_json(trial.params)[1],
+                                     trial.repeat)
         prior = started.get(trial.index)
         return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),
-                    prior or 0, prior is not None)
+                    prior or 0, prior is not None, messages_json)
 
     async def _dispatch(self, chunk: list[Call], queue: asyncio.Queue[Call | None]) -> bool:
         """Record cache hits, queue the rest; False once a budget stops the run."""
@@ -369,14 +383,18 @@ class Runner:
 
     def _record(self, call: Call, outcome: _Outcome) -> Record:
         trial, model = call.trial, call.trial.model
+        row_json = self._row_json.get(trial.row.index)
+        if row_json is None:
+            row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
+            if len(self._row_json) < 200_000:
+                self._row_json[trial.row.index] = row_json
         trial_row = {
             "run_id": self.run_id, "idx": trial.index, "key": trial.key,
             "model_alias": model.alias, "provider": model.provider, "model": model.model,
             "prompt": trial.prompt.name,
-            "params_json": self._scrub(json.dumps(trial.params, sort_keys=True)),
-            "row_id": trial.row.id, "row_json": self._scrub(json.dumps(trial.row.data,
-                                                                         sort_keys=True)),
-            "repeat": trial.repeat, "messages_json": self._scrub(json.dumps(call.messages)),
+            "params_json": self._scrub(self._params_json(trial.params)[0]),
+            "row_id": trial.row.id, "row_json": row_json,
+            "repeat": trial.repeat, "messages_json": self._scrub(call.messages_json),
             "endpoint": model.endpoint_identity(), "cache_key": call.cache_key,
         }
         self.stats.done += 1

@@ -6,19 +6,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from promptlab.errors import UserError
 
-__all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "DEFAULT_DB"]
+__all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_revision",
+           "DEFAULT_DB", "SCHEMA_HEAD"]
 
 DEFAULT_DB = "results.db"
+# The newest migration. Opening a current database checks this with one query instead of
+# importing Alembic (a second of start-up); tests/test_store.py keeps it in step.
+SCHEMA_HEAD = "0002"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -42,20 +42,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def alembic_config() -> Config:
+def alembic_config() -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return str(value) if value is not None else None
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is current)."""
-    cfg = alembic_config()
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    if current == head:
+    if current_revision(engine) == SCHEMA_HEAD:
         return
+    from alembic import command
+
+    cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
