@@ -31,11 +31,17 @@ def fingerprint(model: ModelSpec, messages: list[dict[str, str]], params: dict[s
 def fingerprint_from_parts(model: ModelSpec, messages_canonical: str, params_canonical: str,
                            repeat: int) -> str:
     """`fingerprint`, from canonical JSON already made (the hot path); equal by contract."""
-    text = (f'{{"endpoint":{canonical_json(model.endpoint_identity())},'
-            f'"messages":{messages_canonical},"model":{canonical_json(model.model)},'
-            f'"params":{params_canonical},"provider":{canonical_json(model.provider)},'
-            f'"repeat":{repeat}}}')
-    return sha256_hex(text)
+    parts = _MODEL_PARTS.get(model)
+    if parts is None:
+        parts = _MODEL_PARTS[model] = (
+            f'{{"endpoint":{canonical_json(model.endpoint_identity())},"messages":',
+            f',"model":{canonical_json(model.model)},"params":',
+            f',"provider":{canonical_json(model.provider)},"repeat":')
+    head, middle, tail = parts
+    return sha256_hex(f"{head}{messages_canonical}{middle}{params_canonical}{tail}{repeat}}}")
+
+
+_MODEL_PARTS: dict[ModelSpec, tuple[str, str, str]] = {}
 
 
 def estimate_tokens(messages: list[dict[str, str]], params: dict[str, Any]) -> int:

@@ -24,9 +24,14 @@ def grid_points(params: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
 
 
 def trial_key(model_json: str, prompt_json: str, params: dict[str, Any], row_id: str,
-              row_json: str, repeat: int) -> str:
-    """sha256 of the canonical JSON of what defines a trial."""
-    text = (f'{{"model":{model_json},"params":{canonical_json(params)},"prompt":{prompt_json},'
+              row_json: str, repeat: int, params_json: str | None = None) -> str:
+    """sha256 of the canonical JSON of what defines a trial.
+
+    That is ``{"model", "params", "prompt", "repeat", "row": {"data", "id"}}``; the JSON
+    pieces may come in already canonical (`params_json`) so a plan makes each once.
+    """
+    params_json = params_json if params_json is not None else canonical_json(params)
+    text = (f'{{"model":{model_json},"params":{params_json},"prompt":{prompt_json},'
             f'"repeat":{repeat},"row":{{"data":{row_json},"id":{canonical_json(row_id)}}}}}')
     return sha256_hex(text)
 
@@ -41,7 +46,7 @@ class Plan:
         self._model_json = [canonical_json(m.identity()) for m in spec.models]
         self._prompt_json = [canonical_json(p.identity()) for p in spec.prompts]
         self._row_json: dict[int, str] = {}
-        self._params: dict[tuple[int, int], dict[str, Any]] = {}
+        self._params: dict[tuple[int, int], tuple[dict[str, Any], str]] = {}
         self._dims = (len(spec.models), len(spec.prompts), len(self.points),
                       len(spec.dataset.rows), self.repeats)
 
@@ -80,15 +85,17 @@ class Plan:
     def _build(self, index: int, mi: int, pi: int, gi: int, ri: int, rep: int) -> Trial:
         model = self.spec.models[mi]
         row = self.spec.dataset.rows[ri]
-        params = self._params.get((mi, gi))
-        if params is None:  # one shared dict per model and grid point: treat as read-only
-            params = self._params[(mi, gi)] = {**model.params, **self.points[gi]}
+        shared = self._params.get((mi, gi))
+        if shared is None:  # one shared dict per model and grid point: treat as read-only
+            p = {**model.params, **self.points[gi]}
+            shared = self._params[(mi, gi)] = (p, canonical_json(p))
+        params, params_json = shared
         row_json = self._row_json.get(ri)
         if row_json is None:
             row_json = canonical_json(row.data)
             if len(self._row_json) < 100_000:
                 self._row_json[ri] = row_json
         key = trial_key(self._model_json[mi], self._prompt_json[pi], params, row.id, row_json,
-                        rep)
+                        rep, params_json)
         return Trial(index=index, key=key, model=model, prompt=self.spec.prompts[pi],
                      params=params, row=row, repeat=rep)

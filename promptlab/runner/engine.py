@@ -146,6 +146,7 @@ class Runner:
         start = time.perf_counter()
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
         ticker = asyncio.create_task(self._ticker()) if self.on_progress else None
+        flusher = asyncio.create_task(self._flusher())
         feeder = asyncio.create_task(self._feed(queue, done, started, n_workers))
         workers = [asyncio.create_task(self._worker(client, queue)) for _ in range(n_workers)]
         tasks = [feeder, *workers]
@@ -160,6 +161,7 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
             if ticker is not None:
                 ticker.cancel()
+            flusher.cancel()
             if own_client:
                 await asyncio.shield(client.aclose())
             # Whatever finished is committed, even on Ctrl-C (a failed batch is retried here,
@@ -170,6 +172,12 @@ class Runner:
             if self.on_progress:
                 self.on_progress(self.stats)
         return self.stats
+
+    async def _flusher(self) -> None:
+        """Commit what finished at least every 0.25 s, however slow the calls are."""
+        while True:
+            await asyncio.sleep(0.25)
+            self._writer.flush()
 
     async def _ticker(self) -> None:
         assert self.on_progress is not None

@@ -26,6 +26,7 @@ class BatchWriter:
         self._batch_size = batch_size
         self._max_wait_s = max_wait_s
         self._queue: queue.Queue[object] = queue.Queue()
+        self._local: list[Record] = []
         self._failed: list[Record] = []
         self.error: BaseException | None = None
         self.written = 0
@@ -33,7 +34,16 @@ class BatchWriter:
         self._thread.start()
 
     def put(self, record: Record) -> None:
-        self._queue.put(record)
+        """Hand over one record (from one thread only: the event loop's)."""
+        self._local.append(record)
+        if len(self._local) >= self._batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pass what was handed over so far to the writer thread (one lock per batch)."""
+        if self._local:
+            batch, self._local = self._local, []
+            self._queue.put(batch)
 
     def _loop(self) -> None:
         stopping = False
@@ -43,27 +53,19 @@ class BatchWriter:
             except queue.Empty:
                 continue
             batch: list[Record] = []
-            if first is _STOP:
-                stopping = True
-            else:
-                batch.append(first)  # type: ignore[arg-type]
-            while len(batch) < self._batch_size:
+            item = first
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, list)
+                    batch.extend(item)
+                if len(batch) >= self._batch_size and not stopping:
+                    break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    stopping = True
-                    continue
-                batch.append(item)  # type: ignore[arg-type]
-            if stopping:  # drain everything that is left
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not _STOP:
-                        batch.append(item)  # type: ignore[arg-type]
             self._flush(batch)
 
     def _flush(self, batch: list[Record]) -> None:
@@ -84,6 +86,7 @@ class BatchWriter:
 
     def close(self) -> None:
         """Write everything handed over so far, then stop; raises a write that kept failing."""
+        self.flush()
         self._queue.put(_STOP)
         self._thread.join()
         if self._failed:
