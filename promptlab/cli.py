@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "how many the cache would answer, estimated tokens and cost (from the "
                     "models' price tables) and the first rendered prompt.")
     plan.add_argument("overrides", nargs="*", help="Hydra overrides, as for run")
+    plan.add_argument("--count", action="store_true",
+                      help="only the number of trials and the first and last (no estimate)")
     _db_args(plan)
     plan.add_argument("--experiments", metavar="DIR")
 

@@ -139,7 +139,25 @@ def _plan(loaded: LoadedConfig, db: str | None) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = load(find_experiments_dir(args.experiments), args.overrides)
+    if args.count:
+        return _count(loaded)
     return _plan(loaded, args.db)
+
+
+def _count(loaded: LoadedConfig) -> int:
+    """The plan's size and its first and last trials, without walking it."""
+    from promptlab.experiment import prepare
+    from promptlab.grid import Plan
+
+    plan = Plan(prepare(loaded).spec)
+    out = _out()
+    out.print(f"{len(plan):,} trials")
+    for label, index in (("first", 0), ("last", -1)):
+        t = plan.trial(index)
+        out.print(f"{label}: #{t.index} model={escape(t.model.alias)} prompt="
+                  f"{escape(t.prompt.name)} row={escape(t.row.id)} repeat={t.repeat} "
+                  f"params={escape(json.dumps(t.params, sort_keys=True))} key={t.key[:16]}")
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
