@@ -13,12 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.config.loading import LoadedConfig, find_experiments_dir, load
 from promptlab.errors import UserError
 from promptlab.reports.aggregate import aggregate
 from promptlab.reports.render import render_text, rich_table
@@ -32,6 +30,7 @@ from promptlab.store.queries import (
 )
 
 if TYPE_CHECKING:
+    from promptlab.config.loading import LoadedConfig
     from promptlab.launch import RunOutcome
 
 __all__ = ["cmd_run", "cmd_plan", "cmd_resume", "cmd_cache", "cmd_runs", "cmd_report",
@@ -42,7 +41,22 @@ def _out() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def find_experiments_dir(explicit: str | None) -> Path:
+    from promptlab.config.loading import find_experiments_dir as find
+
+    return find(explicit)
+
+
+def load(config_dir: Path, overrides: list[str]) -> LoadedConfig:
+    # Hydra and OmegaConf load only for the commands that compose a config.
+    from promptlab.config.loading import load as compose
+
+    return compose(config_dir, overrides)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
     from promptlab.launch import run_experiment
 
     config_dir = find_experiments_dir(args.experiments)

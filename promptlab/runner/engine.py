@@ -38,7 +38,8 @@ from promptlab.store.batches import BatchWriter
 
 __all__ = ["Call", "Runner", "RunStats"]
 
-CHUNK = 256
+FIRST_CHUNK = 64
+CHUNK = 1024  # trials looked up in the cache with one query
 
 
 @dataclass
@@ -197,12 +198,13 @@ class Runner:
                     started: dict[int, int], n_workers: int) -> None:
         try:
             chunk: list[Call] = []
+            size = FIRST_CHUNK  # small at first, so the first calls go out at once
             for trial in self._pending_trials(done):
                 chunk.append(self._call(trial, started))
-                if len(chunk) >= CHUNK:
+                if len(chunk) >= size:
                     if not await self._dispatch(chunk, queue):
                         return
-                    chunk = []
+                    chunk, size = [], CHUNK
             await self._dispatch(chunk, queue)
         finally:
             for _ in range(n_workers):
