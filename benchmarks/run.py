@@ -98,7 +98,7 @@ def promptlab(cwd: Path, *args: str) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"promptlab {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     m = re.search(r"BENCH_RSS_KB=(\d+) BENCH_CPU_S=([\d.]+)", done.stderr)
-    run = re.search(r"attempts\) in ([\d.]+)s", done.stderr.replace("\n", " "))
+    run = re.search(r"attempts\)\s+in\s+([\d.]+)s", done.stderr)
     return {"wall_s": wall, "rss_mb": int(m.group(1)) / 1024 if m else None,
             "cpu_s": float(m.group(2)) if m else None,
             "run_s": float(run.group(1)) if run else None, "stdout": done.stdout}

@@ -37,6 +37,11 @@ __all__ = ["cmd_run", "cmd_plan", "cmd_resume", "cmd_cache", "cmd_runs", "cmd_re
            "cmd_score", "cmd_compare", "cmd_mock_server"]
 
 
+def _err() -> Console:
+    return Console(stderr=True, highlight=False,
+                   width=None if sys.stderr.isatty() else 160)
+
+
 def _out() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -68,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         return _plan(loaded, args.db)
-    err = Console(stderr=True, highlight=False)
+    err = _err()
     outcome = run_experiment(loaded, db=args.db, console=err,
                              progress=False if args.no_progress else None)
     _summary(outcome, err)
@@ -87,7 +92,7 @@ def _multirun(args: argparse.Namespace, config_dir: Path) -> int:
         loaded = load(config_dir, job)
         ready.append((job, loaded, prepare(loaded)))
     sweep_id = new_sweep_id()
-    err = Console(stderr=True, highlight=False)
+    err = _err()
     err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
     db_url = None
     for i, (job, loaded, prepared) in enumerate(ready):
@@ -185,7 +190,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"run {run_id} is already complete; nothing to resume")
         return 0
     experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
-    err = Console(stderr=True, highlight=False)
+    err = _err()
     outcome = resume_run(engine, db_url, run_id, overrides=args.overrides,
                          experiments=experiments, console=err,
                          progress=False if args.no_progress else None)
