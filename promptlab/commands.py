@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -18,12 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptlab.errors import UserError
-from promptlab.reports.aggregate import aggregate
+from promptlab.reports.aggregate import aggregate_runs
 from promptlab.reports.render import render_text, rich_table
 from promptlab.store import open_engine, resolve_url
 from promptlab.store.queries import (
     get_run,
-    iter_results,
     list_runs,
     resolve_run_id,
     scorer_names,
@@ -110,7 +108,7 @@ def _multirun(args: argparse.Namespace, config_dir: Path) -> int:
 def _summary(outcome: RunOutcome, err: Console) -> None:
     stats = outcome.stats
     engine = open_engine(outcome.db_url)
-    groups = aggregate(iter_results(engine, outcome.run_id), ["model", "prompt"])
+    groups = aggregate_runs(engine, [outcome.run_id], ["model", "prompt"])
     _out().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}",
                             scorer_names(engine, outcome.run_id)))
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
@@ -257,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"--by: '{unknown[0]}' is not a dimension of run {run_id}; use one of: "
                         f"{', '.join(sorted(known | params))}")
-    groups = aggregate(iter_results(engine, run_id), dims)
+    groups = aggregate_runs(engine, [run_id], dims)
     scorers = scorer_names(engine, run_id)
     meta = {"run_id": run_id, "name": info.name, "status": info.status}
     if args.format == "table" and not args.output:
@@ -320,7 +318,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UserError(f"{where}: no scorers configured; add a 'scorers:' section")
     n = score_run(engine, run_id, prepared, scorers)
     Console(stderr=True).print(f"{n:,} scores written for run {run_id}")
-    groups = aggregate(iter_results(engine, run_id), ["model", "prompt"])
+    groups = aggregate_runs(engine, [run_id], ["model", "prompt"])
     _out().print(rich_table(groups, ["model", "prompt"], f"run {run_id}",
                             scorer_names(engine, run_id)))
     return 0
@@ -332,8 +330,7 @@ def _report_sweep(args: argparse.Namespace, engine: Any) -> int:
         raise UserError(f"--sweep {args.sweep}: no runs in this sweep; list sweeps with "
                         "'promptlab runs'")
     dims = [d.strip() for d in args.by.split(",") if d.strip()]
-    rows = itertools.chain.from_iterable(iter_results(engine, r.id) for r in reversed(runs))
-    groups = aggregate(rows, dims)
+    groups = aggregate_runs(engine, [r.id for r in runs], dims)
     scorers = sorted({s for r in runs for s in scorer_names(engine, r.id)})
     meta = {"run_id": args.sweep, "name": f"sweep of {len(runs)} runs", "status": "sweep"}
     if args.format == "table" and not args.output:

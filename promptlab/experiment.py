@@ -84,6 +84,7 @@ def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
         server=server_spec, input_per_mtok=float(price.get("input_per_mtok", 0.0)),
         output_per_mtok=float(price.get("output_per_mtok", 0.0)),
         endpoint=cfg["endpoint"], stream=cfg["stream"], http=cfg.get("http"),
+        repeats_as_n=cfg["repeats_as_n"],
     )
 
 

@@ -41,14 +41,16 @@ def from_database(engine: Engine, run_id: str, overrides: list[str] | None = Non
     config: dict[str, Any] = info.config
     choices = info.manifest.get("choices", {})
     config_dir = Path(info.manifest.get("project_dir", ".")) / "experiments"
+    merged = OmegaConf.create(config)
     if overrides:
         bad = [o for o in overrides if not o.lstrip("+").startswith("run.")]
         if bad:
             raise UserError(f"{bad[0]}: only run.* settings can change when resuming a run; "
                             "start a new run to change the experiment")
-        merged = OmegaConf.merge(OmegaConf.create(config),
+        merged = OmegaConf.merge(merged,  # type: ignore[assignment]
                                  OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-        config = validate(merged, choices, config_dir)  # type: ignore[arg-type]
+    # Through today's schema, so a run stored before a setting existed gets its default.
+    config = validate(merged, choices, config_dir)
     loaded = LoadedConfig(config, tuple(info.overrides), choices, config_dir)
     prepared = prepare(loaded, stored=stored_artifacts(engine, run_id),
                        check_api_keys=check_api_keys)

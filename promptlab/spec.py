@@ -53,6 +53,7 @@ class ModelSpec:
     endpoint: str = "chat"  # openai: chat (/chat/completions) or completions (/completions)
     stream: bool = False
     http: dict[str, Any] | None = field(default=None, hash=False)
+    repeats_as_n: bool = False
 
     def endpoint_identity(self) -> str:
         """Where requests go, stable across runs: a managed server's port changes each run."""

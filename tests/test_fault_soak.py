@@ -17,12 +17,12 @@ FAULTS = {"429": 0.10, "500": 0.05, "slow": 0.02, "drop": 0.01}
 
 
 def test_five_thousand_calls_survive_faults(tmp_path: Path, project: Path) -> None:
-    config = MockConfig(faults=FAULTS, slow_ms=2000, retry_after_s=0.5, seed=11)
+    config = MockConfig(faults=FAULTS, slow_ms=3000, retry_after_s=0.5, seed=11)
     with MockServer(config) as server:
         url = server.url + "/v1"
         prepared = prepared_for(
             project, "grid.repeats=105", "run.concurrency=64", "run.max_attempts=12",
-            "run.timeout_s=0.3", f"models.oa.base_url={url}", f"models.an.base_url={url}")
+            "run.timeout_s=1", f"models.oa.base_url={url}", f"models.an.base_url={url}")
         store = Store(open_engine(resolve_url(str(tmp_path / "soak.db"))))
         store.create_run(run_id="soak", name="soak", planned=0, config={}, overrides=[],
                          manifest={}, artifacts={})
@@ -49,11 +49,12 @@ def test_five_thousand_calls_survive_faults(tmp_path: Path, project: Path) -> No
     assert statuses == {"ok": 5040}
     assert n_results == n_distinct == 5040
     assert attempts == seen["requests"] == stats.attempts
-    assert by_kind["rate_limit"] == seen["fault:429"]
-    # Every injected 500, slow and drop is a transient attempt; on a loaded machine a rare
-    # healthy reply can also outlast the 0.3 s timeout, and is counted (and retried) too.
-    injected = seen["fault:500"] + seen["fault:slow"] + seen["fault:drop"]
-    assert injected <= by_kind["transient"] <= injected + 10
+    # Every injected fault is a failed attempt, classified by kind. On a loaded machine a
+    # rare reply (a 429 among them) can outlast the timeout and counts as transient instead.
+    injected = sum(seen[f"fault:{k}"] for k in ("429", "500", "slow", "drop"))
+    failed = by_kind["rate_limit"] + by_kind["transient"]
+    assert injected <= failed <= injected + 20
+    assert seen["fault:429"] - 20 <= by_kind["rate_limit"] <= seen["fault:429"]
     assert retry_after == {(429, 500.0)}  # every 429's Retry-After was read ...
     assert any(0.4 < w <= 0.5 for w in waits)  # ... and waited for (pausing the endpoint)
     print(f"\nsoak: 5040 trials, {attempts} attempts, server saw {seen['requests']}, "

@@ -93,6 +93,9 @@ class ModelConfig:
     endpoint: str = "chat"
     stream: bool = False
     http: HttpConfig | None = None
+    # Send a trial's repeats as one call with n samples (OpenAI-compatible APIs that honour
+    # n; where a server returns fewer choices, the rest are sent one by one).
+    repeats_as_n: bool = False
 
 
 @dataclass

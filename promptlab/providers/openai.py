@@ -73,6 +73,18 @@ class OpenAIProvider:
             fingerprint=data.get("system_fingerprint"),
         )
 
+    def parse_choices(self, model: ModelSpec, status: int, body: bytes) -> list[ProviderResponse]:
+        """Every choice of an n > 1 reply, in index order; usage rides on the first."""
+        first = self.parse_response(model, status, body)
+        data = json.loads(body)
+        out = [first]
+        for choice in sorted(data["choices"], key=lambda c: c.get("index", 0))[1:]:
+            message = choice.get("message")
+            text = (message.get("content") or "") if message is not None else choice["text"]
+            out.append(ProviderResponse(text, choice.get("finish_reason"), None, None,
+                                        first.model, first.fingerprint))
+        return out
+
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
         return classify_status(status)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import Engine, select
 
 from promptlab.reports.stats import bootstrap_mean_ci, wilson
+from promptlab.store.models import Result, Score, TrialRow
 from promptlab.store.queries import ResultRow
 
-__all__ = ["GroupStats", "aggregate", "percentile", "dimension_value"]
+__all__ = ["GroupStats", "aggregate", "aggregate_runs", "percentile", "dimension_value"]
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -131,3 +135,75 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     if isinstance(v, int | float):
         return (1, v)
     return (2, str(v))
+
+
+def aggregate_runs(engine: Engine, run_ids: Sequence[str], dims: Sequence[str]
+                   ) -> list[GroupStats]:
+    """`aggregate` for whole runs, reading plain tuples straight from SQL.
+
+    A report over a million results spends its time in per-row Python objects; here each
+    result is one tuple and one dict lookup, and scores come in a second pass.
+    """
+    extra_cols = [c for d, c in (("row", TrialRow.row_id), ("repeat", TrialRow.repeat))
+                  if d in dims]
+    key_cols = [TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json, *extra_cols]
+    n_key = len(key_cols)
+    keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    groups: dict[tuple[Any, ...], GroupStats] = {}
+
+    def group_of(raw: tuple[Any, ...]) -> GroupStats:
+        key = keys.get(raw)
+        if key is None:
+            model, prompt, params_json = raw[0], raw[1], raw[2]
+            params = json.loads(params_json)
+            rest = dict(zip([d for d in ("row", "repeat") if d in dims], raw[3:], strict=True))
+            values = []
+            for d in dims:
+                if d == "model":
+                    values.append(model)
+                elif d == "prompt":
+                    values.append(prompt)
+                elif d in rest:
+                    values.append(rest[d])
+                else:
+                    values.append(params.get(d))
+            key = keys[raw] = tuple(values)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = GroupStats(key)
+        return g
+
+    join = (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx)
+    stmt = (select(*key_cols, Result.status, Result.cache_hit, Result.latency_ms,
+                   Result.ttft_ms, Result.input_tokens, Result.output_tokens, Result.cost_usd)
+            .join(Result, join).where(TrialRow.run_id.in_(list(run_ids))))
+    score_stmt = (select(*key_cols, Score.scorer, Score.value, Score.passed)
+                  .join(Score, (Score.run_id == TrialRow.run_id) & (Score.idx == TrialRow.idx))
+                  .where(TrialRow.run_id.in_(list(run_ids))))
+    with engine.connect() as conn:
+        for row in conn.execute(stmt).yield_per(20_000):
+            g = group_of(tuple(row[:n_key]))
+            status, hit, latency, ttft, tin, tout, cost = cast(tuple[Any, ...], row[n_key:])
+            g.calls += 1
+            if status == "ok":
+                g.ok += 1
+                if not hit:
+                    if latency is not None:
+                        g.latencies.append(latency)
+                    if ttft is not None:
+                        g.ttfts.append(ttft)
+            else:
+                g.errors += 1
+            if hit:
+                g.cached += 1
+            g.input_tokens += tin or 0
+            g.output_tokens += tout or 0
+            g.cost_usd += cost or 0.0
+        for row in conn.execute(score_stmt).yield_per(20_000):
+            g = group_of(tuple(row[:n_key]))
+            name, value, passed = cast(tuple[Any, ...], row[n_key:])
+            if passed is not None:
+                g.score_passed.setdefault(name, []).append(bool(passed))
+            if value is not None:
+                g.score_values.setdefault(name, []).append(value)
+    return sorted(groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))

@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ from promptlab.errors import ProviderError
 from promptlab.experiment import Prepared
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
-from promptlab.providers.base import HttpRequest, Provider, ProviderResponse
+from promptlab.providers.base import HttpRequest, Provider, ProviderResponse, dumps
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
@@ -69,6 +69,7 @@ class Call:
     prior_attempts: int = 0
     trial_exists: bool = False
     messages_json: str = ""
+    siblings: list[Call] = field(default_factory=list)  # repeats riding along as n samples
 
 
 @dataclass
@@ -81,6 +82,8 @@ class _Outcome:
     cache: dict[str, Any] | None = None
     ttft_ms: float | None = None
     tokens_per_s: float | None = None
+    choices: list[ProviderResponse] | None = None
+    sample_of: str | None = None
 
 
 class Runner:
@@ -236,29 +239,48 @@ class Runner:
         hits: dict[str, dict[str, Any]] = {}
         if self.spec.run.cache != "off" and chunk:
             hits = await asyncio.to_thread(self.store.lookup_cache, [c.cache_key for c in chunk])
-        run = self.spec.run
+        leader: Call | None = None
         for call in chunk:
             hit = hits.get(call.cache_key)
             if hit is not None:
                 self._emit(self._record(call, _Outcome(None, [], None, None, None, cache=hit)))
                 continue
-            if run.max_calls is not None and self.stats.calls >= run.max_calls:
-                self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
+            if leader is not None and _same_request(leader, call):
+                leader.siblings.append(call)
+                continue
+            if leader is not None:
+                if not await self._enqueue(_with_n(leader), queue):
+                    return False
+                leader = None
+            if call.trial.model.repeats_as_n and not call.trial.model.stream:
+                leader = call
+                continue
+            if not await self._enqueue(call, queue):
                 return False
-            reserve = self._estimated_cost(call)
-            if run.max_cost_usd is not None:
-                # Hold back while calls in flight could take the run over budget.
-                while (self._reserved > 1e-12
-                       and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
-                    self._finished_one.clear()
-                    await self._finished_one.wait()
-            if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
-                self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
-                                          f"(${self.stats.cost_usd:.4f} spent)")
-                return False
-            self.stats.calls += 1
-            self._reserved += reserve
-            await queue.put(call)
+        if leader is not None:
+            return await self._enqueue(_with_n(leader), queue)
+        return True
+
+    async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:
+        """Queue one call under the budgets; False once a budget stops the run."""
+        run = self.spec.run
+        if run.max_calls is not None and self.stats.calls >= run.max_calls:
+            self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
+            return False
+        reserve = self._estimated_cost(call)
+        if run.max_cost_usd is not None:
+            # Hold back while calls in flight could take the run over budget.
+            while (self._reserved > 1e-12
+                   and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
+                self._finished_one.clear()
+                await self._finished_one.wait()
+        if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
+            self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
+                                      f"(${self.stats.cost_usd:.4f} spent)")
+            return False
+        self.stats.calls += 1
+        self._reserved += reserve
+        await queue.put(call)
         return True
 
     def _estimated_cost(self, call: Call) -> float:
@@ -280,6 +302,15 @@ class Runner:
                 outcome = await self._send(client, call, endpoint)
             self._reserved -= self._estimated_cost(call)
             self._emit(self._record(call, outcome))
+            for i, sibling in enumerate(call.siblings, 1):
+                if outcome.choices is not None and len(outcome.choices) > i:
+                    shared = _Outcome(outcome.choices[i], [], outcome.latency_ms, None, None,
+                                      sample_of=f"{self.run_id}:{call.trial.index}")
+                elif outcome.response is None:  # the call failed: so did its samples
+                    shared = _Outcome(None, [], None, outcome.error_kind, outcome.error)
+                else:  # the server gave fewer choices than asked: ask for this one alone
+                    shared = await self._send(client, sibling, endpoint)
+                self._emit(self._record(sibling, shared))
             self._finished_one.set()
 
     # -- one trial -------------------------------------------------------------------------
@@ -316,6 +347,7 @@ class Runner:
             wait: float | None = None
             parsed: ProviderResponse | None = None
             ttft_ms: float | None = None
+            choices: list[ProviderResponse] | None = None
             headers: Mapping[str, str] = {}
             try:
                 if model.stream:
@@ -348,7 +380,12 @@ class Runner:
                         wait = reset_wait_s(headers)
                 elif parsed is None:
                     assert raw is not None
-                    parsed = provider.parse_response(model, status, raw)
+                    parse_choices = getattr(provider, "parse_choices", None)
+                    if call.siblings and parse_choices is not None:
+                        choices = parse_choices(model, status, raw)
+                        parsed = choices[0]
+                    else:
+                        parsed = provider.parse_response(model, status, raw)
             except SendTimeout:
                 kind, error = "transient", f"timeout after {timeout:g}s"
             except SendError as exc:
@@ -370,7 +407,7 @@ class Runner:
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
             if kind is None:
-                outcome = _Outcome(parsed, attempts, duration_ms, None, None)
+                outcome = _Outcome(parsed, attempts, duration_ms, None, None, choices=choices)
                 if ttft_ms is not None and parsed is not None:
                     outcome.ttft_ms = ttft_ms
                     decode_s = (duration_ms - ttft_ms) / 1000
@@ -448,6 +485,23 @@ class Runner:
             "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
             "error": outcome.error, "cache_hit": False,
             "cacheable": status == "ok" and self.spec.run.cache == "readwrite",
-            "cache_source": None, "finished_at": utcnow(),
+            "cache_source": f"n-sample of {outcome.sample_of}" if outcome.sample_of else None,
+            "finished_at": utcnow(),
         }
         return Record(trial_row, result, outcome.attempts, call.trial_exists)
+
+
+def _same_request(leader: Call, call: Call) -> bool:
+    """The same request but for the repeat index: it can ride along as one more sample."""
+    a, b = leader.trial, call.trial
+    return (a.model is b.model and a.prompt is b.prompt and a.params is b.params
+            and a.row.index == b.row.index and not call.trial_exists
+            and not leader.trial_exists)
+
+
+def _with_n(leader: Call) -> Call:
+    if leader.siblings:
+        body = json.loads(leader.http.body)
+        body["n"] = 1 + len(leader.siblings)
+        leader.http = replace(leader.http, body=dumps(body))
+    return leader

@@ -91,10 +91,17 @@ def answer(flavour: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"id": "cmpl-mock", "object": "text_completion", "created": int(time.time()),
                 "model": body.get("model"), "system_fingerprint": "fp_mock",
                 "choices": [{"index": 0, "text": text, "finish_reason": finish}], "usage": usage}
+    choices = [{"index": 0, "message": {"role": "assistant", "content": text},
+                "finish_reason": finish}]
+    for i in range(1, int(body.get("n") or 1)):  # n samples: each its own deterministic text
+        more, more_cut = truncate({**body, "choice": i})
+        choices.append({"index": i, "message": {"role": "assistant", "content": more},
+                        "finish_reason": "length" if more_cut else "stop"})
+        usage["completion_tokens"] += _tokens(more)
+        usage["total_tokens"] += _tokens(more)
     return {"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"), "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish}], "usage": usage}
+            "choices": choices, "usage": usage}
 
 
 def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
