@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, case, func, select
 
 from promptlab.reports.stats import bootstrap_mean_ci, wilson
 from promptlab.store.models import Result, Score, TrialRow
@@ -52,12 +52,14 @@ class GroupStats:
     ttfts: list[float] = field(default_factory=list, repr=False)
     score_values: dict[str, list[float]] = field(default_factory=dict, repr=False)
     score_passed: dict[str, list[bool]] = field(default_factory=dict, repr=False)
+    score_counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     def score_summary(self, name: str) -> dict[str, Any]:
         """Pass rate with a Wilson interval, or mean with a bootstrap interval."""
         passed = self.score_passed.get(name, [])
-        if passed:
-            k, n = sum(passed), len(passed)
+        k, n = self.score_counts.get(name, (0, 0))
+        k, n = k + sum(passed), n + len(passed)
+        if n:
             lo, hi = wilson(k, n)
             return {"kind": "pass_rate", "value": k / n, "lo": lo, "hi": hi, "n": n}
         values = self.score_values.get(name, [])
@@ -137,73 +139,95 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (2, str(v))
 
 
+def _raw_rows(conn: Any, stmt: Any) -> Iterator[tuple[Any, ...]]:
+    """Plain DBAPI tuples for a Core statement: no per-row objects on a million rows."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(compiled.params[name] for name in compiled.positiontup)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        while True:
+            chunk = cursor.fetchmany(50_000)
+            if not chunk:
+                return
+            yield from chunk
+    finally:
+        cursor.close()
+
+
 def aggregate_runs(engine: Engine, run_ids: Sequence[str], dims: Sequence[str]
                    ) -> list[GroupStats]:
-    """`aggregate` for whole runs, reading plain tuples straight from SQL.
+    """`aggregate` for whole runs, with the counting done in SQL.
 
-    A report over a million results spends its time in per-row Python objects; here each
-    result is one tuple and one dict lookup, and scores come in a second pass.
+    Counts and sums are GROUP BY queries; only latencies (for percentiles) and mean-type
+    score values come back row by row, as plain tuples.
     """
     extra_cols = [c for d, c in (("row", TrialRow.row_id), ("repeat", TrialRow.repeat))
                   if d in dims]
     key_cols = [TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json, *extra_cols]
     n_key = len(key_cols)
+    extra_dims = [d for d in ("row", "repeat") if d in dims]
     keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     groups: dict[tuple[Any, ...], GroupStats] = {}
 
     def group_of(raw: tuple[Any, ...]) -> GroupStats:
         key = keys.get(raw)
         if key is None:
-            model, prompt, params_json = raw[0], raw[1], raw[2]
-            params = json.loads(params_json)
-            rest = dict(zip([d for d in ("row", "repeat") if d in dims], raw[3:], strict=True))
-            values = []
-            for d in dims:
-                if d == "model":
-                    values.append(model)
-                elif d == "prompt":
-                    values.append(prompt)
-                elif d in rest:
-                    values.append(rest[d])
-                else:
-                    values.append(params.get(d))
-            key = keys[raw] = tuple(values)
+            params = json.loads(raw[2])
+            rest = dict(zip(extra_dims, raw[3:], strict=True))
+            named = {"model": raw[0], "prompt": raw[1], **rest}
+            key = keys[raw] = tuple(named[d] if d in named else params.get(d) for d in dims)
         g = groups.get(key)
         if g is None:
             g = groups[key] = GroupStats(key)
         return g
 
-    join = (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx)
-    stmt = (select(*key_cols, Result.status, Result.cache_hit, Result.latency_ms,
-                   Result.ttft_ms, Result.input_tokens, Result.output_tokens, Result.cost_usd)
-            .join(Result, join).where(TrialRow.run_id.in_(list(run_ids))))
-    score_stmt = (select(*key_cols, Score.scorer, Score.value, Score.passed)
-                  .join(Score, (Score.run_id == TrialRow.run_id) & (Score.idx == TrialRow.idx))
-                  .where(TrialRow.run_id.in_(list(run_ids))))
+    ids = list(run_ids)
+    on_result = (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx)
+    on_score = (Score.run_id == TrialRow.run_id) & (Score.idx == TrialRow.idx)
+    ok = case((Result.status == "ok", 1), else_=0)
+    hit = case((Result.cache_hit.is_(True), 1), else_=0)
+    sums = (select(*key_cols, func.count(), func.sum(ok), func.sum(hit),
+                   func.sum(Result.input_tokens), func.sum(Result.output_tokens),
+                   func.sum(Result.cost_usd))
+            .join(Result, on_result).where(TrialRow.run_id.in_(ids)).group_by(*key_cols))
+    timings = (select(*key_cols, Result.latency_ms, Result.ttft_ms).join(Result, on_result)
+               .where(TrialRow.run_id.in_(ids), Result.status == "ok",
+                      Result.cache_hit.is_(False)))
+    passes = (select(*key_cols, Score.scorer, func.count(),
+                     func.sum(case((Score.passed.is_(True), 1), else_=0)))
+              .join(Score, on_score)
+              .where(TrialRow.run_id.in_(ids), Score.passed.is_not(None))
+              .group_by(*key_cols, Score.scorer))
+    values = (select(*key_cols, Score.scorer, Score.value).join(Score, on_score)
+              .where(TrialRow.run_id.in_(ids), Score.passed.is_(None),
+                     Score.value.is_not(None)))
     with engine.connect() as conn:
-        for row in conn.execute(stmt).yield_per(20_000):
+        for row in conn.execute(sums):
             g = group_of(tuple(row[:n_key]))
-            status, hit, latency, ttft, tin, tout, cost = cast(tuple[Any, ...], row[n_key:])
-            g.calls += 1
-            if status == "ok":
-                g.ok += 1
-                if not hit:
-                    if latency is not None:
-                        g.latencies.append(latency)
-                    if ttft is not None:
-                        g.ttfts.append(ttft)
-            else:
-                g.errors += 1
-            if hit:
-                g.cached += 1
+            calls, n_ok, n_hit, tin, tout, cost = cast(tuple[Any, ...], row[n_key:])
+            g.calls += calls
+            g.ok += n_ok or 0
+            g.errors += calls - (n_ok or 0)
+            g.cached += n_hit or 0
             g.input_tokens += tin or 0
             g.output_tokens += tout or 0
             g.cost_usd += cost or 0.0
-        for row in conn.execute(score_stmt).yield_per(20_000):
+        for raw in _raw_rows(conn, timings):
+            g = group_of(raw[:n_key])
+            latency, ttft = raw[n_key], raw[n_key + 1]
+            if latency is not None:
+                g.latencies.append(latency)
+            if ttft is not None:
+                g.ttfts.append(ttft)
+        for row in conn.execute(passes):
             g = group_of(tuple(row[:n_key]))
-            name, value, passed = cast(tuple[Any, ...], row[n_key:])
-            if passed is not None:
-                g.score_passed.setdefault(name, []).append(bool(passed))
-            if value is not None:
-                g.score_values.setdefault(name, []).append(value)
+            name, n, k = cast(tuple[Any, ...], row[n_key:])
+            prev_k, prev_n = g.score_counts.get(name, (0, 0))
+            g.score_counts[name] = (prev_k + (k or 0), prev_n + n)
+        for raw in _raw_rows(conn, values):
+            g = group_of(raw[:n_key])
+            g.score_values.setdefault(raw[n_key], []).append(raw[n_key + 1])
     return sorted(groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))
