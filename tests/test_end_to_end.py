@@ -61,7 +61,7 @@ def test_grid_parameter_combinations_reach_the_wire(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # 2 temperatures x 2 max_tokens x 3 rows, one model, one prompt.
     args = ["models=[oa]", "prompts=[plain]", "grid.params.temperature=[0.2,0.9]",
-            "grid.params.top_p=[1.0]", "+grid.params.max_tokens=[5,7]"]
+            "--no-progress", "grid.params.top_p=[1.0]", "+grid.params.max_tokens=[5,7]"]
     assert run_cli(project, *args, monkeypatch=monkeypatch) == 0
     bodies = [json.loads(r["body"]) for r in mock_server.state.requests]
     combos = sorted((b["temperature"], b["max_tokens"], b["messages"][-1]["content"])
