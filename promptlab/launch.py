@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,7 +69,8 @@ def _execute(prepared: Prepared, loaded: LoadedConfig, store: Store, run_id: str
              prior_cost: float = 0.0) -> tuple[RunStats, str]:
     where = {m.alias: source_file(f"models.{m.alias}", loaded.choices, loaded.config_dir)
              for m in prepared.spec.models}
-    spec = resolve_fallbacks(prepared.spec, lambda text: console.print(f"[yellow]note:[/] {text}"))
+    spec = resolve_fallbacks(prepared.spec,
+                             lambda text: console.print(f"[yellow]note:[/] {escape(text)}"))
     with managed_servers(spec, where) as live_spec:
         runner = Runner(replace(prepared, spec=live_spec), store, run_id, client=client)
         view = _ProgressView(console, runner.stats.planned) if show else None

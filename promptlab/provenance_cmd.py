@@ -50,7 +50,8 @@ def _print_drift(d: Any) -> None:
                 f"difference {s['diff']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]")
     for label, change in (("provider model", d.models), ("fingerprint", d.fingerprints)):
         if change:
-            c.print(f"[yellow]{label} changed:[/] {change['before']} -> {change['after']}")
+            c.print(f"[yellow]{label} changed:[/] {escape(str(change['before']))} -> "
+                    f"{escape(str(change['after']))}")
     for w in d.warnings:
         c.print(f"[yellow]warning:[/] {escape(w)}")
     c.print("[red]drift[/]" if d.drifted else "[green]no drift[/]")
