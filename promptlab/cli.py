@@ -203,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        from promptlab.store.database import dispose_all
+
+        dispose_all()
 
 
 def entry() -> None:

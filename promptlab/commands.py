@@ -101,8 +101,15 @@ def _multirun(args: argparse.Namespace, config_dir: Path) -> int:
         db_url = outcome.db_url
         _summary(outcome, err)
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
-              + (f" --db {db_url}" if args.db else ""))
+              + (f" --db {escape(_safe_url(db_url))}" if args.db and db_url else ""))
     return 0
+
+
+def _safe_url(url: str) -> str:
+    """A database URL fit to print: any password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _summary(outcome: RunOutcome, err: Console) -> None:
@@ -115,7 +122,7 @@ def _summary(outcome: RunOutcome, err: Console) -> None:
     err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
               f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
               f"in {stats.elapsed_s:.2f}s = {rate:,.0f} calls/s, ${stats.cost_usd:.4f}; saved "
-              f"to {escape(outcome.db_url)}")
+              f"to {escape(_safe_url(outcome.db_url))}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
     if stats.budget_stop:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from promptlab.errors import UserError
 
 __all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_revision",
-           "DEFAULT_DB", "SCHEMA_HEAD"]
+           "DEFAULT_DB", "SCHEMA_HEAD", "dispose_all"]
 
 DEFAULT_DB = "results.db"
 # The newest migration. Opening a current database checks this with one query instead of
@@ -31,6 +32,16 @@ def resolve_url(explicit: str | None = None, configured: str | None = None) -> s
     if "://" in value:
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+_OPEN: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def dispose_all() -> None:
+    """Close every pooled connection of every engine this process opened (at exit of a
+    command, so no server connection is left to the garbage collector)."""
+    for engine in list(_OPEN):
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -86,6 +97,7 @@ def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    _OPEN.add(engine)
     if migrate_schema:
         try:
             migrate(engine)
