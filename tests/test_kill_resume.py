@@ -90,3 +90,33 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted(
         assert n == distinct == 480
     got = final_state(db)
     assert got == expected
+
+
+def test_ctrl_c_commits_what_finished_and_says_how_to_resume(
+        project: Path, mock_server: MockServer) -> None:
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + "headers:\n  x-mock-latency-ms: '40'\n")
+    db = project / "int.db"
+    proc = start(project, db, "run", *ARGS)
+    deadline = time.monotonic() + 120
+    while count_results(db) < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    log = (project / "stderr.log").read_text()
+    with sqlite3.connect(db) as conn:
+        [(run_id, status)] = conn.execute("select id, status from runs").fetchall()
+        done = conn.execute("select count(*) from results").fetchone()[0]
+        attempts = conn.execute("select count(*) from attempts").fetchone()[0]
+    assert status == "interrupted" and 80 <= done < 480
+    assert f"promptlab resume {run_id}" in log and "Traceback" not in log
+    # Every recorded attempt reached the server; in-flight calls were cancelled, not lost
+    # track of: resuming sends only what has no result.
+    sent_before = mock_server.request_count
+    assert sent_before >= attempts
+    proc = start(project, db, "resume", run_id, "--no-progress")
+    assert proc.wait(180) == 0, (project / "stderr.log").read_text()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*), count(distinct idx) from results"
+                            ).fetchone() == (480, 480)
+    assert mock_server.request_count - sent_before == 480 - done

@@ -10,7 +10,6 @@ event loop. The clock, `sleep`, the random source and the HTTP client are inject
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -199,20 +198,20 @@ class Runner:
 
     async def _feed(self, queue: asyncio.Queue[Call | None], done: frozenset[int] | set[int],
                     started: dict[int, int], n_workers: int) -> None:
-        try:
-            chunk: list[Call] = []
-            size = FIRST_CHUNK  # small at first, so the first calls go out at once
-            for trial in self._pending_trials(done):
-                chunk.append(self._call(trial, started))
-                if len(chunk) >= size:
-                    if not await self._dispatch(chunk, queue):
-                        return
-                    chunk, size = [], CHUNK
+        # No `finally` here: when the run is cancelled the workers are cancelled too, and
+        # waiting to hand them an end marker through a full queue would hang Ctrl-C.
+        chunk: list[Call] = []
+        size = FIRST_CHUNK  # small at first, so the first calls go out at once
+        for trial in self._pending_trials(done):
+            chunk.append(self._call(trial, started))
+            if len(chunk) >= size:
+                if not await self._dispatch(chunk, queue):
+                    break
+                chunk, size = [], CHUNK
+        else:
             await self._dispatch(chunk, queue)
-        finally:
-            for _ in range(n_workers):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await queue.put(None)
+        for _ in range(n_workers):
+            await queue.put(None)
 
     def _params_json(self, params: dict[str, Any]) -> tuple[str, str]:
         """(stored JSON, canonical JSON) of a plan's shared params dict."""
