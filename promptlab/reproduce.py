@@ -25,6 +25,7 @@ from promptlab.providers import ProviderRequest, get_provider
 from promptlab.rebuild import from_database, stored_artifacts
 from promptlab.reports.compare import Side, compare
 from promptlab.runner import Runner
+from promptlab.runner.records import trial_row
 from promptlab.servers.managed import managed_servers, resolve_fallbacks
 from promptlab.store import Record, Store, utcnow
 from promptlab.store.models import Attempt, Result, TrialRow
@@ -156,16 +157,10 @@ def reproduce(engine: Engine, run_id: str, live: bool = False) -> Drift:
 
 def _replayed(child: str, parent: str, idx: int, orig: dict[str, Any], trial: Any,
               messages: list[dict[str, str]]) -> Record:
-    model = trial.model
-    trial_row = {
-        "run_id": child, "idx": idx, "key": trial.key, "model_alias": model.alias,
-        "provider": model.provider, "model": model.model, "prompt": trial.prompt.name,
-        "params_json": json.dumps(trial.params, sort_keys=True), "row_id": trial.row.id,
-        "row_json": json.dumps(trial.row.data, sort_keys=True),
-        "repeat": trial.repeat, "messages_json": json.dumps(messages),
-        "endpoint": model.endpoint_identity(),
-        "cache_key": fingerprint(model, messages, trial.params, trial.repeat),
-    }
+    row = trial_row(child, trial, params_json=json.dumps(trial.params, sort_keys=True),
+                    row_json=json.dumps(trial.row.data, sort_keys=True),
+                    messages_json=json.dumps(messages),
+                    cache_key=fingerprint(trial.model, messages, trial.params, trial.repeat))
     ok = orig["status"] == "ok"
     result = {
         "run_id": child, "idx": idx, "status": "ok" if ok else "skipped",
@@ -178,7 +173,7 @@ def _replayed(child: str, parent: str, idx: int, orig: dict[str, Any], trial: An
         "cache_hit": ok, "cacheable": False, "cache_source": f"{parent}:{idx}",
         "finished_at": utcnow(),
     }
-    return Record(trial_row, result, [])
+    return Record(row, result, [])
 
 
 def _compare_outcomes(engine: Engine, drift: Drift, original: dict[int, dict[str, Any]]) -> None:

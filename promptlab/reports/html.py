@@ -13,10 +13,10 @@ from typing import Any
 
 import jinja2
 from markupsafe import escape
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from promptlab.reports.aggregate import GroupStats
-from promptlab.reports.render import COLUMNS, _columns, _rows, score_cell
+from promptlab.reports.render import _columns, _rows, score_cell
 from promptlab.store.models import Result, Score, TrialRow
 from promptlab.store.queries import RunInfo
 
@@ -73,7 +73,8 @@ def _outputs(engine: Engine, run_id: str) -> tuple[list[dict[str, Any]], int]:
                 select(Score.idx, Score.scorer, Score.value, Score.passed)
                 .where(Score.run_id == run_id, Score.idx <= (rows[-1].idx if rows else 0))):
             scores.setdefault(idx, {})[name] = (value, passed)
-        total = conn.execute(select(Result.idx).where(Result.run_id == run_id)).all()
+        total = int(conn.scalar(select(func.count()).select_from(Result)
+                                .where(Result.run_id == run_id)) or 0)
     out = []
     for r in rows:
         messages = json.loads(r.messages_json)
@@ -82,7 +83,7 @@ def _outputs(engine: Engine, run_id: str) -> tuple[list[dict[str, Any]], int]:
                     "params": r.params_json, "row_id": r.row_id, "sent": sent,
                     "output": r.output if r.output is not None else f"ERROR: {r.error}",
                     "scores": scores.get(r.idx, {})})
-    return out, len(total)
+    return out, total
 
 
 def render_html(engine: Engine, run: RunInfo, groups: Sequence[GroupStats],
@@ -104,4 +105,4 @@ def render_html(engine: Engine, run: RunInfo, groups: Sequence[GroupStats],
         run=run, dims=dims, scorers=scorers, rows=rows, columns=_columns(rows),
         score_cell=score_cell, charts=charts, outputs=outputs, total=total,
         truncated=total > len(outputs), models=list(run.config.get("models", {})),
-        prompts=list(run.config.get("prompts", {})), all_columns=COLUMNS)
+        prompts=list(run.config.get("prompts", {})))

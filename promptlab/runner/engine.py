@@ -15,21 +15,27 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from promptlab.cache import estimate_tokens, fingerprint_from_parts
-from promptlab.canonical import canonical_json
 from promptlab.errors import ProviderError
 from promptlab.experiment import Prepared
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
-from promptlab.providers.base import HttpRequest, Provider, ProviderResponse, dumps
+from promptlab.providers.base import Provider, ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
+from promptlab.runner.records import (
+    Call,
+    Outcome,
+    Recorder,
+    RunStats,
+    same_request,
+    with_n,
+)
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.spec import Trial
 from promptlab.store import Record, Store, utcnow
@@ -39,50 +45,6 @@ __all__ = ["Call", "Runner", "RunStats"]
 
 FIRST_CHUNK = 64
 CHUNK = 1024  # trials looked up in the cache with one query
-
-
-@dataclass
-class RunStats:
-    planned: int
-    done: int = 0
-    ok: int = 0
-    errors: int = 0
-    skipped: int = 0
-    cached: int = 0
-    attempts: int = 0
-    calls: int = 0
-    cost_usd: float = 0.0
-    elapsed_s: float = 0.0
-    interrupted: bool = False
-    budget_stop: str | None = None
-    stopped_models: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Call:
-    trial: Trial
-    http: HttpRequest
-    messages: list[dict[str, str]]
-    cache_key: str
-    est_tokens: int
-    prior_attempts: int = 0
-    trial_exists: bool = False
-    messages_json: str = ""
-    siblings: list[Call] = field(default_factory=list)  # repeats riding along as n samples
-
-
-@dataclass
-class _Outcome:
-    response: ProviderResponse | None
-    attempts: list[dict[str, Any]]
-    latency_ms: float | None
-    error_kind: str | None
-    error: str | None
-    cache: dict[str, Any] | None = None
-    ttft_ms: float | None = None
-    tokens_per_s: float | None = None
-    choices: list[ProviderResponse] | None = None
-    sample_of: str | None = None
 
 
 class Runner:
@@ -127,8 +89,7 @@ class Runner:
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
-        self._params_cache: dict[int, tuple[str, str]] = {}
-        self._row_json: dict[int, str] = {}
+        self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache)
         self._reserved = 0.0  # estimated cost of calls sent but not finished
         self._finished_one = asyncio.Event()
 
@@ -213,22 +174,14 @@ class Runner:
         for _ in range(n_workers):
             await queue.put(None)
 
-    def _params_json(self, params: dict[str, Any]) -> tuple[str, str]:
-        """(stored JSON, canonical JSON) of a plan's shared params dict."""
-        cached = self._params_cache.get(id(params))
-        if cached is None:
-            cached = (json.dumps(params, sort_keys=True), canonical_json(params))
-            self._params_cache[id(params)] = cached
-        return cached
-
     def _call(self, trial: Trial, started: dict[int, int]) -> Call:
         messages, messages_json, messages_canonical = self.prepared.renderer.render_with_json(
             trial.prompt, trial.row, self.spec.dataset.name)
         model = trial.model
         request = ProviderRequest(model.model, messages, trial.params)
         http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
-        key = fingerprint_from_parts(model, messages_canonical, self._params_json(trial.params)[1],
-                                     trial.repeat)
+        params_canonical = self._recorder.params_json(trial.params)[1]
+        key = fingerprint_from_parts(model, messages_canonical, params_canonical, trial.repeat)
         prior = started.get(trial.index)
         return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),
                     prior or 0, prior is not None, messages_json)
@@ -242,13 +195,14 @@ class Runner:
         for call in chunk:
             hit = hits.get(call.cache_key)
             if hit is not None:
-                self._emit(self._record(call, _Outcome(None, [], None, None, None, cache=hit)))
+                hit_outcome = Outcome(None, [], None, None, None, cache=hit)
+                self._emit(self._recorder.record(call, hit_outcome))
                 continue
-            if leader is not None and _same_request(leader, call):
+            if leader is not None and same_request(leader, call):
                 leader.siblings.append(call)
                 continue
             if leader is not None:
-                if not await self._enqueue(_with_n(leader), queue):
+                if not await self._enqueue(with_n(leader), queue):
                     return False
                 leader = None
             if call.trial.model.repeats_as_n and not call.trial.model.stream:
@@ -257,7 +211,7 @@ class Runner:
             if not await self._enqueue(call, queue):
                 return False
         if leader is not None:
-            return await self._enqueue(_with_n(leader), queue)
+            return await self._enqueue(with_n(leader), queue)
         return True
 
     async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:
@@ -296,25 +250,25 @@ class Runner:
                 return
             endpoint = self._endpoint_of[call.trial.model.alias]
             if endpoint.stopped is not None:
-                outcome = _Outcome(None, [], None, "skipped", endpoint.stopped)
+                outcome = Outcome(None, [], None, "skipped", endpoint.stopped)
             else:
                 outcome = await self._send(client, call, endpoint)
             self._reserved -= self._estimated_cost(call)
-            self._emit(self._record(call, outcome))
+            self._emit(self._recorder.record(call, outcome))
             for i, sibling in enumerate(call.siblings, 1):
                 if outcome.choices is not None and len(outcome.choices) > i:
-                    shared = _Outcome(outcome.choices[i], [], outcome.latency_ms, None, None,
+                    shared = Outcome(outcome.choices[i], [], outcome.latency_ms, None, None,
                                       sample_of=f"{self.run_id}:{call.trial.index}")
                 elif outcome.response is None:  # the call failed: so did its samples
-                    shared = _Outcome(None, [], None, outcome.error_kind, outcome.error)
+                    shared = Outcome(None, [], None, outcome.error_kind, outcome.error)
                 else:  # the server gave fewer choices than asked: ask for this one alone
                     shared = await self._send(client, sibling, endpoint)
-                self._emit(self._record(sibling, shared))
+                self._emit(self._recorder.record(sibling, shared))
             self._finished_one.set()
 
     # -- one trial -------------------------------------------------------------------------
 
-    async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> _Outcome:
+    async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> Outcome:
         model, http = call.trial.model, call.http
         provider = self._providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
@@ -336,7 +290,7 @@ class Runner:
             await endpoint.acquire(call.est_tokens)
             if endpoint.stopped is not None:
                 endpoint.release()
-                return _Outcome(None, attempts, None, "skipped", endpoint.stopped)
+                return Outcome(None, attempts, None, "skipped", endpoint.stopped)
             started_at = utcnow()
             t0 = time.perf_counter()
             status: int | None = None
@@ -406,7 +360,7 @@ class Runner:
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
             if kind is None:
-                outcome = _Outcome(parsed, attempts, duration_ms, None, None, choices=choices)
+                outcome = Outcome(parsed, attempts, duration_ms, None, None, choices=choices)
                 if ttft_ms is not None and parsed is not None:
                     outcome.ttft_ms = ttft_ms
                     decode_s = (duration_ms - ttft_ms) / 1000
@@ -420,87 +374,9 @@ class Runner:
                     endpoint.stopped = reason
                 self._stopped.setdefault(model.alias, reason)
             if not self.policy.should_retry(kind, tries):
-                return _Outcome(None, attempts, duration_ms, kind, self._scrub(error))
+                return Outcome(None, attempts, duration_ms, kind, self._scrub(error))
             delay = self.policy.delay(tries, wait, self.rng)
             if kind == "rate_limit":
                 endpoint.pause(delay)  # everyone waits, in endpoint.acquire
             else:
                 await self.sleep(delay)
-
-    def _record(self, call: Call, outcome: _Outcome) -> Record:
-        trial, model = call.trial, call.trial.model
-        row_json = self._row_json.get(trial.row.index)
-        if row_json is None:
-            row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
-            if len(self._row_json) < 200_000:
-                self._row_json[trial.row.index] = row_json
-        trial_row = {
-            "run_id": self.run_id, "idx": trial.index, "key": trial.key,
-            "model_alias": model.alias, "provider": model.provider, "model": model.model,
-            "prompt": trial.prompt.name,
-            "params_json": self._scrub(self._params_json(trial.params)[0]),
-            "row_id": trial.row.id, "row_json": row_json,
-            "repeat": trial.repeat, "messages_json": self._scrub(call.messages_json),
-            "endpoint": model.endpoint_identity(), "cache_key": call.cache_key,
-        }
-        self.stats.done += 1
-        hit = outcome.cache
-        if hit is not None:
-            self.stats.cached += 1
-            self.stats.ok += 1
-            result = {
-                "run_id": self.run_id, "idx": trial.index, "status": "ok",
-                "output": hit["output"], "finish_reason": hit["finish_reason"],
-                "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
-                "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
-                "attempts": 0,
-                "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
-                "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
-                "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
-            }
-            return Record(trial_row, result, [], call.trial_exists)
-        r = outcome.response
-        cost = None
-        if r is not None and (r.input_tokens is not None or r.output_tokens is not None):
-            cost = ((r.input_tokens or 0) * model.input_per_mtok
-                    + (r.output_tokens or 0) * model.output_per_mtok) / 1e6
-            self.stats.cost_usd += cost
-        status = "ok" if r is not None else (
-            "skipped" if outcome.error_kind == "skipped" else "error")
-        if status == "ok":
-            self.stats.ok += 1
-        elif status == "skipped":
-            self.stats.skipped += 1
-        else:
-            self.stats.errors += 1
-        result = {
-            "run_id": self.run_id, "idx": trial.index, "status": status,
-            "output": r.text if r else None, "finish_reason": r.finish_reason if r else None,
-            "input_tokens": r.input_tokens if r else None,
-            "output_tokens": r.output_tokens if r else None,
-            "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
-            "tokens_per_s": outcome.tokens_per_s, "cost_usd": cost,
-            "attempts": len(outcome.attempts), "response_model": r.model if r else None,
-            "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
-            "error": outcome.error, "cache_hit": False,
-            "cacheable": status == "ok" and self.spec.run.cache == "readwrite",
-            "cache_source": f"n-sample of {outcome.sample_of}" if outcome.sample_of else None,
-            "finished_at": utcnow(),
-        }
-        return Record(trial_row, result, outcome.attempts, call.trial_exists)
-
-
-def _same_request(leader: Call, call: Call) -> bool:
-    """The same request but for the repeat index: it can ride along as one more sample."""
-    a, b = leader.trial, call.trial
-    return (a.model is b.model and a.prompt is b.prompt and a.params is b.params
-            and a.row.index == b.row.index and not call.trial_exists
-            and not leader.trial_exists)
-
-
-def _with_n(leader: Call) -> Call:
-    if leader.siblings:
-        body = json.loads(leader.http.body)
-        body["n"] = 1 + len(leader.siblings)
-        leader.http = replace(leader.http, body=dumps(body))
-    return leader

@@ -1,0 +1,176 @@
+"""What the runner records: the values it passes around, and the rows they become.
+
+`Recorder` turns a finished trial (sent, failed, skipped, or answered from the cache) into
+a `Record` of database rows and keeps the run's counters. `trial_row` is shared with
+`reproduce`, so a replayed trial is stored exactly as a run stores it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from promptlab.canonical import canonical_json
+from promptlab.providers.base import HttpRequest, ProviderResponse, dumps
+from promptlab.spec import Trial
+from promptlab.store import Record, utcnow
+
+__all__ = ["RunStats", "Call", "Outcome", "Recorder", "trial_row", "same_request", "with_n"]
+
+Scrub = Callable[[str | None], str | None]
+
+
+@dataclass
+class RunStats:
+    planned: int
+    done: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0
+    cached: int = 0
+    attempts: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    budget_stop: str | None = None
+    stopped_models: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    """A trial ready to send: its request, rendered messages and fingerprint."""
+
+    trial: Trial
+    http: HttpRequest
+    messages: list[dict[str, str]]
+    cache_key: str
+    est_tokens: int
+    prior_attempts: int = 0
+    trial_exists: bool = False
+    messages_json: str = ""
+    siblings: list[Call] = field(default_factory=list)  # repeats riding along as n samples
+
+
+@dataclass
+class Outcome:
+    response: ProviderResponse | None
+    attempts: list[dict[str, Any]]
+    latency_ms: float | None
+    error_kind: str | None
+    error: str | None
+    cache: dict[str, Any] | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    choices: list[ProviderResponse] | None = None
+    sample_of: str | None = None
+
+
+def trial_row(run_id: str, trial: Trial, *, params_json: str, row_json: str,
+              messages_json: str, cache_key: str) -> dict[str, Any]:
+    model = trial.model
+    return {
+        "run_id": run_id, "idx": trial.index, "key": trial.key, "model_alias": model.alias,
+        "provider": model.provider, "model": model.model, "prompt": trial.prompt.name,
+        "params_json": params_json, "row_id": trial.row.id, "row_json": row_json,
+        "repeat": trial.repeat, "messages_json": messages_json,
+        "endpoint": model.endpoint_identity(), "cache_key": cache_key,
+    }
+
+
+class Recorder:
+    def __init__(self, run_id: str, stats: RunStats, scrub: Scrub, cache_policy: str) -> None:
+        self.run_id = run_id
+        self.stats = stats
+        self._scrub = scrub
+        self._cache_policy = cache_policy
+        self._params_cache: dict[int, tuple[str, str]] = {}
+        self._row_json: dict[int, str] = {}
+
+    def params_json(self, params: dict[str, Any]) -> tuple[str, str]:
+        """(stored JSON, canonical JSON) of a plan's shared params dict."""
+        cached = self._params_cache.get(id(params))
+        if cached is None:
+            cached = (json.dumps(params, sort_keys=True), canonical_json(params))
+            self._params_cache[id(params)] = cached
+        return cached
+
+    def _trial_row(self, call: Call) -> dict[str, Any]:
+        trial = call.trial
+        row_json = self._row_json.get(trial.row.index)
+        if row_json is None:
+            row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
+            if len(self._row_json) < 200_000:
+                self._row_json[trial.row.index] = row_json
+        return trial_row(self.run_id, trial,
+                         params_json=self._scrub(self.params_json(trial.params)[0]) or "",
+                         row_json=row_json, messages_json=self._scrub(call.messages_json) or "",
+                         cache_key=call.cache_key)
+
+    def record(self, call: Call, outcome: Outcome) -> Record:
+        trial, model = call.trial, call.trial.model
+        row = self._trial_row(call)
+        self.stats.done += 1
+        hit = outcome.cache
+        if hit is not None:
+            self.stats.cached += 1
+            self.stats.ok += 1
+            result = {
+                "run_id": self.run_id, "idx": trial.index, "status": "ok",
+                "output": hit["output"], "finish_reason": hit["finish_reason"],
+                "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
+                "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
+                "attempts": 0,
+                "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
+                "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
+                "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
+            }
+            return Record(row, result, [], call.trial_exists)
+        r = outcome.response
+        cost = None
+        if r is not None and (r.input_tokens is not None or r.output_tokens is not None):
+            cost = ((r.input_tokens or 0) * model.input_per_mtok
+                    + (r.output_tokens or 0) * model.output_per_mtok) / 1e6
+            self.stats.cost_usd += cost
+        status = "ok" if r is not None else (
+            "skipped" if outcome.error_kind == "skipped" else "error")
+        if status == "ok":
+            self.stats.ok += 1
+        elif status == "skipped":
+            self.stats.skipped += 1
+        else:
+            self.stats.errors += 1
+        result = {
+            "run_id": self.run_id, "idx": trial.index, "status": status,
+            "output": r.text if r else None, "finish_reason": r.finish_reason if r else None,
+            "input_tokens": r.input_tokens if r else None,
+            "output_tokens": r.output_tokens if r else None,
+            "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
+            "tokens_per_s": outcome.tokens_per_s, "cost_usd": cost,
+            "attempts": len(outcome.attempts), "response_model": r.model if r else None,
+            "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
+            "error": outcome.error, "cache_hit": False,
+            "cacheable": status == "ok" and self._cache_policy == "readwrite",
+            "cache_source": f"n-sample of {outcome.sample_of}" if outcome.sample_of else None,
+            "finished_at": utcnow(),
+        }
+        return Record(row, result, outcome.attempts, call.trial_exists)
+
+
+def same_request(leader: Call, call: Call) -> bool:
+    """The same request but for the repeat index: it can ride along as one more sample."""
+    a, b = leader.trial, call.trial
+    return (a.model is b.model and a.prompt is b.prompt and a.params is b.params
+            and a.row.index == b.row.index and not call.trial_exists
+            and not leader.trial_exists)
+
+
+def with_n(leader: Call) -> Call:
+    """The leader's request asking for one sample per call riding along."""
+    if leader.siblings:
+        body = json.loads(leader.http.body)
+        body["n"] = 1 + len(leader.siblings)
+        leader.http = replace(leader.http, body=dumps(body))
+    return leader
