@@ -117,9 +117,9 @@ def median_of(n: int, fn: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
 
 def synth_results(db: Path, n: int) -> str:
     """A run of n results written straight into a migrated database (for the report)."""
-    from promptlab.store import open_engine, resolve_url
+    from promptlab.store import Store
 
-    open_engine(resolve_url(str(db))).dispose()
+    Store.open(str(db)).close()
     run_id = "bench-report"
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     with sqlite3.connect(db) as conn:

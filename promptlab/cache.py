@@ -9,12 +9,19 @@ result with the same fingerprint.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from promptlab.canonical import canonical_json, hash_value, sha256_hex
 from promptlab.spec import ModelSpec
 
-__all__ = ["fingerprint", "fingerprint_fields", "fingerprint_from_parts", "estimate_tokens"]
+if TYPE_CHECKING:
+    from promptlab.store import Store
+
+__all__ = ["FINGERPRINT_FIELDS", "estimate_tokens", "explain", "fingerprint", "fingerprint_fields",
+           "fingerprint_from_parts"]
+
+FINGERPRINT_FIELDS = ("provider", "endpoint", "model", "messages", "params", "repeat")
 
 
 def fingerprint_fields(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
@@ -49,3 +56,47 @@ def estimate_tokens(messages: list[dict[str, str]], params: dict[str, Any]) -> i
     chars = sum(len(m["content"]) for m in messages)
     out = params.get("max_tokens") or params.get("max_completion_tokens") or 256
     return chars // 4 + 4 * len(messages) + int(out)
+
+
+def _short(value: Any, width: int = 90) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def explain(store: Store, run_id: str, ref: str) -> list[str]:
+    """Why a trial was or was not served from the cache, as lines to print."""
+    trial = store.trial_detail(run_id, ref)
+    head = (f"trial {trial['idx']} of run {run_id} (model {trial['model_alias']}, prompt "
+            f"{trial['prompt']}, row {trial['row_id']}), fingerprint {trial['cache_key'][:16]}")
+    if trial["cache_hit"]:
+        return [head, f"cache hit: served from {trial['cache_source']}"]
+    candidates = store.cache_candidates(trial)
+    same = [c for c in candidates if c["cache_key"] == trial["cache_key"]]
+    lines = [head, "cache miss:"]
+    earlier = [c for c in same if c["status"] == "ok" and c["cacheable"]]
+    if earlier:
+        lines.append(f"  an identical request is stored now ({earlier[0]['run_id']}:"
+                     f"{earlier[0]['idx']}); it was written after this trial ran, or this "
+                     "run used run.cache=off")
+        return lines
+    if same:
+        c = same[0]
+        why = ("it failed (errors are never cached)" if c["status"] != "ok"
+               else "it was recorded with run.cache=read or off, or was itself a cache hit")
+        lines.append(f"  identical request {c['run_id']}:{c['idx']} exists, but {why}")
+        return lines
+    if not candidates:
+        lines.append(f"  no stored trial for dataset row '{trial['row_id']}' at all: nothing "
+                     "to reuse")
+        return lines
+
+    def diff(c: dict[str, Any]) -> list[str]:
+        return [f for f in FINGERPRINT_FIELDS if c["fields"][f] != trial["fields"][f]]
+
+    nearest = min(candidates, key=lambda c: len(diff(c)))
+    lines.append(f"  nearest stored request: {nearest['run_id']}:{nearest['idx']} "
+                 f"({nearest['status']}); fields that differ:")
+    for f in diff(nearest):
+        lines.append(f"    {f}: here {_short(trial['fields'][f])}")
+        lines.append(f"    {' ' * len(f)}  there {_short(nearest['fields'][f])}")
+    return lines

@@ -1,4 +1,4 @@
-"""Python access to recorded results, for notebooks.
+"""Python access to recorded results, for notebooks and pipelines.
 
     import promptlab
     rows = promptlab.load_results("results.db", "latest")
@@ -7,14 +7,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sqlalchemy import select
-
-from promptlab.store import open_engine, resolve_url
-from promptlab.store.models import Result, TrialRow
-from promptlab.store.queries import resolve_run_id, scores_of
+from promptlab.store import Store
 
 __all__ = ["Results", "load_results"]
 
@@ -33,38 +28,17 @@ class Results(list[dict[str, Any]]):
         return pd.DataFrame(list(self))
 
 
-def load_results(db: str, run_id: str = "latest") -> Results:
-    """Every trial of a run with its result and scores. `db` is a path or SQLAlchemy URL."""
-    engine = open_engine(resolve_url(db))
-    try:
-        run_id = resolve_run_id(engine, run_id)
-        scores = scores_of(engine, run_id)
-        stmt = (select(TrialRow.idx, TrialRow.key, TrialRow.model_alias, TrialRow.provider,
-                       TrialRow.model, TrialRow.prompt, TrialRow.row_id, TrialRow.repeat,
-                       TrialRow.params_json, TrialRow.row_json, Result.status, Result.output,
-                       Result.error, Result.finish_reason, Result.latency_ms, Result.ttft_ms,
-                       Result.input_tokens, Result.output_tokens, Result.cost_usd,
-                       Result.cache_hit, Result.attempts)
-                .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-                .where(TrialRow.run_id == run_id).order_by(TrialRow.idx))
+def load_results(db: str | None = None, run_id: str = "latest") -> Results:
+    """Every trial of a run with its result and scores. `db` is a path or SQLAlchemy URL
+    (default: $PROMPTLAB_DB or ./results.db)."""
+    with Store.open(db) as store:
+        run_id = store.resolve_run_id(run_id)
+        scores = store.scores(run_id)
         out = Results()
         out.run_id = run_id
-        with engine.connect() as conn:
-            for r in conn.execute(stmt):
-                d = {"run_id": run_id, "idx": r.idx, "key": r.key, "model": r.model_alias,
-                     "provider": r.provider, "api_model": r.model, "prompt": r.prompt,
-                     "row_id": r.row_id, "repeat": r.repeat, "status": r.status,
-                     "output": r.output, "error": r.error, "finish_reason": r.finish_reason,
-                     "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms,
-                     "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                     "cost_usd": r.cost_usd, "cache_hit": bool(r.cache_hit),
-                     "attempts": r.attempts}
-                d.update(json.loads(r.params_json))
-                d.update({f"row.{k}": v for k, v in json.loads(r.row_json).items()})
-                for name, (value, passed) in scores.get(r.idx, {}).items():
-                    d[f"score.{name}"] = value
-                    d[f"score.{name}.passed"] = passed
-                out.append(d)
+        for d in store.result_table(run_id):
+            for name, (value, passed) in scores.get(d["idx"], {}).items():
+                d[f"score.{name}"] = value
+                d[f"score.{name}.passed"] = passed
+            out.append(d)
         return out
-    finally:
-        engine.dispose()

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 
 from promptlab.config.loading import load
-from promptlab.experiment import Prepared, prepare
-from promptlab.runner import Runner, RunStats
-from promptlab.store import Store, open_engine, resolve_url
+from promptlab.experiment.prepare import Prepared, prepare
+from promptlab.runner import RunStats
+from promptlab.runner.session import NewRun, Session
+from promptlab.store import Store
 
 
 class FakeClock:
@@ -37,19 +38,20 @@ def prepared_for(project: Path, *overrides: str) -> Prepared:
 def run_with(project: Path, handler: Callable[[httpx.Request], httpx.Response],
              *overrides: str, clock: FakeClock | None = None, db: str = "results.db",
              run_id: str = "r1") -> tuple[RunStats, Store]:
+    """Run the project's experiment through a `Session`, its HTTP answered by `handler`."""
     prepared = prepared_for(project, *overrides)
-    store = Store(open_engine(resolve_url(str(project / db))))
-    store.create_run(run_id=run_id, name="t", planned=0, config=prepared.loaded.config,
-                     overrides=list(overrides), manifest={}, artifacts=prepared.artifacts)
+    store = Store.open(str(project / db))
     clock = clock or FakeClock()
 
-    async def go() -> RunStats:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            runner = Runner(prepared, store, run_id, client=client, sleep=clock.sleep,
-                            clock=clock)
-            return await runner.run()
-
-    return asyncio.run(go()), store
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    try:
+        session = Session(store, prepared.spec, prepared.renderer, client=client,
+                          sleep=clock.sleep, clock=clock)
+        outcome = session.run(NewRun(config=prepared.loaded.config, overrides=overrides,
+                                     artifacts=prepared.artifacts), run_id)
+    finally:
+        asyncio.run(client.aclose())
+    return outcome.stats, store
 
 
 def ok_chat(text: str = "fine") -> httpx.Response:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from promptlab.store import Record
-from promptlab.store.batches import BatchWriter
+from promptlab.store.writer import BatchWriter
 
 
 def rec(i: int) -> Record:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from helpers import prepared_for
 
-from promptlab.runner import Runner
-from promptlab.store import Store, open_engine, resolve_url
+from promptlab.runner.session import NewRun, Session
+from promptlab.store import Store
 from promptlab.testing import MockConfig, MockServer
 
 FAULTS = {"429": 0.10, "500": 0.05, "slow": 0.02, "drop": 0.01}
@@ -23,9 +23,7 @@ def test_five_thousand_calls_survive_faults(tmp_path: Path, project: Path) -> No
         prepared = prepared_for(
             project, "grid.repeats=105", "run.concurrency=64", "run.max_attempts=12",
             "run.timeout_s=1", f"models.oa.base_url={url}", f"models.an.base_url={url}")
-        store = Store(open_engine(resolve_url(str(tmp_path / "soak.db"))))
-        store.create_run(run_id="soak", name="soak", planned=0, config={}, overrides=[],
-                         manifest={}, artifacts={})
+        store = Store.open(str(tmp_path / "soak.db"))
         waits: list[float] = []
 
         async def fake_sleep(seconds: float) -> None:  # backoff is injected, not slept
@@ -33,7 +31,8 @@ def test_five_thousand_calls_survive_faults(tmp_path: Path, project: Path) -> No
             await asyncio.sleep(0)
 
         t0 = time.perf_counter()
-        stats = asyncio.run(Runner(prepared, store, "soak", sleep=fake_sleep).run())
+        session = Session(store, prepared.spec, prepared.renderer, sleep=fake_sleep)
+        stats = session.run(NewRun(config={}), "soak").stats
         wall = time.perf_counter() - t0
         seen = server.state.counts
     with sqlite3.connect(tmp_path / "soak.db") as conn:

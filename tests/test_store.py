@@ -9,10 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from promptlab.store import open_engine, resolve_url
-from promptlab.store.database import alembic_config
-from promptlab.store.models import Base
-from promptlab.store.queries import get_run, iter_results, list_runs
+from promptlab.store import Store
+from promptlab.store.database import alembic_config, open_engine, resolve_url
+from promptlab.store.tables import Base
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,11 +37,11 @@ def test_results_db_example_is_current_and_complete(tmp_path: Path) -> None:
     with sqlite3.connect(copy) as conn:
         assert conn.execute("select version_num from alembic_version").fetchone()[0] == head, (
             "results.db.example is behind the migrations: run python scripts/make_example_db.py")
-    engine = open_engine(resolve_url(str(copy)))
-    [run] = list_runs(engine)
-    info = get_run(engine, run.id)
+    store = Store.open(str(copy))
+    [run] = store.runs()
+    info = store.run(run.id)
     assert info.status == "completed" and info.done == info.planned > 0
-    rows = list(iter_results(engine, run.id))
+    rows = list(store.results(run.id))
     assert len(rows) == info.planned and all(r.status == "ok" for r in rows)
     assert {r.model_alias for r in rows} == set(info.config["models"])
     assert json.dumps(info.manifest)  # provenance is there

@@ -64,22 +64,21 @@ def test_report_shows_time_to_first_token(project: Path, mock_server: MockServer
 def test_mid_stream_errors_are_classified_and_retried(tmp_path: Path, project: Path) -> None:
     import asyncio
 
-    from promptlab.runner import Runner
-    from promptlab.store import Store, open_engine, resolve_url
+    from promptlab.runner.session import NewRun, Session
+    from promptlab.store import Store
 
     with MockServer(MockConfig(faults={"midstream": 0.4}, seed=3)) as server:
         url = server.url + "/v1"
         prepared = prepared_for(project, *BASE, "grid.repeats=4", "models.oa.stream=true",
                                 "models.an.stream=true", "run.max_attempts=15",
                                 f"models.oa.base_url={url}", f"models.an.base_url={url}")
-        store = Store(open_engine(resolve_url(str(tmp_path / "m.db"))))
-        store.create_run(run_id="m", name="m", planned=0, config={}, overrides=[],
-                         manifest={}, artifacts={})
+        store = Store.open(str(tmp_path / "m.db"))
 
         async def no_wait(_: float) -> None:
             await asyncio.sleep(0)
 
-        stats = asyncio.run(Runner(prepared, store, "m", sleep=no_wait).run())
+        stats = Session(store, prepared.spec, prepared.renderer, sleep=no_wait).run(
+            NewRun(config={}), "m").stats
         faults = server.state.counts["fault:midstream"]
     assert stats.ok == 96 and stats.errors == 0
     with sqlite3.connect(tmp_path / "m.db") as conn:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-from sqlalchemy import Engine, case, func, select
+from typing import TYPE_CHECKING, Any
 
 from promptlab.reports.stats import bootstrap_mean_ci, wilson
-from promptlab.store.models import Result, Score, TrialRow
-from promptlab.store.queries import ResultRow
+from promptlab.store.queries import ScoredResult
+
+if TYPE_CHECKING:
+    from promptlab.store import Store
 
 __all__ = ["GroupStats", "aggregate", "aggregate_runs", "percentile", "dimension_value"]
 
@@ -26,7 +26,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def dimension_value(row: ResultRow, dim: str) -> Any:
+def dimension_value(row: ScoredResult, dim: str) -> Any:
     if dim == "model":
         return row.model_alias
     if dim == "prompt":
@@ -102,7 +102,7 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-def aggregate(rows: Iterable[ResultRow], dims: Sequence[str]) -> list[GroupStats]:
+def aggregate(rows: Iterable[ScoredResult], dims: Sequence[str]) -> list[GroupStats]:
     groups: dict[tuple[Any, ...], GroupStats] = {}
     for row in rows:
         key = tuple(dimension_value(row, d) for d in dims)
@@ -139,36 +139,11 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (2, str(v))
 
 
-def _raw_rows(conn: Any, stmt: Any) -> Iterator[tuple[Any, ...]]:
-    """Plain DBAPI tuples for a Core statement: no per-row objects on a million rows."""
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params: Any = compiled.params
-    if compiled.positional:
-        params = tuple(compiled.params[name] for name in compiled.positiontup)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(str(compiled), params)
-        while True:
-            chunk = cursor.fetchmany(50_000)
-            if not chunk:
-                return
-            yield from chunk
-    finally:
-        cursor.close()
-
-
-def aggregate_runs(engine: Engine, run_ids: Sequence[str], dims: Sequence[str]
+def aggregate_runs(store: Store, run_ids: Sequence[str], dims: Sequence[str]
                    ) -> list[GroupStats]:
-    """`aggregate` for whole runs, with the counting done in SQL.
-
-    Counts and sums are GROUP BY queries; only latencies (for percentiles) and mean-type
-    score values come back row by row, as plain tuples.
-    """
-    extra_cols = [c for d, c in (("row", TrialRow.row_id), ("repeat", TrialRow.repeat))
-                  if d in dims]
-    key_cols = [TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json, *extra_cols]
-    n_key = len(key_cols)
+    """`aggregate` for whole runs, from the grouped rows the store counts in SQL."""
     extra_dims = [d for d in ("row", "repeat") if d in dims]
+    n_key = 3 + len(extra_dims)
     keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     groups: dict[tuple[Any, ...], GroupStats] = {}
 
@@ -184,30 +159,11 @@ def aggregate_runs(engine: Engine, run_ids: Sequence[str], dims: Sequence[str]
             g = groups[key] = GroupStats(key)
         return g
 
-    ids = list(run_ids)
-    on_result = (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx)
-    on_score = (Score.run_id == TrialRow.run_id) & (Score.idx == TrialRow.idx)
-    ok = case((Result.status == "ok", 1), else_=0)
-    hit = case((Result.cache_hit.is_(True), 1), else_=0)
-    sums = (select(*key_cols, func.count(), func.sum(ok), func.sum(hit),
-                   func.sum(Result.input_tokens), func.sum(Result.output_tokens),
-                   func.sum(Result.cost_usd))
-            .join(Result, on_result).where(TrialRow.run_id.in_(ids)).group_by(*key_cols))
-    timings = (select(*key_cols, Result.latency_ms, Result.ttft_ms).join(Result, on_result)
-               .where(TrialRow.run_id.in_(ids), Result.status == "ok",
-                      Result.cache_hit.is_(False)))
-    passes = (select(*key_cols, Score.scorer, func.count(),
-                     func.sum(case((Score.passed.is_(True), 1), else_=0)))
-              .join(Score, on_score)
-              .where(TrialRow.run_id.in_(ids), Score.passed.is_not(None))
-              .group_by(*key_cols, Score.scorer))
-    values = (select(*key_cols, Score.scorer, Score.value).join(Score, on_score)
-              .where(TrialRow.run_id.in_(ids), Score.passed.is_(None),
-                     Score.value.is_not(None)))
-    with engine.connect() as conn:
-        for row in conn.execute(sums):
-            g = group_of(tuple(row[:n_key]))
-            calls, n_ok, n_hit, tin, tout, cost = cast(tuple[Any, ...], row[n_key:])
+    for kind, row in store.grouped_rows(run_ids, "row" in dims, "repeat" in dims):
+        g = group_of(row[:n_key])
+        rest = row[n_key:]
+        if kind == "sums":
+            calls, n_ok, n_hit, tin, tout, cost = rest
             g.calls += calls
             g.ok += n_ok or 0
             g.errors += calls - (n_ok or 0)
@@ -215,19 +171,16 @@ def aggregate_runs(engine: Engine, run_ids: Sequence[str], dims: Sequence[str]
             g.input_tokens += tin or 0
             g.output_tokens += tout or 0
             g.cost_usd += cost or 0.0
-        for raw in _raw_rows(conn, timings):
-            g = group_of(raw[:n_key])
-            latency, ttft = raw[n_key], raw[n_key + 1]
+        elif kind == "timings":
+            latency, ttft = rest
             if latency is not None:
                 g.latencies.append(latency)
             if ttft is not None:
                 g.ttfts.append(ttft)
-        for row in conn.execute(passes):
-            g = group_of(tuple(row[:n_key]))
-            name, n, k = cast(tuple[Any, ...], row[n_key:])
+        elif kind == "passes":
+            name, n, k = rest
             prev_k, prev_n = g.score_counts.get(name, (0, 0))
             g.score_counts[name] = (prev_k + (k or 0), prev_n + n)
-        for raw in _raw_rows(conn, values):
-            g = group_of(raw[:n_key])
-            g.score_values.setdefault(raw[n_key], []).append(raw[n_key + 1])
+        else:
+            g.score_values.setdefault(rest[0], []).append(rest[1])
     return sorted(groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))

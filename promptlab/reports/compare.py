@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from promptlab.errors import UserError
 from promptlab.reports.aggregate import dimension_value
 from promptlab.reports.stats import mcnemar_exact, paired_bootstrap_ci, sign_test, wilson
-from promptlab.store.queries import ResultRow
+from promptlab.store.queries import ScoredResult
 
-__all__ = ["Side", "ScorerComparison", "compare", "parse_selector", "MIN_PAIRS",
+if TYPE_CHECKING:
+    from promptlab.store import Store
+
+__all__ = ["Side", "ScorerComparison", "compare", "parse_selector", "sides", "MIN_PAIRS",
            "MIN_DISCORDANT"]
 
 MIN_PAIRS = 10
@@ -25,7 +29,7 @@ MIN_DISCORDANT = 6  # below this, even a 6-0 split cannot reach p < 0.05 with Mc
 @dataclass(frozen=True)
 class Side:
     label: str
-    rows: dict[tuple[Any, ...], ResultRow]
+    rows: dict[tuple[Any, ...], ScoredResult]
     dims: tuple[str, ...] = ()
 
 
@@ -77,7 +81,7 @@ def parse_selector(text: str) -> tuple[str, str]:
     return dim.strip(), value.strip()
 
 
-def _matches(row: ResultRow, dim: str, value: str) -> bool:
+def _matches(row: ScoredResult, dim: str, value: str) -> bool:
     got = dimension_value(row, dim)
     if isinstance(got, float | int) and not isinstance(got, bool):
         try:
@@ -87,13 +91,13 @@ def _matches(row: ResultRow, dim: str, value: str) -> bool:
     return str(got) == value
 
 
-def _key(row: ResultRow, dims: Iterable[str]) -> tuple[Any, ...]:
+def _key(row: ScoredResult, dims: Iterable[str]) -> tuple[Any, ...]:
     return tuple(json.dumps(dimension_value(row, d), sort_keys=True) for d in dims)
 
 
-def side(rows: Iterable[ResultRow], label: str, key_dims: list[str],
+def side(rows: Iterable[ScoredResult], label: str, key_dims: list[str],
          selector: tuple[str, str] | None = None) -> Side:
-    chosen: dict[tuple[Any, ...], ResultRow] = {}
+    chosen: dict[tuple[Any, ...], ScoredResult] = {}
     for r in rows:
         if selector is None or _matches(r, *selector):
             chosen[_key(r, key_dims)] = r
@@ -135,3 +139,59 @@ def compare(a: Side, b: Side, scorer: str) -> ScorerComparison:
         b_only=b_only,
         a_ci=wilson(int(sum(va)), n) if pass_fail else (mean_a, mean_a),
         b_ci=wilson(int(sum(vb)), n) if pass_fail else (mean_b, mean_b), flipped=flipped)
+
+
+BASE_DIMS = ["row", "prompt", "repeat"]
+
+
+def _dims(rows: list[ScoredResult]) -> dict[str, set[str]]:
+    values: dict[str, set[str]] = {"model": set()}
+    for r in rows:
+        values["model"].add(r.model_alias)
+        for k, v in r.params.items():
+            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    return values
+
+
+def _selector(text: str | None, flag: str) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    try:
+        return parse_selector(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: write DIMENSION=VALUE, e.g. model=gpt-4o-mini or "
+                        "temperature=0.7") from None
+
+
+def sides(store: Store, run_a: str, run_b: str | None, between: str | None,
+          and_: str | None) -> tuple[Side, Side, list[str]]:
+    """The two sides of a comparison, keyed so that each pair differs only in what is
+    compared, and the scorers both sides have. `between`/`and_` are DIM=VALUE selectors
+    (two groups of `run_a`, or a filter on each of two runs)."""
+    sel_a, sel_b = _selector(between, "--between"), _selector(and_, "--and")
+    rows_a = list(store.results(run_a))
+    scorers = store.scorer_names(run_a)
+    if run_b:
+        rows_b = list(store.results(run_b))
+        da, db = _dims(rows_a), _dims(rows_b)
+        shared = [d for d in da if d in db and da[d] == db[d] and len(da[d]) > 1
+                  and d not in {s[0] for s in (sel_a, sel_b) if s}]
+        key = BASE_DIMS + shared
+        label_a = f"run {run_a}" + (f" {between}" if sel_a else "")
+        label_b = f"run {run_b}" + (f" {and_}" if sel_b else "")
+        scorers = sorted(set(scorers) & set(store.scorer_names(run_b)))
+        return side(rows_a, label_a, key, sel_a), side(rows_b, label_b, key, sel_b), scorers
+    if sel_a is None or sel_b is None:
+        raise UserError("compare: give a second run, or two groups of this run with "
+                        "--between DIM=VALUE --and DIM=VALUE")
+    if sel_a[0] != sel_b[0]:
+        raise UserError(f"compare: --between and --and must vary one dimension ({sel_a[0]} vs "
+                        f"{sel_b[0]}); e.g. --between model=a --and model=b")
+    dims = _dims(rows_a)
+    if sel_a[0] not in dims and sel_a[0] not in ("prompt", "row", "repeat"):
+        raise UserError(f"compare: '{sel_a[0]}' is not a dimension of run {run_a}; use "
+                        f"model, prompt or one of: {', '.join(sorted(set(dims) - {'model'}))}")
+    key = [d for d in ["model", "prompt", "row", "repeat", *sorted(set(dims) - {"model"})]
+           if d != sel_a[0]]
+    return (side(rows_a, between or "", key, sel_a), side(rows_a, and_ or "", key, sel_b),
+            scorers)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import escape
-from sqlalchemy import Engine, func, select
 
 from promptlab.reports.aggregate import GroupStats
 from promptlab.reports.render import _columns, _rows, score_cell
-from promptlab.store.models import Result, Score, TrialRow
-from promptlab.store.queries import RunInfo
+
+if TYPE_CHECKING:
+    from promptlab.store import RunInfo, Store
 
 __all__ = ["render_html", "bar_chart"]
 
@@ -61,32 +61,22 @@ def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-def _outputs(engine: Engine, run_id: str) -> tuple[list[dict[str, Any]], int]:
-    stmt = (select(TrialRow.idx, TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json,
-                   TrialRow.row_id, TrialRow.messages_json, Result.output, Result.error)
-            .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-            .where(TrialRow.run_id == run_id).order_by(TrialRow.idx).limit(MAX_OUTPUTS))
-    with engine.connect() as conn:
-        rows = list(conn.execute(stmt))
-        scores: dict[int, dict[str, tuple[Any, Any]]] = {}
-        for idx, name, value, passed in conn.execute(
-                select(Score.idx, Score.scorer, Score.value, Score.passed)
-                .where(Score.run_id == run_id, Score.idx <= (rows[-1].idx if rows else 0))):
-            scores.setdefault(idx, {})[name] = (value, passed)
-        total = int(conn.scalar(select(func.count()).select_from(Result)
-                                .where(Result.run_id == run_id)) or 0)
+def _outputs(store: Store, run_id: str) -> tuple[list[dict[str, Any]], int]:
+    rows = store.report_outputs(run_id, MAX_OUTPUTS)
+    scores = store.scores(run_id, max_idx=rows[-1]["idx"] if rows else 0)
+    total = store.result_count(run_id)
     out = []
     for r in rows:
-        messages = json.loads(r.messages_json)
+        messages = json.loads(r["messages_json"])
         sent = "\n\n".join(f"[{m['role']}] {m['content']}" for m in messages)
-        out.append({"idx": r.idx, "model": r.model_alias, "prompt": r.prompt,
-                    "params": r.params_json, "row_id": r.row_id, "sent": sent,
-                    "output": r.output if r.output is not None else f"ERROR: {r.error}",
-                    "scores": scores.get(r.idx, {})})
+        out.append({"idx": r["idx"], "model": r["model_alias"], "prompt": r["prompt"],
+                    "params": r["params_json"], "row_id": r["row_id"], "sent": sent,
+                    "output": r["output"] if r["output"] is not None else f"ERROR: {r['error']}",
+                    "scores": scores.get(r["idx"], {})})
     return out, total
 
 
-def render_html(engine: Engine, run: RunInfo, groups: Sequence[GroupStats],
+def render_html(store: Store, run: RunInfo, groups: Sequence[GroupStats],
                 dims: Sequence[str], scorers: Sequence[str]) -> str:
     rows = _rows(groups, dims, scorers)
     labels = [" / ".join(str(row[d]) for d in dims) for row in rows]
@@ -99,7 +89,7 @@ def render_html(engine: Engine, run: RunInfo, groups: Sequence[GroupStats],
                        ("latency_p95_ms", "latency p95 (ms)")):
         charts.append({"title": title, "uri": _data_uri(bar_chart(
             labels, [row[key] for row in rows], unit=" ms"))})
-    outputs, total = _outputs(engine, run.id)
+    outputs, total = _outputs(store, run.id)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_PAGE).render(
         run=run, dims=dims, scorers=scorers, rows=rows, columns=_columns(rows),

@@ -21,7 +21,6 @@ import httpx
 
 from promptlab.cache import estimate_tokens, fingerprint_from_parts
 from promptlab.errors import ProviderError
-from promptlab.experiment import Prepared
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.base import Provider, ProviderResponse
@@ -37,9 +36,10 @@ from promptlab.runner.records import (
     with_n,
 )
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
-from promptlab.spec import Trial
+from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Record, Store, utcnow
-from promptlab.store.batches import BatchWriter
+from promptlab.store.writer import BatchWriter
+from promptlab.templates import Renderer
 
 __all__ = ["Call", "Runner", "RunStats"]
 
@@ -50,7 +50,8 @@ CHUNK = 1024  # trials looked up in the cache with one query
 class Runner:
     def __init__(
         self,
-        prepared: Prepared,
+        spec: ExperimentSpec,
+        renderer: Renderer,
         store: Store,
         run_id: str,
         *,
@@ -60,8 +61,8 @@ class Runner:
         rng: random.Random | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
     ) -> None:
-        self.prepared = prepared
-        self.spec = prepared.spec
+        self.spec = spec
+        self.renderer = renderer
         self.store = store
         self.run_id = run_id
         self.client = client
@@ -175,7 +176,7 @@ class Runner:
             await queue.put(None)
 
     def _call(self, trial: Trial, started: dict[int, int]) -> Call:
-        messages, messages_json, messages_canonical = self.prepared.renderer.render_with_json(
+        messages, messages_json, messages_canonical = self.renderer.render_with_json(
             trial.prompt, trial.row, self.spec.dataset.name)
         model = trial.model
         request = ProviderRequest(model.model, messages, trial.params)

@@ -5,30 +5,32 @@ outputs with the current scorers, without calling the models again)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
-
-from promptlab.experiment import Prepared
+from promptlab.scoring.judge import JudgeSpec, run_judge
 from promptlab.scoring.scorers import Score, Scorer, build_scorer
+from promptlab.spec import ExperimentSpec
 from promptlab.store import Store
-from promptlab.store.models import Result, TrialRow
+from promptlab.templates import Renderer
 
 __all__ = ["ScorerSet", "build_scorers", "score_run"]
 
 
 @dataclass(frozen=True)
 class ScorerSet:
-    """Scorers by name, each with the prompts it applies to (None: every prompt)."""
+    """Scorers by name, each with the prompts it applies to (None: every prompt), and the
+    judges' resolved specs by scorer name."""
 
     scorers: dict[str, tuple[Scorer, frozenset[str] | None]]
+    judges: dict[str, JudgeSpec] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.scorers)
 
 
 def build_scorers(config: dict[str, Any], where: str) -> ScorerSet:
+    """Scorers from a plain config's ``scorers`` and each prompt's own ``scorers``."""
     out: dict[str, tuple[Scorer, frozenset[str] | None]] = {}
     for name, cfg in (config.get("scorers") or {}).items():
         out[name] = (build_scorer(name, cfg, where), None)
@@ -39,33 +41,21 @@ def build_scorers(config: dict[str, Any], where: str) -> ScorerSet:
     return ScorerSet(out)
 
 
-def _items(engine: Engine, run_id: str) -> list[dict[str, Any]]:
-    stmt = (select(TrialRow.idx, TrialRow.prompt, TrialRow.row_json, TrialRow.params_json,
-                   TrialRow.messages_json, Result.output)
-            .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-            .where(TrialRow.run_id == run_id, Result.status == "ok"))
-    with engine.connect() as conn:
-        return [{"idx": r.idx, "prompt": r.prompt, "row": json.loads(r.row_json),
-                 "params": json.loads(r.params_json), "messages": json.loads(r.messages_json),
-                 "output": r.output or ""} for r in conn.execute(stmt)]
-
-
-def score_run(engine: Engine, run_id: str, prepared: Prepared, scorers: ScorerSet) -> int:
+def score_run(store: Store, run_id: str, scorers: ScorerSet, spec: ExperimentSpec,
+              renderer: Renderer) -> int:
     """Score every ok result; returns the number of scores written."""
-    from promptlab.scoring.judge import run_judge
-
     if not scorers:
         return 0
-    items = _items(engine, run_id)
+    items = store.ok_outputs(run_id)
     rows: list[dict[str, Any]] = []
     for name, (scorer, prompts) in scorers.scorers.items():
         mine = [it for it in items if prompts is None or it["prompt"] in prompts]
         if scorer.fn is None:
-            scores = run_judge(engine, prepared, run_id, name, scorer.config, mine)
+            scores = run_judge(store, spec, renderer, run_id, name, scorers.judges[name], mine)
         else:
             scores = {it["idx"]: scorer(it["output"], it["row"], it["params"]) for it in mine}
         rows += [_row(run_id, idx, name, s) for idx, s in scores.items()]
-    Store(engine).replace_scores(run_id, list(scorers.scorers), rows)
+    store.replace_scores(run_id, list(scorers.scorers), rows)
     return len(rows)
 
 

@@ -1,6 +1,8 @@
-"""The store: the database is the record of every run."""
+"""The store: the database is the record of every run, read and written through `Store`."""
 
-from promptlab.store.database import DEFAULT_DB, migrate, open_engine, resolve_url
-from promptlab.store.writer import Record, Store, utcnow
+from promptlab.store.database import DEFAULT_DB, dispose_all, resolve_url
+from promptlab.store.queries import RunInfo, ScoredResult
+from promptlab.store.store import Record, Store, utcnow
 
-__all__ = ["DEFAULT_DB", "Record", "Store", "migrate", "open_engine", "resolve_url", "utcnow"]
+__all__ = ["DEFAULT_DB", "Record", "RunInfo", "ScoredResult", "Store", "dispose_all",
+           "resolve_url", "utcnow"]

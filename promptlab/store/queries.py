@@ -1,4 +1,7 @@
-"""Read-side queries: the one module reports, `runs` and `show` read the database through."""
+"""Reads about runs and their results: what `runs`, `show`, reports and compare see.
+
+A mixin of `Store`; every method reads through the store's engine.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from promptlab.errors import UserError
-from promptlab.store.models import Result, Run, Score, TrialRow
+from promptlab.store.tables import Artifact, Attempt, Result, Run, RunArtifact, Score, StoredTrial
 
-__all__ = ["RunInfo", "ResultRow", "list_runs", "get_run", "iter_results", "resolve_run_id",
-           "scores_of", "scorer_names"]
+__all__ = ["RunInfo", "RunQueries", "ScoredResult"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class ResultRow:
+class ScoredResult:
+    """One finished trial as reports and compare read it: identity, outcome, scores."""
+
     idx: int
     model_alias: str
     prompt: str
@@ -53,14 +57,7 @@ class ResultRow:
     scores: dict[str, tuple[float | None, bool | None]] = field(default_factory=dict)
 
 
-def _counts(engine: Engine, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-    if not run_ids:
-        return {}
-    stmt = (select(Result.run_id, func.count(), func.sum(
-        (Result.status != "ok").cast(type_=Result.idx.type)))
-        .where(Result.run_id.in_(run_ids)).group_by(Result.run_id))
-    with engine.connect() as conn:
-        return {r[0]: (int(r[1]), int(r[2] or 0)) for r in conn.execute(stmt)}
+ScoreMap = dict[int, dict[str, tuple[float | None, bool | None]]]
 
 
 def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
@@ -72,84 +69,134 @@ def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
                    parent_run_id=run.parent_run_id)
 
 
-def list_runs(engine: Engine, name: str | None = None, status: str | None = None,
-              limit: int = 50, since: datetime | None = None, until: datetime | None = None,
-              sweep: str | None = None) -> list[RunInfo]:
-    stmt = select(Run).order_by(Run.created_at.desc()).limit(limit)
-    if since:
-        stmt = stmt.where(Run.created_at >= since)
-    if until:
-        stmt = stmt.where(Run.created_at < until)
-    if sweep:
-        stmt = stmt.where(Run.sweep_id == sweep)
-    if name:
-        stmt = stmt.where(Run.name.contains(name))
-    if status:
-        stmt = stmt.where(Run.status == status)
-    with engine.connect() as conn:
-        runs = list(conn.execute(stmt))
-    counts = _counts(engine, [r.id for r in runs])
-    return [_info(r, counts) for r in runs]
+class RunQueries:
+    engine: Engine
 
+    def _counts(self, run_ids: list[str]) -> dict[str, tuple[int, int]]:
+        if not run_ids:
+            return {}
+        stmt = (select(Result.run_id, func.count(), func.sum(
+            (Result.status != "ok").cast(type_=Result.idx.type)))
+            .where(Result.run_id.in_(run_ids)).group_by(Result.run_id))
+        with self.engine.connect() as conn:
+            return {r[0]: (int(r[1]), int(r[2] or 0)) for r in conn.execute(stmt)}
 
-def resolve_run_id(engine: Engine, ref: str) -> str:
-    """A full run id from an id, a unique id prefix, or ``latest``."""
-    with engine.connect() as conn:
-        if ref in ("latest", "last"):
-            found = conn.scalar(select(Run.id).order_by(Run.created_at.desc()).limit(1))
-            if found is None:
-                raise UserError("no runs in this database; run 'promptlab run' first")
-            return str(found)
-        ids = list(conn.scalars(select(Run.id).where(Run.id.startswith(ref)).limit(2)))
-    if not ids:
-        raise UserError(f"run '{ref}' not found in this database; list runs with "
-                        "'promptlab runs' (or pass --db)")
-    if len(ids) > 1:
-        raise UserError(f"run '{ref}' is ambiguous; give more characters of the id")
-    return str(ids[0])
+    def runs(self, name: str | None = None, status: str | None = None, limit: int = 50,
+             since: datetime | None = None, until: datetime | None = None,
+             sweep: str | None = None) -> list[RunInfo]:
+        """Runs, newest first, filtered."""
+        stmt = select(Run).order_by(Run.created_at.desc()).limit(limit)
+        if since:
+            stmt = stmt.where(Run.created_at >= since)
+        if until:
+            stmt = stmt.where(Run.created_at < until)
+        if sweep:
+            stmt = stmt.where(Run.sweep_id == sweep)
+        if name:
+            stmt = stmt.where(Run.name.contains(name))
+        if status:
+            stmt = stmt.where(Run.status == status)
+        with self.engine.connect() as conn:
+            runs = list(conn.execute(stmt))
+        counts = self._counts([r.id for r in runs])
+        return [_info(r, counts) for r in runs]
 
+    def resolve_run_id(self, ref: str) -> str:
+        """A full run id from an id, a unique id prefix, or ``latest``."""
+        with self.engine.connect() as conn:
+            if ref in ("latest", "last"):
+                found = conn.scalar(select(Run.id).order_by(Run.created_at.desc()).limit(1))
+                if found is None:
+                    raise UserError("no runs in this database; run 'promptlab run' first")
+                return str(found)
+            ids = list(conn.scalars(select(Run.id).where(Run.id.startswith(ref)).limit(2)))
+        if not ids:
+            raise UserError(f"run '{ref}' not found in this database; list runs with "
+                            "'promptlab runs' (or pass --db)")
+        if len(ids) > 1:
+            raise UserError(f"run '{ref}' is ambiguous; give more characters of the id")
+        return str(ids[0])
 
-def get_run(engine: Engine, run_id: str) -> RunInfo:
-    with engine.connect() as conn:
-        run = conn.execute(select(Run).where(Run.id == run_id)).first()
-    if run is None:
-        raise UserError(f"run '{run_id}' not found; list runs with 'promptlab runs'")
-    return _info(run, _counts(engine, [run_id]))
+    def run(self, run_id: str) -> RunInfo:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Run).where(Run.id == run_id)).first()
+        if row is None:
+            raise UserError(f"run '{run_id}' not found; list runs with 'promptlab runs'")
+        return _info(row, self._counts([run_id]))
 
+    def status_counts(self, run_id: str) -> tuple[dict[str, int], int, int]:
+        """(results by status, HTTP attempts, cache hits) of a run."""
+        with self.engine.connect() as conn:
+            statuses = {str(k): int(v) for k, v in conn.execute(
+                select(Result.status, func.count()).where(Result.run_id == run_id)
+                .group_by(Result.status)).all()}
+            attempts = conn.scalar(select(func.count()).select_from(Attempt).where(
+                Attempt.run_id == run_id))
+            cached = conn.scalar(select(func.count()).select_from(Result).where(
+                Result.run_id == run_id, Result.cache_hit.is_(True)))
+        return statuses, int(attempts or 0), int(cached or 0)
 
-def scores_of(engine: Engine, run_id: str) -> dict[int, dict[str, tuple[float | None,
-                                                                         bool | None]]]:
-    out: dict[int, dict[str, tuple[float | None, bool | None]]] = {}
-    stmt = select(Score.idx, Score.scorer, Score.value, Score.passed).where(
-        Score.run_id == run_id)
-    with engine.connect() as conn:
-        for idx, scorer, value, passed in conn.execute(stmt):
-            out.setdefault(idx, {})[scorer] = (value, None if passed is None else bool(passed))
-    return out
+    def result_count(self, run_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Result)
+                                   .where(Result.run_id == run_id)) or 0)
 
+    def artifacts(self, run_id: str) -> dict[str, str]:
+        """The run's templates and dataset files by name (``template:ask.j2``)."""
+        stmt = (select(RunArtifact.name, Artifact.content)
+                .join(Artifact, Artifact.sha256 == RunArtifact.sha256)
+                .where(RunArtifact.run_id == run_id))
+        with self.engine.connect() as conn:
+            return {name: content for name, content in conn.execute(stmt)}
 
-def scorer_names(engine: Engine, run_id: str) -> list[str]:
-    with engine.connect() as conn:
-        return sorted(conn.scalars(select(Score.scorer).where(Score.run_id == run_id)
-                                   .distinct()))
+    def scores(self, run_id: str, max_idx: int | None = None) -> ScoreMap:
+        """Scores by trial index and scorer: (value, passed)."""
+        out: ScoreMap = {}
+        stmt = select(Score.idx, Score.scorer, Score.value, Score.passed).where(
+            Score.run_id == run_id)
+        if max_idx is not None:
+            stmt = stmt.where(Score.idx <= max_idx)
+        with self.engine.connect() as conn:
+            for idx, scorer, value, passed in conn.execute(stmt):
+                out.setdefault(idx, {})[scorer] = (value,
+                                                   None if passed is None else bool(passed))
+        return out
 
+    def score_details(self, run_id: str) -> dict[int, dict[str, dict[str, Any]]]:
+        """Scores by trial index and scorer, with each score's detail (export)."""
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        stmt = select(Score.idx, Score.scorer, Score.value, Score.passed, Score.detail_json
+                      ).where(Score.run_id == run_id)
+        with self.engine.connect() as conn:
+            for idx, scorer, value, passed, detail in conn.execute(stmt):
+                out.setdefault(idx, {})[scorer] = {
+                    "value": value, "passed": passed,
+                    "detail": json.loads(detail) if detail else None}
+        return out
 
-def iter_results(engine: Engine, run_id: str) -> Iterator[ResultRow]:
-    stmt = (select(TrialRow.idx, TrialRow.model_alias, TrialRow.prompt, TrialRow.params_json,
-                   TrialRow.row_id, TrialRow.repeat, Result.status, Result.output,
-                   Result.latency_ms, Result.input_tokens, Result.output_tokens,
-                   Result.cost_usd, Result.cache_hit, Result.ttft_ms)
-            .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-            .where(TrialRow.run_id == run_id).order_by(TrialRow.idx))
-    params_cache: dict[str, dict[str, Any]] = {}
-    scores = scores_of(engine, run_id)
-    with engine.connect() as conn:
-        for r in conn.execute(stmt).yield_per(10_000):
-            params = params_cache.get(r.params_json)
-            if params is None:
-                params = json.loads(r.params_json)
-                params_cache[r.params_json] = params
-            yield ResultRow(r.idx, r.model_alias, r.prompt, params, r.row_id, r.repeat,
-                            r.status, r.output, r.latency_ms, r.input_tokens,
-                            r.output_tokens, r.cost_usd, bool(r.cache_hit), r.ttft_ms,
-                            scores.get(r.idx, {}))
+    def scorer_names(self, run_id: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(conn.scalars(select(Score.scorer).where(Score.run_id == run_id)
+                                       .distinct()))
+
+    def results(self, run_id: str) -> Iterator[ScoredResult]:
+        """Every finished trial of a run with its scores, in plan order."""
+        stmt = (select(StoredTrial.idx, StoredTrial.model_alias, StoredTrial.prompt,
+                       StoredTrial.params_json, StoredTrial.row_id, StoredTrial.repeat,
+                       Result.status, Result.output, Result.latency_ms, Result.input_tokens,
+                       Result.output_tokens, Result.cost_usd, Result.cache_hit, Result.ttft_ms)
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(StoredTrial.run_id == run_id).order_by(StoredTrial.idx))
+        params_cache: dict[str, dict[str, Any]] = {}
+        scores = self.scores(run_id)
+        with self.engine.connect() as conn:
+            for r in conn.execute(stmt).yield_per(10_000):
+                params = params_cache.get(r.params_json)
+                if params is None:
+                    params = json.loads(r.params_json)
+                    params_cache[r.params_json] = params
+                yield ScoredResult(r.idx, r.model_alias, r.prompt, params, r.row_id, r.repeat,
+                                   r.status, r.output, r.latency_ms, r.input_tokens,
+                                   r.output_tokens, r.cost_usd, bool(r.cache_hit), r.ttft_ms,
+                                   scores.get(r.idx, {}))

@@ -1,150 +1,94 @@
-"""The one place that writes SQL: runs, artifacts, and batches of finished trials.
+"""The one writer: a thread that commits finished trials in batches.
 
-A batch is one transaction with one executemany per table, so a run interrupted at any
-point leaves every committed trial whole (its trial row, attempts and result together).
+Records handed to it are written even when the run is cancelled: closing the writer
+drains its queue and joins the thread. (An earlier design wrote from the event loop
+with `asyncio.to_thread`; cancelling that await at the end of a run could drop a batch
+still waiting for an executor thread, so the writer owns a thread of its own.)
 """
 
 from __future__ import annotations
 
-import json
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from promptlab.store.store import Record
 
-from promptlab.canonical import sha256_hex
-from promptlab.store.models import (
-    Artifact,
-    Attempt,
-    Result,
-    Run,
-    RunArtifact,
-    Score,
-    TrialRow,
-)
+__all__ = ["BatchWriter"]
 
-__all__ = ["Record", "Store", "utcnow"]
+_STOP = object()
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+class BatchWriter:
+    def __init__(self, write: Callable[[Sequence[Record]], None], batch_size: int = 200,
+                 max_wait_s: float = 0.25) -> None:
+        self._write = write
+        self._batch_size = batch_size
+        self._max_wait_s = max_wait_s
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._local: list[Record] = []
+        self._failed: list[Record] = []
+        self.error: BaseException | None = None
+        self.written = 0
+        self._thread = threading.Thread(target=self._loop, name="promptlab-writer", daemon=True)
+        self._thread.start()
 
+    def put(self, record: Record) -> None:
+        """Hand over one record (from one thread only: the event loop's)."""
+        self._local.append(record)
+        if len(self._local) >= self._batch_size:
+            self.flush()
 
-@dataclass
-class Record:
-    """A finished trial as rows: the trial, every attempt, and the result."""
+    def flush(self) -> None:
+        """Pass what was handed over so far to the writer thread (one lock per batch)."""
+        if self._local:
+            batch, self._local = self._local, []
+            self._queue.put(batch)
 
-    trial: dict[str, Any]
-    result: dict[str, Any]
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    trial_exists: bool = False  # resuming a trial whose error result was cleared
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self._max_wait_s)
+            except queue.Empty:
+                continue
+            batch: list[Record] = []
+            item = first
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, list)
+                    batch.extend(item)
+                if len(batch) >= self._batch_size and not stopping:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._flush(batch)
 
-
-class Store:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def create_run(self, *, run_id: str, name: str, planned: int, config: dict[str, Any],
-                   overrides: Sequence[str], manifest: dict[str, Any],
-                   artifacts: dict[str, str], parent_run_id: str | None = None,
-                   sweep_id: str | None = None,
-                   scrub: Callable[[str | None], str | None] = lambda s: s) -> None:
-        """Record a new run; `scrub` removes secrets from everything stored."""
-        artifacts = {n: scrub(c) or "" for n, c in artifacts.items()}
-        # Insertion order is kept: the plan's order of models and prompts follows it.
-        config_json = scrub(json.dumps(config)) or ""
-        with self.engine.begin() as conn:
-            conn.execute(insert(Run).values(
-                id=run_id, name=name, status="running", created_at=utcnow(), finished_at=None,
-                planned=planned, config_json=config_json,
-                overrides_json=scrub(json.dumps(list(overrides))),
-                config_sha256=sha256_hex(config_json), manifest_json=json.dumps(manifest),
-                parent_run_id=parent_run_id, sweep_id=sweep_id))
-            if artifacts:
-                hashes = {name: sha256_hex(content) for name, content in artifacts.items()}
-                known = set(conn.scalars(select(Artifact.sha256).where(
-                    Artifact.sha256.in_(list(hashes.values())))))
-                new = {h: artifacts[n] for n, h in hashes.items() if h not in known}
-                if new:
-                    conn.execute(insert(Artifact),
-                                 [{"sha256": h, "content": c} for h, c in new.items()])
-                conn.execute(insert(RunArtifact), [
-                    {"run_id": run_id, "name": n, "sha256": h} for n, h in hashes.items()])
-
-    def write(self, records: Sequence[Record]) -> None:
-        if not records:
+    def _flush(self, batch: list[Record]) -> None:
+        if not batch:
             return
-        attempts = [a for r in records for a in r.attempts]
-        trials = [r.trial for r in records if not r.trial_exists]
-        with self.engine.begin() as conn:
-            if trials:
-                conn.execute(insert(TrialRow), trials)
-            if attempts:
-                conn.execute(insert(Attempt), attempts)
-            conn.execute(insert(Result), [r.result for r in records])
+        todo = self._failed + batch
+        i = 0
+        try:
+            while i < len(todo):
+                chunk = todo[i:i + self._batch_size]
+                self._write(chunk)
+                i += len(chunk)
+                self.written += len(chunk)
+            self._failed = []
+        except Exception as exc:  # kept, retried with the next batch, reported at close
+            self._failed = todo[i:]
+            self.error = exc
 
-    def lookup_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Stored fresh ok results for these request fingerprints (the newest of each)."""
-        if not keys:
-            return {}
-        stmt = (select(TrialRow.cache_key, Result.run_id, Result.idx, Result.output,
-                       Result.finish_reason, Result.input_tokens, Result.output_tokens,
-                       Result.response_model, Result.fingerprint, Result.finished_at)
-                .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-                .where(TrialRow.cache_key.in_(list(set(keys))), Result.status == "ok",
-                       Result.cacheable.is_(True)))
-        found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(stmt):
-                prev = found.get(row.cache_key)
-                if prev is None or row.finished_at > prev["finished_at"]:
-                    found[row.cache_key] = row._asdict()
-        return found
-
-    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
-        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
-
-        Error and skipped results are cleared so those trials run again; their attempts stay,
-        and new attempts are numbered after them.
-        """
-        with self.engine.begin() as conn:
-            rows = list(conn.execute(select(Result.idx, Result.status, Result.cost_usd)
-                                     .where(Result.run_id == run_id)))
-            retry = [r.idx for r in rows if r.status != "ok"]
-            if retry:
-                for i in range(0, len(retry), 500):
-                    conn.execute(delete(Result).where(Result.run_id == run_id,
-                                                      Result.idx.in_(retry[i:i + 500])))
-            counts = dict(conn.execute(
-                select(Attempt.idx, func.max(Attempt.number)).where(Attempt.run_id == run_id)
-                .group_by(Attempt.idx)).all())
-            existing = set(conn.scalars(select(TrialRow.idx).where(TrialRow.run_id == run_id)))
-        done = {r.idx for r in rows if r.status == "ok"}
-        cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
-        started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
-        return done, started, cost
-
-    def replace_scores(self, run_id: str, scorers: list[str],
-                       rows: Sequence[dict[str, Any]]) -> None:
-        """Scores of these scorers for the run, replaced in one transaction."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(Score).where(Score.run_id == run_id, Score.scorer.in_(scorers)))
-            for i in range(0, len(rows), 5000):
-                conn.execute(insert(Score), list(rows[i:i + 5000]))
-
-    def stored_keys(self, run_id: str) -> dict[int, str]:
-        with self.engine.connect() as conn:
-            return dict(conn.execute(select(TrialRow.idx, TrialRow.key)
-                                     .where(TrialRow.run_id == run_id)).all())
-
-    def set_status(self, run_id: str, status: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == run_id).values(status=status,
-                                                                     finished_at=None))
-
-    def finish_run(self, run_id: str, status: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == run_id).values(
-                status=status, finished_at=utcnow()))
+    def close(self) -> None:
+        """Write everything handed over so far, then stop; raises a write that kept failing."""
+        self.flush()
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._failed:
+            self._write(self._failed)  # one last try, in the caller's thread: raises
+            self._failed = []

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from promptlab.testing.mock_wire import answer, mock_reply, prompt_text, stream_frames
 
-__all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve"]
+__all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve", "watch_parent"]
 
 _MARKER = re.compile(r"MOCK_FAULT=(400|429|500|529|slow|drop|malformed|midstream)")
 FAULT_KINDS = ("429", "500", "529", "slow", "drop", "malformed", "midstream")
@@ -279,3 +279,20 @@ def serve(port: int, config: MockConfig, host: str = "127.0.0.1") -> None:
     """Run the mock server in the foreground until interrupted."""
     web.run_app(build_app(config), host=host, port=port, access_log=None, print=None,
                 handle_signals=True)
+
+
+def watch_parent(pid: int) -> None:
+    """Exit this process when process `pid` is gone (a managed server outliving its run)."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from promptlab.store.models import Base
+from promptlab.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

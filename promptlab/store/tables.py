@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Run", "Artifact", "RunArtifact", "TrialRow", "Attempt", "Result", "Score"]
+__all__ = ["Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt", "Result", "Score"]
 
 
 class Base(DeclarativeBase):
@@ -64,7 +64,7 @@ class RunArtifact(Base):
     sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
 
 
-class TrialRow(Base):
+class StoredTrial(Base):
     __tablename__ = "trials"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)

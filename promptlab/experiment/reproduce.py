@@ -9,27 +9,23 @@ fingerprints the providers report. Either way the new run links to its parent.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
-
-from sqlalchemy import Engine, func, select
 
 from promptlab.cache import fingerprint
 from promptlab.canonical import canonical_json
+from promptlab.experiment.rebuild import from_database
 from promptlab.grid import Plan
 from promptlab.ids import new_run_id
 from promptlab.manifest import collect_manifest
 from promptlab.providers import ProviderRequest, get_provider
-from promptlab.rebuild import from_database, stored_artifacts
 from promptlab.reports.compare import Side, compare
-from promptlab.runner import Runner
 from promptlab.runner.records import trial_row
-from promptlab.servers.managed import managed_servers, resolve_fallbacks
-from promptlab.store import Record, Store, utcnow
-from promptlab.store.models import Attempt, Result, TrialRow
-from promptlab.store.queries import RunInfo, get_run, iter_results
+from promptlab.runner.session import NewRun, Session
+from promptlab.scoring import score_run
+from promptlab.store import Record, RunInfo, Store, utcnow
 
 __all__ = ["Drift", "reproduce"]
 
@@ -65,25 +61,8 @@ def _canonical(body: str | None) -> str | None:
         return body
 
 
-def _original(engine: Engine, run_id: str) -> dict[int, dict[str, Any]]:
-    """Per trial: key, fingerprint, the last attempt's request body, and the result."""
-    last = (select(Attempt.idx, func.max(Attempt.number).label("n"))
-            .where(Attempt.run_id == run_id).group_by(Attempt.idx).subquery())
-    stmt = (select(TrialRow.idx, TrialRow.key, TrialRow.cache_key, Attempt.request_body,
-                   Result.status, Result.output, Result.finish_reason, Result.input_tokens,
-                   Result.output_tokens, Result.response_model, Result.fingerprint,
-                   Result.cache_source)
-            .join(Result, (Result.run_id == TrialRow.run_id) & (Result.idx == TrialRow.idx))
-            .join(last, last.c.idx == TrialRow.idx, isouter=True)
-            .join(Attempt, (Attempt.run_id == TrialRow.run_id) & (Attempt.idx == TrialRow.idx)
-                  & (Attempt.number == last.c.n), isouter=True)
-            .where(TrialRow.run_id == run_id))
-    with engine.connect() as conn:
-        return {r.idx: r._asdict() for r in conn.execute(stmt)}
-
-
 def _warnings(info: RunInfo) -> list[str]:
-    now = collect_manifest(__import__("pathlib").Path.cwd())
+    now = collect_manifest(Path.cwd())
     then = info.manifest
     out = []
     for name, version in (then.get("packages") or {}).items():
@@ -98,20 +77,23 @@ def _warnings(info: RunInfo) -> list[str]:
     return out
 
 
-def reproduce(engine: Engine, run_id: str, live: bool = False) -> Drift:
-    info, prepared = from_database(engine, run_id, check_api_keys=live)
-    store = Store(engine)
-    original = _original(engine, run_id)
+def reproduce(store: Store, run_id: str, live: bool = False) -> Drift:
+    """Rebuild run `run_id` from the database as a new child run; report what drifted."""
+    info, prepared = from_database(store, run_id, check_api_keys=live)
+    original = store.trials_with_last_request(run_id)
     child = new_run_id()
     drift = Drift(parent=run_id, run_id=child, mode="live" if live else "replay",
                   warnings=_warnings(info))
     plan = Plan(prepared.spec)
-    store.create_run(run_id=child, name=info.name, planned=len(plan), config=info.config,
-                     overrides=info.overrides,
-                     manifest={**collect_manifest(prepared.loaded.root),
-                               "choices": prepared.loaded.choices, "reproduces": run_id,
-                               "mode": drift.mode},
-                     artifacts=stored_artifacts(engine, run_id), parent_run_id=run_id)
+    spec = prepared.spec
+    if live:
+        spec = replace(spec, run=replace(spec.run, cache="off", progress=False))
+    session = Session(store, spec, prepared.renderer)
+    session.start(NewRun(config=info.config, overrides=info.overrides,
+                         manifest={**collect_manifest(prepared.loaded.root),
+                                   "choices": prepared.loaded.choices, "reproduces": run_id,
+                                   "mode": drift.mode},
+                         artifacts=store.artifacts(run_id), parent_run_id=run_id), child)
     # Rebuild every request and check it against the stored one.
     records: list[Record] = []
     for trial in plan:
@@ -133,25 +115,19 @@ def reproduce(engine: Engine, run_id: str, live: bool = False) -> Drift:
             drift.requests_changed.append(trial.index)
         if not live and orig is not None:
             records.append(_replayed(child, run_id, trial.index, orig, trial, messages))
-    status = "failed"
-    try:
-        if live:
-            spec = resolve_fallbacks(prepared.spec, lambda _: None)
-            with managed_servers(spec, {}) as live_spec:
-                run_spec = replace(live_spec, run=replace(live_spec.run, cache="off",
-                                                          progress=False))
-                asyncio.run(Runner(replace(prepared, spec=run_spec), store, child).run())
-        else:
+    if live:
+        session.execute(child)
+    else:
+        try:
             for i in range(0, len(records), 1000):
                 store.write(records[i:i + 1000])
-        status = "completed"
-    finally:
-        store.finish_run(child, status)
+        except BaseException:
+            store.finish_run(child, "failed")
+            raise
+        store.finish_run(child, "completed")
     if prepared.scorers:
-        from promptlab.scoring import score_run
-
-        score_run(engine, child, prepared, prepared.scorers)
-    _compare_outcomes(engine, drift, original)
+        score_run(store, child, prepared.scorers, prepared.spec, prepared.renderer)
+    _compare_outcomes(store, drift, original)
     return drift
 
 
@@ -176,10 +152,10 @@ def _replayed(child: str, parent: str, idx: int, orig: dict[str, Any], trial: An
     return Record(row, result, [])
 
 
-def _compare_outcomes(engine: Engine, drift: Drift, original: dict[int, dict[str, Any]]) -> None:
-    new = {r.idx: r for r in iter_results(engine, drift.run_id)}
-    old = {r.idx: r for r in iter_results(engine, drift.parent)}
-    new_meta = _original(engine, drift.run_id)
+def _compare_outcomes(store: Store, drift: Drift, original: dict[int, dict[str, Any]]) -> None:
+    new = {r.idx: r for r in store.results(drift.run_id)}
+    old = {r.idx: r for r in store.results(drift.parent)}
+    new_meta = store.trials_with_last_request(drift.run_id)
     for idx, r in sorted(new.items()):
         o = old.get(idx)
         if o is None or r.status != "ok" or o.status != "ok":
@@ -205,7 +181,3 @@ def _compare_outcomes(engine: Engine, drift: Drift, original: dict[int, dict[str
         drift.scores.append({"scorer": s, "before": c.b_value, "after": c.a_value,
                              "diff": c.diff, "lo": c.diff_lo, "hi": c.diff_hi,
                              "changed": c.wins + c.losses > 0, "p_value": c.p_value})
-
-
-def parent_of(engine: Engine, run_id: str) -> str | None:
-    return get_run(engine, run_id).manifest.get("reproduces")

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptlab.config.judge import judge_model_config
 from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.dataset import load_dataset
 from promptlab.errors import UserError
 from promptlab.providers import ProviderRequest, get_provider
+from promptlab.scoring import ScorerSet, build_scorers
+from promptlab.scoring.judge import JudgeSpec
 from promptlab.spec import (
     ExperimentSpec,
     GridSpec,
@@ -27,7 +30,7 @@ from promptlab.spec import (
 )
 from promptlab.templates import Renderer
 
-__all__ = ["Prepared", "build_spec", "prepare"]
+__all__ = ["Prepared", "build_spec", "model_spec", "prepare", "resolve_judges"]
 
 
 @dataclass
@@ -38,14 +41,15 @@ class Prepared:
     renderer: Renderer
     loaded: LoadedConfig
     artifacts: dict[str, str] = field(default_factory=dict)
-    scorers: Any = None  # a promptlab.scoring.ScorerSet
+    scorers: ScorerSet = field(default_factory=lambda: ScorerSet({}))
 
 
 def _where(loaded: LoadedConfig, key: str) -> str:
     return source_file(key, loaded.choices, loaded.config_dir)
 
 
-def _model(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
+def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSpec:
+    """A validated model config as a `ModelSpec`; raises UserError naming its file."""
     where = _where(loaded, f"models.{alias}")
     try:
         get_provider(cfg["provider"])
@@ -98,7 +102,7 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
     if not cfg["prompts"]:
         raise UserError(f"{_where(loaded, 'prompts')}: no prompts selected; add one to the "
                         "defaults list or pass 'prompts=[NAME]'")
-    models = tuple(_model(alias, m, loaded) for alias, m in cfg["models"].items())
+    models = tuple(model_spec(alias, m, loaded) for alias, m in cfg["models"].items())
     prompts = []
     for name, p in cfg["prompts"].items():
         where = _where(loaded, f"prompts.{name}")
@@ -135,11 +139,7 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
     r = cfg["run"]
     if r["concurrency"] < 1:
         raise UserError(f"{_where(loaded, 'run')}: run.concurrency must be at least 1")
-    run = RunSettings(concurrency=r["concurrency"], timeout_s=r["timeout_s"],
-                      progress=r["progress"], batch_size=r["batch_size"],
-                      max_attempts=r["max_attempts"], backoff_base_s=r["backoff_base_s"],
-                      backoff_max_s=r["backoff_max_s"], cache=r["cache"],
-                      max_calls=r["max_calls"], max_cost_usd=r["max_cost_usd"])
+    run = RunSettings(**r)
     if run.cache not in ("off", "read", "readwrite"):
         raise UserError(f"{_where(loaded, 'run')}: run.cache: '{run.cache}' is not a cache "
                         "policy; use off, read or readwrite")
@@ -193,15 +193,26 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
         for row in spec.dataset.rows:
             renderer.render(prompt, row, spec.dataset.name)
     _check_requests(spec, renderer)
-    from promptlab.scoring import build_scorers
-    from promptlab.scoring.judge import judge_model_config
-
-    scorers = build_scorers(loaded.config, _where(loaded, "scorers"))
-    for name, (scorer, _) in scorers.scorers.items():
-        if scorer.fn is None:  # a judge: its model and template must exist now
-            judge_model_config(scorer.config["model"], loaded.config["models"], loaded.config_dir)
-            renderer.load_source(scorer.config["template"], f"scorers.{name}.template")
+    scorers = resolve_judges(build_scorers(loaded.config, _where(loaded, "scorers")), loaded,
+                             renderer)
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
     return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts,
                     scorers=scorers)
+
+
+def resolve_judges(scorers: ScorerSet, loaded: LoadedConfig, renderer: Renderer) -> ScorerSet:
+    """The set with every judge's model and template resolved now, before any call."""
+    judges: dict[str, JudgeSpec] = {}
+    for name, (scorer, _) in scorers.scorers.items():
+        if scorer.fn is not None:
+            continue
+        cfg = scorer.config
+        alias, model_cfg = judge_model_config(cfg, loaded.config.get("models", {}),
+                                              loaded.config_dir, loaded.choices)
+        source = renderer.load_source(cfg["template"], f"scorers.{name}.template")
+        judges[name] = JudgeSpec(model=model_spec(alias, model_cfg, loaded),
+                                 template=cfg["template"], source=source,
+                                 threshold=cfg.get("threshold"),
+                                 config={**cfg, "model_config": model_cfg})
+    return ScorerSet(scorers.scorers, judges)

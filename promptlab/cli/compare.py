@@ -4,76 +4,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from promptlab.cli.common import add_db, open_store
 from promptlab.errors import UserError
-from promptlab.reports.compare import Side, compare, parse_selector, side
-from promptlab.store import open_engine, resolve_url
-from promptlab.store.queries import ResultRow, iter_results, resolve_run_id, scorer_names
 
-__all__ = ["cmd_compare"]
-
-BASE_DIMS = ["row", "prompt", "repeat"]
+__all__ = ["register"]
 
 
-def _dims(rows: list[ResultRow]) -> dict[str, set[str]]:
-    values: dict[str, set[str]] = {"model": set()}
-    for r in rows:
-        values["model"].add(r.model_alias)
-        for k, v in r.params.items():
-            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
-    return values
-
-
-def _selector(text: str | None, flag: str) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    try:
-        return parse_selector(text)
-    except ValueError:
-        raise UserError(f"{flag} {text!r}: write DIMENSION=VALUE, e.g. model=gpt-4o-mini or "
-                        "temperature=0.7") from None
-
-
-def _sides(args: argparse.Namespace) -> tuple[Side, Side, list[str]]:
-    engine = open_engine(resolve_url(args.db))
-    run_a = resolve_run_id(engine, args.run_id)
-    sel_a, sel_b = _selector(args.between, "--between"), _selector(args.and_, "--and")
-    rows_a = list(iter_results(engine, run_a))
-    scorers = scorer_names(engine, run_a)
-    if args.run_b:
-        run_b = resolve_run_id(engine, args.run_b)
-        rows_b = list(iter_results(engine, run_b))
-        da, db = _dims(rows_a), _dims(rows_b)
-        shared = [d for d in da if d in db and da[d] == db[d] and len(da[d]) > 1
-                  and d not in {s[0] for s in (sel_a, sel_b) if s}]
-        key = BASE_DIMS + shared
-        label_a = f"run {run_a}" + (f" {args.between}" if sel_a else "")
-        label_b = f"run {run_b}" + (f" {args.and_}" if sel_b else "")
-        scorers = sorted(set(scorers) & set(scorer_names(engine, run_b)))
-        return side(rows_a, label_a, key, sel_a), side(rows_b, label_b, key, sel_b), scorers
-    if sel_a is None or sel_b is None:
-        raise UserError("compare: give a second run, or two groups of this run with "
-                        "--between DIM=VALUE --and DIM=VALUE")
-    if sel_a[0] != sel_b[0]:
-        raise UserError(f"compare: --between and --and must vary one dimension ({sel_a[0]} vs "
-                        f"{sel_b[0]}); e.g. --between model=a --and model=b")
-    dims = _dims(rows_a)
-    if sel_a[0] not in dims and sel_a[0] not in ("prompt", "row", "repeat"):
-        raise UserError(f"compare: '{sel_a[0]}' is not a dimension of run {run_a}; use "
-                        f"model, prompt or one of: {', '.join(sorted(set(dims) - {'model'}))}")
-    key = [d for d in ["model", "prompt", "row", "repeat", *sorted(set(dims) - {"model"})]
-           if d != sel_a[0]]
-    return (side(rows_a, args.between, key, sel_a), side(rows_a, args.and_, key, sel_b),
-            scorers)
-
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    compare = sub.add_parser(
+        "compare", help="paired comparison: is A better than B, and how sure are we?",
+        description="Compare two groups of one run (--between model=a --and model=b) or two "
+                    "runs (RUN RUN_B), matched on dataset row, prompt and repeat: win/tie/loss, "
+                    "mean difference with a paired bootstrap 95%% CI, exact McNemar (pass/fail) "
+                    "or sign test, and the rows that flipped.")
+    compare.add_argument("run_id", help="run id, prefix or 'latest'")
+    compare.add_argument("run_b", nargs="?", help="a second run to compare against")
+    compare.add_argument("--between", metavar="DIM=VALUE", help="side A, e.g. model=gpt-4o")
+    compare.add_argument("--and", dest="and_", metavar="DIM=VALUE", help="side B")
+    compare.add_argument("--scorer", help="only this scorer")
+    compare.add_argument("--show", type=int, default=10, help="flipped rows to show")
+    compare.add_argument("--format", choices=["table", "json"], default="table")
+    add_db(compare)
+    compare.set_defaults(handler=cmd_compare)
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    a, b, scorers = _sides(args)
+    from promptlab.reports.compare import compare, sides
+
+    with open_store(args.db) as store:
+        run_a = store.resolve_run_id(args.run_id)
+        run_b = store.resolve_run_id(args.run_b) if args.run_b else None
+        a, b, scorers = sides(store, run_a, run_b, args.between, args.and_)
     if args.scorer:
         if args.scorer not in scorers:
             raise UserError(f"--scorer {args.scorer}: not scored in this run; scorers here: "
@@ -96,8 +63,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps({"a": a.label, "b": b.label, "comparisons": out}, indent=2,
                          default=list))
         return 0
-    import sys
-
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]A[/] = {escape(a.label)}    [bold]B[/] = {escape(b.label)}")
     table = Table(title_justify="left")

@@ -9,51 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from sqlalchemy import Engine, select
-
 from promptlab.canonical import sha256_hex
-from promptlab.config.loading import LoadedConfig, load, validate
+from promptlab.config.loading import load
+from promptlab.config.stored import from_stored
 from promptlab.errors import UserError
-from promptlab.experiment import Prepared, prepare
-from promptlab.store.models import Artifact, RunArtifact
-from promptlab.store.queries import RunInfo, get_run
+from promptlab.experiment.prepare import Prepared, prepare
+from promptlab.store import RunInfo, Store
 
-__all__ = ["stored_artifacts", "from_database", "config_differences", "check_against_disk",
-           "RESULT_NEUTRAL_KEYS"]
+__all__ = ["from_database", "config_differences", "check_against_disk", "RESULT_NEUTRAL_KEYS"]
 
 # Settings that cannot change an answer: a resume may change them.
 RESULT_NEUTRAL_KEYS = ("run", "db")
 
 
-def stored_artifacts(engine: Engine, run_id: str) -> dict[str, str]:
-    stmt = (select(RunArtifact.name, Artifact.content)
-            .join(Artifact, Artifact.sha256 == RunArtifact.sha256)
-            .where(RunArtifact.run_id == run_id))
-    with engine.connect() as conn:
-        return {name: content for name, content in conn.execute(stmt)}
-
-
-def from_database(engine: Engine, run_id: str, overrides: list[str] | None = None,
+def from_database(store: Store, run_id: str, overrides: list[str] | None = None,
                   check_api_keys: bool = True) -> tuple[RunInfo, Prepared]:
     """The run's experiment as it was, plus `overrides` of run.* settings only."""
-    info = get_run(engine, run_id)
-    config: dict[str, Any] = info.config
+    info = store.run(run_id)
     choices = info.manifest.get("choices", {})
     config_dir = Path(info.manifest.get("project_dir", ".")) / "experiments"
-    merged = OmegaConf.create(config)
-    if overrides:
-        bad = [o for o in overrides if not o.lstrip("+").startswith("run.")]
-        if bad:
-            raise UserError(f"{bad[0]}: only run.* settings can change when resuming a run; "
-                            "start a new run to change the experiment")
-        merged = OmegaConf.merge(merged,  # type: ignore[assignment]
-                                 OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    # Through today's schema, so a run stored before a setting existed gets its default.
-    config = validate(merged, choices, config_dir)
-    loaded = LoadedConfig(config, tuple(info.overrides), choices, config_dir)
-    prepared = prepare(loaded, stored=stored_artifacts(engine, run_id),
-                       check_api_keys=check_api_keys)
+    loaded = from_stored(info.config, list(overrides or ()), list(info.overrides), choices,
+                         config_dir)
+    prepared = prepare(loaded, stored=store.artifacts(run_id), check_api_keys=check_api_keys)
     return info, prepared
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlab.cache import fingerprint
-from promptlab.experiment import Prepared
+from promptlab.experiment.prepare import Prepared
 from promptlab.grid import Plan
 from promptlab.store import Store
 

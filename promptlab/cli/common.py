@@ -1,0 +1,47 @@
+"""What every command shares: consoles, the --db option, opening the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from promptlab.errors import UserError
+
+__all__ = ["add_db", "err_console", "out_console", "parse_date", "open_store"]
+
+if TYPE_CHECKING:
+    from promptlab.store import Store
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+def out_console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="database file or SQLAlchemy URL (default: $PROMPTLAB_DB, the "
+                                "config's db, or ./results.db)")
+
+
+def open_store(db: str | None, configured: str | None = None) -> Store:
+    from promptlab.store import Store
+
+    return Store.open(db, configured=configured)
+
+
+def parse_date(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: not a date; write 2026-11-25 or "
+                        "2026-11-25T14:00") from None
+    return when.replace(tzinfo=None)

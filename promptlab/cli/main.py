@@ -1,0 +1,66 @@
+"""The `promptlab` command line: the parser, assembled from one module per command family,
+and the one place a `UserError` becomes one line on stderr and exit code 2.
+
+`run` composes the experiment with Hydra (config groups, overrides, ``--cfg job``);
+everything else reads the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from promptlab.cli import cache, compare, mock, report, reproduce, run, runs, score
+from promptlab.errors import UserError
+
+__all__ = ["build_parser", "entry", "main"]
+
+EPILOG = "Run 'promptlab COMMAND --help' for a command's options."
+COMMANDS = (run, runs, report, compare, score, reproduce, cache, mock)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptlab",
+        description="Declarative prompt experiments: compose with Hydra, run against any LLM "
+                    "API, record every call in SQL, compare in reports.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    # Overrides may come before or after options: `run --db x a=1 --no-progress b=2`.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "overrides", None) is None or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        code: int = args.handler(args)
+        return code
+    except UserError as exc:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if "promptlab.store" in sys.modules:
+            from promptlab.store import dispose_all
+
+            dispose_all()
+
+
+def entry() -> None:
+    sys.exit(main())

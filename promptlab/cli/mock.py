@@ -1,0 +1,38 @@
+"""`mock-server`: serve the built-in mock LLM API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+FAULTS = ("429", "500", "529", "slow", "drop", "malformed")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mock = sub.add_parser("mock-server", help="serve the mock LLM API on 127.0.0.1",
+                          description="A real HTTP server speaking the OpenAI Chat Completions, "
+                                      "/v1/models and Anthropic Messages wire formats.")
+    mock.add_argument("--port", type=int, default=8089)
+    mock.add_argument("--latency-ms", type=float, default=0.0)
+    for kind in FAULTS:
+        mock.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="RATE",
+                          help=f"fraction of requests answered with fault '{kind}'")
+    mock.add_argument("--slow-ms", type=float, default=5000.0)
+    mock.add_argument("--seed", type=int, default=0)
+    mock.add_argument("--api-key", help="require this key (Bearer or x-api-key)")
+    mock.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    mock.set_defaults(handler=cmd_mock_server)
+
+
+def cmd_mock_server(args: argparse.Namespace) -> int:
+    from promptlab.testing.mock_server import MockConfig, serve, watch_parent
+
+    faults = {k: getattr(args, f"fault_{k}") for k in FAULTS}
+    config = MockConfig(latency_ms=args.latency_ms, faults={k: v for k, v in faults.items() if v},
+                        slow_ms=args.slow_ms, seed=args.seed, api_key=args.api_key)
+    if args.parent_pid:
+        watch_parent(args.parent_pid)
+    print(f"mock LLM server on http://127.0.0.1:{args.port}/v1", flush=True)
+    serve(args.port, config)
+    return 0

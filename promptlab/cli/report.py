@@ -1,0 +1,109 @@
+"""`report`: a run's (or a sweep's) groups: calls, errors, latency, tokens, cost, scores."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+
+from promptlab.cli.common import add_db, open_store, out_console
+from promptlab.errors import UserError
+
+if TYPE_CHECKING:
+    from promptlab.store import Store
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser(
+        "report", help="compare a run's groups: calls, errors, latency, tokens, cost",
+        description="Aggregate a run's results grouped by grid dimensions.")
+    report.add_argument("run_id", nargs="?", default="latest",
+                        help="run id, unique prefix, or 'latest' (default)")
+    report.add_argument("--by", default="model,prompt",
+                        help="comma-separated dimensions: model, prompt, row, repeat or any "
+                             "parameter name such as temperature (default: model,prompt)")
+    report.add_argument("--format", default="table",
+                        choices=["table", "markdown", "csv", "json", "html"],
+                        help="html writes a self-contained page (charts, outputs beside "
+                             "prompts); give -o FILE")
+    report.add_argument("--output", "-o", help="write to this file instead of stdout")
+    report.add_argument("--sweep", metavar="ID",
+                        help="report every run of a sweep (promptlab run -m ...) as one table")
+    add_db(report)
+    report.set_defaults(handler=cmd_report)
+
+
+def _dims(text: str) -> list[str]:
+    dims = [d.strip() for d in text.split(",") if d.strip()]
+    if not dims:
+        raise UserError("--by: give at least one dimension, e.g. --by model,prompt")
+    return dims
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from promptlab.reports.aggregate import aggregate_runs
+    from promptlab.reports.render import render_text, rich_table
+
+    with open_store(args.db) as store:
+        if args.sweep:
+            return _report_sweep(args, store)
+        run_id = store.resolve_run_id(args.run_id)
+        info = store.run(run_id)
+        dims = _dims(args.by)
+        known = {"model", "prompt", "row", "repeat"}
+        params = set(info.config.get("grid", {}).get("params", {}))
+        for m in info.config.get("models", {}).values():
+            params.update(m.get("params", {}))
+        unknown = [d for d in dims if d not in known | params]
+        if unknown:
+            raise UserError(f"--by: '{unknown[0]}' is not a dimension of run {run_id}; use one "
+                            f"of: {', '.join(sorted(known | params))}")
+        groups = aggregate_runs(store, [run_id], dims)
+        scorers = store.scorer_names(run_id)
+        meta = {"run_id": run_id, "name": info.name, "status": info.status}
+        if args.format == "table" and not args.output:
+            out_console().print(rich_table(groups, dims, f"run {run_id} ({escape(info.name)}, "
+                                                         f"{info.status})", scorers))
+            return 0
+        if args.format == "html":
+            from promptlab.reports.html import render_html
+
+            text = render_html(store, info, groups, dims, scorers)
+        else:
+            fmt = "markdown" if args.format == "table" else args.format
+            text = render_text(groups, dims, fmt, meta, scorers)
+    _write(text, args.output)
+    return 0
+
+
+def _report_sweep(args: argparse.Namespace, store: Store) -> int:
+    from promptlab.reports.aggregate import aggregate_runs
+    from promptlab.reports.render import render_text, rich_table
+
+    runs = store.runs(sweep=args.sweep, limit=100_000)
+    if not runs:
+        raise UserError(f"--sweep {args.sweep}: no runs in this sweep; list sweeps with "
+                        "'promptlab runs'")
+    dims = _dims(args.by)
+    groups = aggregate_runs(store, [r.id for r in runs], dims)
+    scorers = sorted({s for r in runs for s in store.scorer_names(r.id)})
+    meta = {"run_id": args.sweep, "name": f"sweep of {len(runs)} runs", "status": "sweep"}
+    if args.format == "table" and not args.output:
+        out_console().print(rich_table(groups, dims, f"sweep {args.sweep} ({len(runs)} runs)",
+                                       scorers))
+        return 0
+    _write(render_text(groups, dims, "markdown" if args.format in ("table", "html")
+                       else args.format, meta, scorers), args.output)
+    return 0

@@ -1,0 +1,217 @@
+"""`run`, `plan` and `resume`: compose an experiment with Hydra and send it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from promptlab.cli.common import add_db, err_console, open_store, out_console
+
+if TYPE_CHECKING:
+    from promptlab.config.loading import LoadedConfig
+    from promptlab.runner.session import RunOutcome
+    from promptlab.store import Store
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run", help="run an experiment (Hydra overrides as arguments)",
+        description="Compose experiments/config.yaml with Hydra overrides, render every prompt, "
+                    "then send every call and record it. Examples: 'promptlab run "
+                    "+experiment=example', \"promptlab run 'models=[mock-small]' "
+                    "run.concurrency=64\".")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. grid.repeats=3")
+    run.add_argument("--cfg", choices=["job", "all"], help="print the composed config and exit")
+    run.add_argument("-m", "--multirun", action="store_true",
+                     help="sweep: one run per combination of comma-separated override values "
+                          "(model=a,b run.concurrency=8,16), sharing a sweep id")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (calls, cached, tokens, cost) and send nothing")
+    add_db(run)
+    run.add_argument("--experiments", metavar="DIR",
+                     help="the experiments directory (default: ./experiments)")
+    run.set_defaults(handler=cmd_run)
+
+    plan = sub.add_parser(
+        "plan", help="dry run: calls, cached calls, estimated tokens and cost; sends nothing",
+        description="Compose and render everything like 'run', then print the number of calls, "
+                    "how many the cache would answer, estimated tokens and cost (from the "
+                    "models' price tables) and the first rendered prompt.")
+    plan.add_argument("overrides", nargs="*", help="Hydra overrides, as for run")
+    plan.add_argument("--count", action="store_true",
+                      help="only the number of trials and the first and last (no estimate)")
+    add_db(plan)
+    plan.add_argument("--experiments", metavar="DIR")
+    plan.set_defaults(handler=cmd_plan)
+
+    resume = sub.add_parser(
+        "resume", help="finish an interrupted or stopped run without repeating a call",
+        description="Rebuild a run from the database and send only the trials without an ok "
+                    "result. Refuses if the experiment on disk no longer matches. run.* "
+                    "settings may change, e.g. run.max_cost_usd=5.")
+    resume.add_argument("run_id", help="run id, unique prefix, or 'latest'")
+    resume.add_argument("overrides", nargs="*", help="run.* overrides, e.g. run.concurrency=8")
+    resume.add_argument("--no-progress", action="store_true")
+    add_db(resume)
+    resume.add_argument("--experiments", metavar="DIR",
+                        help="compare against this experiments directory (default: "
+                             "./experiments when present)")
+    resume.set_defaults(handler=cmd_resume)
+
+
+def _load(experiments: str | None, overrides: list[str]) -> LoadedConfig:
+    # Hydra and OmegaConf load only for the commands that compose a config.
+    from promptlab.config.loading import find_experiments_dir, load
+
+    return load(find_experiments_dir(experiments), overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.multirun:
+        return _multirun(args)
+    loaded = _load(args.experiments, args.overrides)
+    if args.cfg:
+        from promptlab.config.stored import to_yaml
+
+        sys.stdout.write(to_yaml(loaded.config))
+        return 0
+    if args.dry_run:
+        return _plan(loaded, args.db)
+    from promptlab.experiment.launch import run_experiment
+    from promptlab.experiment.prepare import prepare
+
+    prepared = prepare(loaded)
+    err = err_console()
+    with open_store(args.db, loaded.config.get("db")) as store:
+        outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
+                                 progress=False if args.no_progress else None)
+        _summary(outcome, store, err)
+    return 0
+
+
+def _multirun(args: argparse.Namespace) -> int:
+    from promptlab.config.loading import find_experiments_dir, load
+    from promptlab.config.sweep import expand_sweep, new_sweep_id
+    from promptlab.experiment.launch import run_experiment
+    from promptlab.experiment.prepare import prepare
+
+    config_dir = find_experiments_dir(args.experiments)
+    jobs = expand_sweep(args.overrides)
+    # Every job composes and renders before the first sends anything.
+    ready = []
+    for job in jobs:
+        loaded = load(config_dir, job)
+        ready.append((job, loaded, prepare(loaded)))
+    sweep_id = new_sweep_id()
+    err = err_console()
+    err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
+    shown_db = None
+    for i, (job, loaded, prepared) in enumerate(ready):
+        err.print(f"[bold]job {i}:[/] {escape(' '.join(job))}")
+        with open_store(args.db, loaded.config.get("db")) as store:
+            outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
+                                     progress=False if args.no_progress else None,
+                                     sweep_id=sweep_id)
+            shown_db = store.display_url
+            _summary(outcome, store, err)
+    err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
+              + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
+    return 0
+
+
+def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
+    from promptlab.reports.aggregate import aggregate_runs
+    from promptlab.reports.render import rich_table
+
+    stats = outcome.stats
+    groups = aggregate_runs(store, [outcome.run_id], ["model", "prompt"])
+    out_console().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}",
+                                   store.scorer_names(outcome.run_id)))
+    rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+    err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
+              f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
+              f"in {stats.elapsed_s:.2f}s = {rate:,.0f} calls/s, ${stats.cost_usd:.4f}; saved "
+              f"to {escape(store.display_url)}")
+    for alias, reason in stats.stopped_models.items():
+        err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    if stats.budget_stop:
+        err.print(f"[yellow]stopped:[/] {escape(stats.budget_stop)}; raise it and finish with: "
+                  f"promptlab resume {outcome.run_id} run.max_calls=... run.max_cost_usd=...")
+    err.print(f"next: promptlab report {outcome.run_id} --by model,prompt")
+
+
+def _plan(loaded: LoadedConfig, db: str | None) -> int:
+    from promptlab.experiment.estimate import estimate
+    from promptlab.experiment.prepare import prepare
+
+    prepared = prepare(loaded)
+    with open_store(db, loaded.config.get("db")) as store:
+        est = estimate(prepared, store, cache=prepared.spec.run.cache != "off")
+    out = out_console()
+    table = Table(title=f"plan: {escape(prepared.spec.name)} (nothing sent)",
+                  title_justify="left")
+    for col in ("model", "calls", "cached", "to send", "est. tokens in", "est. tokens out",
+                "est. cost $"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for alias, g in est.by_model.items():
+        table.add_row(escape(alias), f"{int(g['calls']):,}", f"{int(g['cached']):,}",
+                      f"{int(g['calls'] - g['cached']):,}", f"{int(g['input_tokens']):,}",
+                      f"{int(g['output_tokens']):,}", f"{g['cost_usd']:.4f}")
+    table.add_row("[bold]total", f"{est.calls:,}", f"{est.cached:,}",
+                  f"{est.calls - est.cached:,}", f"{est.input_tokens:,}",
+                  f"{est.output_tokens:,}", f"{est.cost_usd:.4f}")
+    out.print(table)
+    out.print(f"first prompt (params {escape(json.dumps(est.first_params))}):")
+    for m in est.first_messages:
+        out.print(f"  [bold]{m['role']}:[/] {escape(m['content'])}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    loaded = _load(args.experiments, args.overrides)
+    if args.count:
+        return _count(loaded)
+    return _plan(loaded, args.db)
+
+
+def _count(loaded: LoadedConfig) -> int:
+    """The plan's size and its first and last trials, without walking it."""
+    from promptlab.experiment.prepare import prepare
+    from promptlab.grid import Plan
+
+    plan = Plan(prepare(loaded).spec)
+    out = out_console()
+    out.print(f"{len(plan):,} trials")
+    for label, index in (("first", 0), ("last", -1)):
+        t = plan.trial(index)
+        out.print(f"{label}: #{t.index} model={escape(t.model.alias)} prompt="
+                  f"{escape(t.prompt.name)} row={escape(t.row.id)} repeat={t.repeat} "
+                  f"params={escape(json.dumps(t.params, sort_keys=True))} key={t.key[:16]}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from promptlab.experiment.launch import resume_run
+
+    with open_store(args.db) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        info = store.run(run_id)
+        if info.status == "completed" and info.done >= info.planned:
+            Console(stderr=True).print(f"run {run_id} is already complete; nothing to resume")
+            return 0
+        experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
+        err = err_console()
+        outcome = resume_run(store, run_id, overrides=args.overrides, experiments=experiments,
+                             console=err, progress=False if args.no_progress else None)
+        _summary(outcome, store, err)
+    return 0

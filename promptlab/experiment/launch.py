@@ -1,0 +1,73 @@
+"""Run or resume a prepared experiment: the glue between a config and a `Session`.
+
+`run_experiment` records provenance (resolved config, overrides, templates and dataset
+files, git and packages) and scores the run when its calls are done; `resume_run`
+rebuilds an unfinished run from the database and sends only what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+
+from promptlab.config.loading import LoadedConfig, source_file
+from promptlab.experiment.prepare import Prepared, prepare
+from promptlab.experiment.rebuild import check_against_disk, from_database
+from promptlab.manifest import collect_manifest
+from promptlab.progress import progress_bar
+from promptlab.runner.client import Sender
+from promptlab.runner.session import NewRun, RunOutcome, Session
+from promptlab.scoring import score_run
+from promptlab.store import Store
+
+__all__ = ["run_experiment", "resume_run", "session_for"]
+
+
+def session_for(prepared: Prepared, store: Store, *,
+                client: httpx.AsyncClient | Sender | None = None,
+                console: Console | None = None, progress: bool | None = None) -> Session:
+    """A session for a prepared experiment: its servers named by their config files, its
+    scorers run after the calls, notes and progress on `console`."""
+    console = console or Console(stderr=True)
+    loaded = prepared.loaded
+    where = {m.alias: source_file(f"models.{m.alias}", loaded.choices, loaded.config_dir)
+             for m in prepared.spec.models}
+    show = prepared.spec.run.progress if progress is None else progress
+
+    def notice(kind: str, text: str) -> None:
+        console.print(f"[yellow]{kind}:[/] {escape(text)}")
+
+    def after(store: Store, run_id: str) -> None:
+        score_run(store, run_id, prepared.scorers, prepared.spec, prepared.renderer)
+
+    return Session(store, prepared.spec, prepared.renderer, client=client,
+                   progress=progress_bar(console) if show else None, notice=notice,
+                   where=where, after=after if prepared.scorers else None)
+
+
+def run_experiment(loaded: LoadedConfig, *, store: Store,
+                   client: httpx.AsyncClient | Sender | None = None,
+                   console: Console | None = None, progress: bool | None = None,
+                   prepared: Prepared | None = None, sweep_id: str | None = None
+                   ) -> RunOutcome:
+    """Run a composed experiment to the end; every user error is raised before any call."""
+    prepared = prepared or prepare(loaded)
+    manifest = {**collect_manifest(loaded.root), "choices": loaded.choices}
+    session = session_for(prepared, store, client=client, console=console, progress=progress)
+    return session.run(NewRun(config=loaded.config, overrides=loaded.overrides,
+                              manifest=manifest, artifacts=prepared.artifacts,
+                              sweep_id=sweep_id))
+
+
+def resume_run(store: Store, run_id: str, *, overrides: list[str] | None = None,
+               experiments: Path | None = None,
+               client: httpx.AsyncClient | Sender | None = None,
+               console: Console | None = None, progress: bool | None = None) -> RunOutcome:
+    """Finish an unfinished run: only trials without an ok result are sent again."""
+    info, prepared = from_database(store, run_id, overrides)
+    check_against_disk(info, prepared, experiments)
+    session = session_for(prepared, store, client=client, console=console, progress=progress)
+    return session.resume(run_id)

@@ -1,0 +1,185 @@
+"""`Store`: the one object through which promptlab reads and writes its database.
+
+Writes are here: runs, artifacts, and batches of finished trials. A batch is one
+transaction with one executemany per table, so a run interrupted at any point leaves
+every committed trial whole (its trial row, attempts and result together). Reads come
+from the mixins: `RunQueries` (runs, results, scores), `TrialQueries` (single trials,
+export, cache candidates) and `ReportQueries` (grouped rows for reports).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from promptlab.canonical import sha256_hex
+from promptlab.store.database import open_engine, resolve_url
+from promptlab.store.grouping import ReportQueries
+from promptlab.store.queries import RunQueries
+from promptlab.store.tables import (
+    Artifact,
+    Attempt,
+    Result,
+    Run,
+    RunArtifact,
+    Score,
+    StoredTrial,
+)
+from promptlab.store.trials import TrialQueries
+
+__all__ = ["Record", "Store", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Record:
+    """A finished trial as rows: the trial, every attempt, and the result."""
+
+    trial: dict[str, Any]
+    result: dict[str, Any]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    trial_exists: bool = False  # resuming a trial whose error result was cleared
+
+
+class Store(RunQueries, TrialQueries, ReportQueries):
+    """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, db: str | None = None, *, configured: str | None = None) -> Store:
+        """Open (and migrate) the database: `db` is a path or SQLAlchemy URL; without one,
+        $PROMPTLAB_DB, then `configured` (the experiment's ``db``), then ./results.db."""
+        return cls(open_engine(resolve_url(db, configured)))
+
+    @property
+    def url(self) -> str:
+        """The database URL, password included (mask it with `display_url` to print)."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def create_run(self, *, run_id: str, name: str, planned: int, config: dict[str, Any],
+                   overrides: Sequence[str], manifest: dict[str, Any],
+                   artifacts: dict[str, str], parent_run_id: str | None = None,
+                   sweep_id: str | None = None,
+                   scrub: Callable[[str | None], str | None] = lambda s: s) -> None:
+        """Record a new run; `scrub` removes secrets from everything stored."""
+        artifacts = {n: scrub(c) or "" for n, c in artifacts.items()}
+        # Insertion order is kept: the plan's order of models and prompts follows it.
+        config_json = scrub(json.dumps(config)) or ""
+        with self.engine.begin() as conn:
+            conn.execute(insert(Run).values(
+                id=run_id, name=name, status="running", created_at=utcnow(), finished_at=None,
+                planned=planned, config_json=config_json,
+                overrides_json=scrub(json.dumps(list(overrides))),
+                config_sha256=sha256_hex(config_json), manifest_json=json.dumps(manifest),
+                parent_run_id=parent_run_id, sweep_id=sweep_id))
+            if artifacts:
+                hashes = {name: sha256_hex(content) for name, content in artifacts.items()}
+                known = set(conn.scalars(select(Artifact.sha256).where(
+                    Artifact.sha256.in_(list(hashes.values())))))
+                new = {h: artifacts[n] for n, h in hashes.items() if h not in known}
+                if new:
+                    conn.execute(insert(Artifact),
+                                 [{"sha256": h, "content": c} for h, c in new.items()])
+                conn.execute(insert(RunArtifact), [
+                    {"run_id": run_id, "name": n, "sha256": h} for n, h in hashes.items()])
+
+    def write(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        attempts = [a for r in records for a in r.attempts]
+        trials = [r.trial for r in records if not r.trial_exists]
+        with self.engine.begin() as conn:
+            if trials:
+                conn.execute(insert(StoredTrial), trials)
+            if attempts:
+                conn.execute(insert(Attempt), attempts)
+            conn.execute(insert(Result), [r.result for r in records])
+
+    def lookup_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored fresh ok results for these request fingerprints (the newest of each)."""
+        if not keys:
+            return {}
+        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.output,
+                       Result.finish_reason, Result.input_tokens, Result.output_tokens,
+                       Result.response_model, Result.fingerprint, Result.finished_at)
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
+                       Result.cacheable.is_(True)))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                prev = found.get(row.cache_key)
+                if prev is None or row.finished_at > prev["finished_at"]:
+                    found[row.cache_key] = row._asdict()
+        return found
+
+    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
+        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
+
+        Error and skipped results are cleared so those trials run again; their attempts stay,
+        and new attempts are numbered after them.
+        """
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(select(Result.idx, Result.status, Result.cost_usd)
+                                     .where(Result.run_id == run_id)))
+            retry = [r.idx for r in rows if r.status != "ok"]
+            if retry:
+                for i in range(0, len(retry), 500):
+                    conn.execute(delete(Result).where(Result.run_id == run_id,
+                                                      Result.idx.in_(retry[i:i + 500])))
+            counts = dict(conn.execute(
+                select(Attempt.idx, func.max(Attempt.number)).where(Attempt.run_id == run_id)
+                .group_by(Attempt.idx)).all())
+            existing = set(conn.scalars(select(StoredTrial.idx)
+                                        .where(StoredTrial.run_id == run_id)))
+        done = {r.idx for r in rows if r.status == "ok"}
+        cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
+        started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
+        return done, started, cost
+
+    def replace_scores(self, run_id: str, scorers: list[str],
+                       rows: Sequence[dict[str, Any]]) -> None:
+        """Scores of these scorers for the run, replaced in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Score).where(Score.run_id == run_id, Score.scorer.in_(scorers)))
+            for i in range(0, len(rows), 5000):
+                conn.execute(insert(Score), list(rows[i:i + 5000]))
+
+    def stored_keys(self, run_id: str) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(StoredTrial.idx, StoredTrial.key)
+                                     .where(StoredTrial.run_id == run_id)).all())
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(status=status,
+                                                                     finished_at=None))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(
+                status=status, finished_at=utcnow()))
