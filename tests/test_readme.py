@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,8 @@ def test_the_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     shutil.copytree(REPO / "templates", tmp_path / "templates")
     shutil.copytree(REPO / "datasets", tmp_path / "datasets")
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {}
+    namespace: dict[str, Any] = {}
     exec(compile(example, "README.md", "exec"), namespace)
     result = namespace["result"]
-    assert getattr(result, "status") == "completed"
-    assert len(namespace["rows"]) == getattr(result, "counts")["planned"] > 0  # type: ignore[arg-type]
+    assert result.status == "completed"
+    assert len(namespace["rows"]) == result.counts["planned"] > 0
