@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import weakref
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from promptlab.errors import UserError
+from promptlab.store.lock import file_lock
 
 __all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_revision",
            "DEFAULT_DB", "SCHEMA_HEAD", "dispose_all"]
@@ -46,9 +48,9 @@ def dispose_all() -> None:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for other openers
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -63,20 +65,47 @@ def alembic_config() -> Any:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        return str(value) if value is not None else None
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(value) if value is not None else None
+
+
+# pg_advisory_xact_lock key of the migration lock: any constant unlikely to be used by
+# another application on the same database ("promptlb" in ASCII).
+PG_MIGRATION_LOCK = 0x70726F6D70746C62
+
+
+def _migration_lock(engine: Engine) -> AbstractContextManager[None]:
+    """For SQLite, a file lock beside the database: Alembic's DDL runs in transactions of its
+    own, so a lock inside SQLite cannot cover the check and the upgrade together."""
+    db = engine.url.database
+    if engine.dialect.name != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return nullcontext()
+    return file_lock(Path(f"{db}.lock"))
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is current)."""
+    """Bring the schema to the newest revision (a no-op when it is current).
+
+    Processes that open a new or old database at the same moment take turns: the check and
+    the upgrade run under a lock (a file lock beside a SQLite file, an advisory lock on
+    PostgreSQL), and whoever gets it second finds the schema current.
+    """
     if current_revision(engine) == SCHEMA_HEAD:
         return
     from alembic import command
 
     cfg = alembic_config()
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        if _revision(conn) == SCHEMA_HEAD:
+            return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -1,0 +1,30 @@
+"""The database layer on a real PostgreSQL (the cluster of tests/test_postgres.py)."""
+
+from __future__ import annotations
+
+from test_database_concurrency import open_all_at_once, rows_and_revision
+from test_postgres import postgres_url  # noqa: F401  (the fixture)
+from test_postgres import pytestmark as postgres_marks
+
+from promptlab.store.database import SCHEMA_HEAD
+
+pytestmark = postgres_marks
+
+
+def new_database(server_url: str, name: str) -> str:
+    """A new, empty database on the test cluster; its URL."""
+    from sqlalchemy import create_engine
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_concurrent_openers_of_a_new_postgres_database_all_succeed(
+        postgres_url: str) -> None:  # noqa: F811
+    for n in range(4):
+        url = new_database(postgres_url, f"concurrent{n}")
+        assert open_all_at_once(url, 2) == []
+        assert rows_and_revision(url) == (2, SCHEMA_HEAD)
