@@ -34,8 +34,8 @@ WORKER = textwrap.dedent("""
 
 
 def open_all_at_once(url: str, workers: int, timeout_s: float = 60) -> list[str]:
-    """Start `workers` processes, release them together, and return each one's stderr for
-    those that failed."""
+    """Start `workers` processes, release them together, and return the error of each one
+    that failed."""
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, f"worker-{i}"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(workers)]
