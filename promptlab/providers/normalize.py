@@ -110,8 +110,8 @@ def load_json(body: bytes | str, what: str) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:  # a subclass of ValueError: check it first
-        raise ProviderError(f"{what} is not valid {exc.encoding} text ({exc.reason} at byte {exc.start}): "
-                            f"{_preview(body)}", "transient") from None
+        raise ProviderError(f"{what} is not valid {exc.encoding} text ({exc.reason} at byte "
+                            f"{exc.start}): {_preview(body)}", "transient") from None
     except json.JSONDecodeError as exc:
         raise ProviderError(f"{what} is not JSON ({exc.msg} at char {exc.pos}): "
                             f"{_preview(body)}", "transient") from None
