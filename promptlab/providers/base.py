@@ -57,6 +57,12 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class ProviderResponse:
+    """What a call answered, every field storable as is.
+
+    Providers build it with `normalize.make_response`: text is a str (valid UTF-8); the
+    labels fit their columns (model 500, finish_reason 50, fingerprint 200 characters);
+    token counts are ints from 0 to 2**31-1, or None when unknown."""
+
     text: str
     finish_reason: str | None
     input_tokens: int | None

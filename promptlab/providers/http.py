@@ -110,11 +110,12 @@ class HttpProvider:
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
         cfg = model.http or {}
+        output_path = cfg["output_path"]  # required by the config schema
         data = load_json(body, "response")
         try:
-            text = dig(data, cfg["output_path"])
+            text = dig(data, output_path)
         except KeyError:
-            raise ProviderError(f"response has no {cfg['output_path']}: {describe(data)}",
+            raise ProviderError(f"response has no {output_path}: {describe(data)}",
                                 "transient") from None
 
         def optional(key: str) -> Any:
