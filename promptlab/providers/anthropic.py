@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from promptlab.errors import ProviderError
@@ -14,6 +13,16 @@ from promptlab.providers.base import (
     base_headers,
     classify_status,
     dumps,
+)
+from promptlab.providers.normalize import (
+    FINISH_REASON_CHARS,
+    MODEL_CHARS,
+    as_label,
+    as_text,
+    as_token_count,
+    describe,
+    load_json,
+    make_response,
 )
 from promptlab.spec import ModelSpec
 
@@ -36,7 +45,8 @@ class AnthropicProvider:
         if system:
             body["system"] = system
         body.update(request.params)
-        body.setdefault("max_tokens", DEFAULT_MAX_TOKENS)  # required by the API
+        if body.get("max_tokens") is None:  # required by the API, and null is refused
+            body["max_tokens"] = DEFAULT_MAX_TOKENS
         if model.stream:
             body["stream"] = True
         headers = base_headers(model)
@@ -52,20 +62,18 @@ class AnthropicProvider:
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
-        try:
-            data = json.loads(body)
-            text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"malformed message: {type(exc).__name__}: {exc}",
-                                "transient") from None
-        usage = data.get("usage") or {}
-        return ProviderResponse(
-            text=text,
-            finish_reason=data.get("stop_reason"),
-            input_tokens=usage.get("input_tokens"),
-            output_tokens=usage.get("output_tokens"),
-            model=data.get("model"),
-        )
+        data = load_json(body, "Anthropic reply")
+        if not isinstance(data, dict):
+            raise ProviderError(f"Anthropic reply: expected a JSON object, got "
+                                f"{describe(data)}")
+        if data.get("type") == "error" or ("content" not in data and "error" in data):
+            raise ProviderError(f"Anthropic reply is an error: {describe(data.get('error'))}")
+        if "content" not in data:
+            raise ProviderError(f"Anthropic reply has no content: {describe(data)}")
+        usage = _object(data.get("usage"))
+        return make_response(data["content"], data.get("stop_reason"),
+                             usage.get("input_tokens"), usage.get("output_tokens"),
+                             data.get("model"))
 
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
         # 529 is Anthropic's "overloaded": back off like a rate limit, as the API asks.
@@ -75,6 +83,11 @@ class AnthropicProvider:
 
     def stream_parser(self) -> AnthropicStream:
         return AnthropicStream()
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object, or {} for anything else (a missing or malformed optional part)."""
+    return value if isinstance(value, dict) else {}
 
 
 class AnthropicStream:
@@ -89,40 +102,46 @@ class AnthropicStream:
         self.done = False
 
     def feed(self, data: str) -> str:
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise ProviderError("malformed stream event", "transient") from None
+        event = load_json(data, "Anthropic stream event")
+        if not isinstance(event, dict):
+            raise ProviderError(f"Anthropic stream event: expected a JSON object, got "
+                                f"{describe(event)}")
         kind = event.get("type")
         if kind == "error":
-            err = event.get("error") or {}
-            retry = "rate_limit" if err.get("type") in ("overloaded_error",
-                                                         "rate_limit_error") else "transient"
-            raise ProviderError(f"stream error: {err.get('type')}: {err.get('message')}", retry)
+            error = event.get("error")
+            retry = "rate_limit" if _object(error).get("type") in (
+                "overloaded_error", "rate_limit_error") else "transient"
+            raise ProviderError(f"stream error: {describe(error)}", retry)
+        # Values are made storable as they arrive, so a later event's garbage cannot
+        # replace a good earlier value.
         if kind == "message_start":
-            message = event.get("message") or {}
-            self.model = message.get("model")
-            usage = message.get("usage") or {}
-            self.input_tokens = usage.get("input_tokens")
-            self.output_tokens = usage.get("output_tokens")
+            message = _object(event.get("message"))
+            self.model = as_label(message.get("model"), MODEL_CHARS)
+            self._count(_object(message.get("usage")))
         elif kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                self.parts.append(delta["text"])
-                return str(delta["text"])
+            delta = _object(event.get("delta"))
+            if delta.get("type") == "text_delta" and delta.get("text") is not None:
+                text = as_text(delta["text"])
+                if text:
+                    self.parts.append(text)
+                return text
         elif kind == "message_delta":
-            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
-            usage = event.get("usage") or {}
-            if usage.get("output_tokens") is not None:
-                self.output_tokens = usage["output_tokens"]
-            if usage.get("input_tokens") is not None:
-                self.input_tokens = usage["input_tokens"]
+            stop = as_label(_object(event.get("delta")).get("stop_reason"),
+                            FINISH_REASON_CHARS)
+            self.stop_reason = stop or self.stop_reason
+            self._count(_object(event.get("usage")))
         elif kind == "message_stop":
             self.done = True
         return ""
 
+    def _count(self, usage: dict[str, Any]) -> None:
+        tokens_in = as_token_count(usage.get("input_tokens"))
+        tokens_out = as_token_count(usage.get("output_tokens"))
+        self.input_tokens = self.input_tokens if tokens_in is None else tokens_in
+        self.output_tokens = self.output_tokens if tokens_out is None else tokens_out
+
     def result(self) -> ProviderResponse:
         if not self.done:
-            raise ProviderError("stream ended before message_stop", "transient")
-        return ProviderResponse("".join(self.parts), self.stop_reason, self.input_tokens,
-                                self.output_tokens, self.model)
+            raise ProviderError("Anthropic stream ended before message_stop", "transient")
+        return make_response("".join(self.parts), self.stop_reason, self.input_tokens,
+                             self.output_tokens, self.model)

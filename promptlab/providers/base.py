@@ -20,6 +20,7 @@ __all__ = [
     "ProviderRequest",
     "ProviderResponse",
     "StreamParser",
+    "base_headers",
     "classify_status",
     "dumps",
 ]
@@ -28,8 +29,14 @@ ErrorKind = Literal["rate_limit", "transient", "auth", "fatal"]
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes for a request body."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON bytes for a request body (UTF-8, non-ASCII kept as is)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a dataset's "\ud800" escape) has no UTF-8 form; JSON's
+        # \u escapes carry it to the server unchanged.
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,12 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class ProviderResponse:
+    """What a call answered, every field storable as is.
+
+    Providers build it with `normalize.make_response`: text is a str (valid UTF-8); the
+    labels fit their columns (model 500, finish_reason 50, fingerprint 200 characters);
+    token counts are ints from 0 to 2**31-1, or None when unknown."""
+
     text: str
     finish_reason: str | None
     input_tokens: int | None
@@ -102,6 +115,10 @@ def classify_status(status: int) -> ErrorKind:
 
 
 def base_headers(model: ModelSpec) -> dict[str, str]:
+    """The JSON defaults and the model's configured headers, names in lower case.
+
+    Header names are case-insensitive: lower-casing them lets a configured
+    ``Content-Type`` replace the default instead of going out as a second header."""
     headers = {"content-type": "application/json", "accept": "application/json"}
-    headers.update(dict(model.headers))
+    headers.update((name.lower(), value) for name, value in model.headers)
     return headers

@@ -25,11 +25,13 @@ from promptlab.providers.base import (
     classify_status,
     dumps,
 )
+from promptlab.providers.normalize import describe, load_json, make_response
 from promptlab.spec import ModelSpec
 
 __all__ = ["HttpProvider", "dig"]
 
 _KINDS = ("rate_limit", "transient", "auth", "fatal")
+_NO_STREAM = "provider http does not stream; set stream: false"
 
 
 def dig(data: Any, path: str) -> Any:
@@ -37,7 +39,10 @@ def dig(data: Any, path: str) -> Any:
     node = data
     for part in path.split("."):
         if isinstance(node, list):
-            node = node[int(part)]
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                raise KeyError(path) from None
         elif isinstance(node, dict):
             node = node[part]
         else:
@@ -51,11 +56,17 @@ class HttpProvider:
 
     def __init__(self) -> None:
         self._env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        # `tojson` would hand an undefined name to json.dumps and fail with a TypeError;
+        # this makes it the same "'x' is undefined" error as a plain {{ x }}.
+        self._env.policies["json.dumps_kwargs"] = {
+            **self._env.policies["json.dumps_kwargs"], "default": _undefined_to_json}
         self._templates: dict[str, jinja2.Template] = {}
 
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest:
         cfg = model.http or {}
+        if model.stream:
+            raise UserError(_NO_STREAM)
         tpl = self._templates.get(cfg["body"])
         if tpl is None:
             try:
@@ -73,10 +84,14 @@ class HttpProvider:
         }
         try:
             text = tpl.render(variables)
-            body = json.loads(text)
         except jinja2.UndefinedError as exc:
             raise UserError(f"models.{model.alias}.http.body: {exc.message}; the body can use "
                             "messages, params, model, prompt, system and user") from None
+        except (jinja2.TemplateError, TypeError, ArithmeticError) as exc:
+            raise UserError(f"models.{model.alias}.http.body does not render: "
+                            f"{type(exc).__name__}: {exc}") from None
+        try:
+            body = json.loads(text)
         except ValueError as exc:
             raise UserError(f"models.{model.alias}.http.body does not render to JSON ({exc}); "
                             "use the tojson filter for values, e.g. {{ prompt | tojson }}"
@@ -86,7 +101,7 @@ class HttpProvider:
         url = (model.base_url or "").rstrip("/") + cfg.get("path", "").replace(
             "{model}", request.model)
         if api_key and cfg.get("api_key_header"):
-            headers[cfg["api_key_header"]] = api_key
+            headers[cfg["api_key_header"].lower()] = api_key
             secret.add(cfg["api_key_header"].lower())
         if api_key and cfg.get("api_key_param"):
             url += ("&" if "?" in url else "?") + f"{cfg['api_key_param']}={api_key}"
@@ -95,24 +110,26 @@ class HttpProvider:
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
         cfg = model.http or {}
+        output_path = cfg["output_path"]  # required by the config schema
+        data = load_json(body, "response")
         try:
-            data = json.loads(body)
-            text = dig(data, cfg["output_path"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProviderError(f"response has no {cfg['output_path']} ({type(exc).__name__})",
+            text = dig(data, output_path)
+        except KeyError:
+            raise ProviderError(f"response has no {output_path}: {describe(data)}",
                                 "transient") from None
 
-        def opt(key: str) -> Any:
+        def optional(key: str) -> Any:
             path = cfg.get(key)
             if not path:
                 return None
             try:
                 return dig(data, path)
-            except (KeyError, IndexError, TypeError, ValueError):
+            except KeyError:
                 return None
 
-        return ProviderResponse(str(text), opt("finish_reason_path"), opt("input_tokens_path"),
-                                opt("output_tokens_path"), opt("model_path"))
+        return make_response(text, optional("finish_reason_path"),
+                             optional("input_tokens_path"), optional("output_tokens_path"),
+                             optional("model_path"))
 
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
         kind = ((model.http or {}).get("retry_on") or {}).get(str(status))
@@ -121,4 +138,10 @@ class HttpProvider:
         return classify_status(status)
 
     def stream_parser(self) -> StreamParser:
-        raise UserError("provider http does not stream; set stream: false")
+        raise UserError(_NO_STREAM)
+
+
+def _undefined_to_json(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined: raises UndefinedError naming the missing variable
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -3,7 +3,6 @@ Ollama, llama.cpp, LM Studio, ...), streaming or not."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from promptlab.errors import ProviderError
@@ -15,6 +14,17 @@ from promptlab.providers.base import (
     base_headers,
     classify_status,
     dumps,
+)
+from promptlab.providers.normalize import (
+    FINGERPRINT_CHARS,
+    FINISH_REASON_CHARS,
+    MODEL_CHARS,
+    as_label,
+    as_text,
+    as_token_count,
+    describe,
+    load_json,
+    make_response,
 )
 from promptlab.spec import ModelSpec
 
@@ -55,34 +65,32 @@ class OpenAIProvider:
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
-        try:
-            data = json.loads(body)
-            choice = data["choices"][0]
-            message = choice.get("message")
-            text = (message.get("content") or "") if message is not None else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"malformed completion: {type(exc).__name__}: {exc}",
-                                "transient") from None
-        usage = data.get("usage") or {}
-        return ProviderResponse(
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
-            model=data.get("model"),
-            fingerprint=data.get("system_fingerprint"),
-        )
+        return self.parse_choices(model, status, body)[0]
 
     def parse_choices(self, model: ModelSpec, status: int, body: bytes) -> list[ProviderResponse]:
-        """Every choice of an n > 1 reply, in index order; usage rides on the first."""
-        first = self.parse_response(model, status, body)
-        data = json.loads(body)
-        out = [first]
-        for choice in sorted(data["choices"], key=lambda c: c.get("index", 0))[1:]:
-            message = choice.get("message")
-            text = (message.get("content") or "") if message is not None else choice["text"]
-            out.append(ProviderResponse(text, choice.get("finish_reason"), None, None,
-                                        first.model, first.fingerprint))
+        """Every choice of a reply, in index order; usage rides on the first.
+
+        A reply with one choice (n = 1) gives a list of one."""
+        data = load_json(body, "OpenAI reply")
+        if not isinstance(data, dict):
+            raise ProviderError(f"OpenAI reply: expected a JSON object, got {describe(data)}")
+        choices = data.get("choices")
+        if not choices and data.get("error") is not None:
+            raise ProviderError(f"OpenAI reply is an error: {describe(data['error'])}")
+        if not isinstance(choices, list) or not choices:
+            raise ProviderError(f"OpenAI reply has no choices: {describe(data)}")
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
+        out: list[ProviderResponse] = []
+        for position, choice in sorted(enumerate(choices), key=_index_order):
+            text = _choice_text(choice, position)
+            first = not out
+            out.append(make_response(
+                text, choice.get("finish_reason"),
+                usage.get("prompt_tokens") if first else None,
+                usage.get("completion_tokens") if first else None,
+                data.get("model"), data.get("system_fingerprint")))
         return out
 
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
@@ -92,13 +100,37 @@ class OpenAIProvider:
         return OpenAIStream()
 
 
+def _index_order(item: tuple[int, Any]) -> tuple[int, int]:
+    """Sort by the choice's own index where it has a usable one, else by position."""
+    position, choice = item
+    index = choice.get("index") if isinstance(choice, dict) else None
+    if isinstance(index, int) and not isinstance(index, bool):
+        return index, position
+    return position, position
+
+
+def _choice_text(choice: Any, position: int) -> Any:
+    """The raw text of a chat (``message.content``) or text (``text``) completion choice."""
+    if not isinstance(choice, dict):
+        raise ProviderError(f"OpenAI reply: choice {position} is not an object: "
+                            f"{describe(choice)}")
+    message = choice.get("message")
+    if isinstance(message, dict):
+        return message.get("content")
+    if "text" in choice:
+        return choice["text"]
+    raise ProviderError(f"OpenAI reply: choice {position} has neither message.content nor "
+                        f"text: {describe(choice)}")
+
+
 class OpenAIStream:
     """Chat (``delta.content``) and text (``text``) completion chunks, then ``[DONE]``."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.finish_reason: str | None = None
-        self.usage: dict[str, Any] = {}
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
         self.model: str | None = None
         self.fingerprint: str | None = None
         self.done = False
@@ -107,32 +139,46 @@ class OpenAIStream:
         if data.strip() == "[DONE]":
             self.done = True
             return ""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise ProviderError("malformed stream chunk", "transient") from None
+        chunk = load_json(data, "OpenAI stream chunk")
+        if not isinstance(chunk, dict):
+            raise ProviderError(f"OpenAI stream chunk: expected a JSON object, got "
+                                f"{describe(chunk)}")
         if "error" in chunk:
-            raise ProviderError(f"stream error: {chunk['error']}", "transient")
-        self.model = chunk.get("model") or self.model
-        self.fingerprint = chunk.get("system_fingerprint") or self.fingerprint
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
+            raise ProviderError(f"stream error: {describe(chunk['error'])}")
+        # Labels and counts are made storable here, so a later chunk's garbage cannot
+        # replace a good earlier value.
+        model = as_label(chunk.get("model"), MODEL_CHARS)
+        self.model = model or self.model
+        fingerprint = as_label(chunk.get("system_fingerprint"), FINGERPRINT_CHARS)
+        self.fingerprint = fingerprint or self.fingerprint
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and usage:
+            self.input_tokens = as_token_count(usage.get("prompt_tokens"))
+            self.output_tokens = as_token_count(usage.get("completion_tokens"))
+        choices = chunk.get("choices")
+        if choices is None:  # some servers send "choices": null with the usage
+            choices = []
+        if not isinstance(choices, list):
+            raise ProviderError(f"OpenAI stream chunk has malformed choices: "
+                                f"{describe(choices)}")
         text = ""
-        for choice in chunk.get("choices") or []:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise ProviderError(f"OpenAI stream chunk has a choice that is not an "
+                                    f"object: {describe(choice)}")
             delta = choice.get("delta")
-            piece = (delta.get("content") if isinstance(delta, dict) else choice.get("text"))
-            if piece:
-                text += piece
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if piece is not None:
+                text += as_text(piece)
+            finish = as_label(choice.get("finish_reason"), FINISH_REASON_CHARS)
+            if finish:
+                self.finish_reason = finish
         if text:
             self.parts.append(text)
         return text
 
     def result(self) -> ProviderResponse:
         if not self.done:
-            raise ProviderError("stream ended before [DONE]", "transient")
-        return ProviderResponse("".join(self.parts), self.finish_reason,
-                                self.usage.get("prompt_tokens"),
-                                self.usage.get("completion_tokens"), self.model,
-                                self.fingerprint)
+            raise ProviderError("OpenAI stream ended before [DONE]", "transient")
+        return make_response("".join(self.parts), self.finish_reason, self.input_tokens,
+                             self.output_tokens, self.model, self.fingerprint)
