@@ -31,7 +31,7 @@ class Results(list[dict[str, Any]]):
 def load_results(db: str | None = None, run_id: str = "latest") -> Results:
     """Every trial of a run with its result and scores. `db` is a path or SQLAlchemy URL
     (default: $PROMPTLAB_DB or ./results.db)."""
-    with Store.open(db) as store:
+    with Store.open(db, read_only=True) as store:
         run_id = store.resolve_run_id(run_id)
         scores = store.scores(run_id)
         out = Results()

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from promptlab.store import open_engine, resolve_url
-from promptlab.store.database import SCHEMA_HEAD, current_revision
+from promptlab.store.database import SCHEMA_HEAD, current_revision, open_engine, resolve_url
 
 # A worker imports everything first (Alembic included, so the race is not hidden behind
 # import time), says "ready", waits for "go" on stdin, then opens the database and writes
@@ -21,7 +20,7 @@ WORKER = textwrap.dedent("""
     import sys
     import alembic.command  # noqa: F401
     from sqlalchemy import text
-    from promptlab.store import open_engine, resolve_url
+    from promptlab.store.database import open_engine, resolve_url
     url, name = sys.argv[1], sys.argv[2]
     print("ready", flush=True)
     sys.stdin.readline()

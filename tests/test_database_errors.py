@@ -13,7 +13,7 @@ from sqlalchemy import text
 from promptlab.cli import main
 from promptlab.errors import UserError
 from promptlab.servers.managed import free_port
-from promptlab.store import open_engine, resolve_url
+from promptlab.store.database import open_engine, resolve_url
 
 
 def not_sqlite(tmp: Path) -> str:

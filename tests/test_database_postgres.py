@@ -10,8 +10,7 @@ from test_postgres import postgres_url  # noqa: F401  (the fixture)
 from test_postgres import pytestmark as postgres_marks
 
 from promptlab.errors import UserError
-from promptlab.store import open_engine
-from promptlab.store.database import SCHEMA_HEAD, current_revision
+from promptlab.store.database import SCHEMA_HEAD, current_revision, open_engine
 
 pytestmark = postgres_marks
 

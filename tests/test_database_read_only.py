@@ -20,18 +20,24 @@ from sqlalchemy.exc import OperationalError
 
 from promptlab.errors import UserError
 from promptlab.reports.aggregate import aggregate_runs
-from promptlab.store import database, open_engine, resolve_url
-from promptlab.store.database import SCHEMA_HEAD, alembic_config, current_revision
-from promptlab.store.queries import get_run, iter_results, list_runs, scorer_names
+from promptlab.store import Store, database
+from promptlab.store.database import (
+    SCHEMA_HEAD,
+    alembic_config,
+    current_revision,
+    open_engine,
+    resolve_url,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def read_everything(engine: Engine) -> list[Any]:
     """What runs, show, report and export read."""
-    [run] = list_runs(engine)
-    return [run, get_run(engine, run.id), list(iter_results(engine, run.id)),
-            scorer_names(engine, run.id), aggregate_runs(engine, [run.id], ["model", "prompt"])]
+    store = Store(engine)
+    [run] = store.runs()
+    return [run, store.run(run.id), list(store.results(run.id)),
+            store.scorer_names(run.id), aggregate_runs(store, [run.id], ["model", "prompt"])]
 
 
 def fingerprint(directory: Path) -> dict[str, tuple[str, int]]:
@@ -112,10 +118,10 @@ def test_a_wal_database_in_a_read_only_directory_can_be_read(read_only_dir: Path
 
 READER = textwrap.dedent("""
     import sys
-    from promptlab.store import open_engine, resolve_url
-    from promptlab.store.queries import list_runs
+    from promptlab.store.database import open_engine, resolve_url
+    from promptlab.store import Store
     engine = open_engine(resolve_url(sys.argv[1]), read_only=True)
-    print(len(list_runs(engine)))
+    print(len(Store(engine).runs()))
 """)
 
 

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_cache_why(args: argparse.Namespace) -> int:
     from promptlab.cache import explain
 
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         run_id = store.resolve_run_id(args.run_id)
         for line in explain(store, run_id, args.trial):
             print(line)

@@ -30,10 +30,13 @@ def add_db(p: argparse.ArgumentParser) -> None:
                                 "config's db, or ./results.db)")
 
 
-def open_store(db: str | None, configured: str | None = None) -> Store:
+def open_store(db: str | None, configured: str | None = None, *,
+               read_only: bool = False) -> Store:
+    """The database of --db (or its defaults); commands that only read pass read_only, so
+    that a checked-in or shared database is never modified."""
     from promptlab.store import Store
 
-    return Store.open(db, configured=configured)
+    return Store.open(db, configured=configured, read_only=read_only)
 
 
 def parse_date(text: str | None, flag: str) -> datetime | None:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from promptlab.reports.compare import compare, sides
 
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         run_a = store.resolve_run_id(args.run_id)
         run_b = store.resolve_run_id(args.run_b) if args.run_b else None
         a, b, scorers = sides(store, run_a, run_b, args.between, args.and_)

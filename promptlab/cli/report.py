@@ -56,7 +56,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from promptlab.reports.aggregate import aggregate_runs
     from promptlab.reports.render import render_text, rich_table
 
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         if args.sweep:
             return _report_sweep(args, store)
         run_id = store.resolve_run_id(args.run_id)

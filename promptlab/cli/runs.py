@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         runs = store.runs(name=args.name, status=args.status, limit=args.limit,
                           since=parse_date(args.since, "--since"),
                           until=parse_date(args.until, "--until"), sweep=args.sweep)
@@ -71,7 +71,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         run_id = store.resolve_run_id(args.run_id)
         info = store.run(run_id)
         if args.config:
@@ -131,7 +131,7 @@ def _export(store: Store, run_id: str, out: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    with open_store(args.db) as store:
+    with open_store(args.db, read_only=True) as store:
         run_id = store.resolve_run_id(args.run_id)
         if args.output:
             with open(args.output, "w", encoding="utf-8") as f:

@@ -56,10 +56,12 @@ class Store(RunQueries, TrialQueries, ReportQueries):
         self.engine = engine
 
     @classmethod
-    def open(cls, db: str | None = None, *, configured: str | None = None) -> Store:
+    def open(cls, db: str | None = None, *, configured: str | None = None,
+             read_only: bool = False) -> Store:
         """Open (and migrate) the database: `db` is a path or SQLAlchemy URL; without one,
-        $PROMPTLAB_DB, then `configured` (the experiment's ``db``), then ./results.db."""
-        return cls(open_engine(resolve_url(db, configured)))
+        $PROMPTLAB_DB, then `configured` (the experiment's ``db``), then ./results.db.
+        ``read_only`` opens it for reading alone: nothing is created, migrated or changed."""
+        return cls(open_engine(resolve_url(db, configured), read_only=read_only))
 
     @property
     def url(self) -> str:
