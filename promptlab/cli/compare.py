@@ -65,6 +65,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]A[/] = {escape(a.label)}    [bold]B[/] = {escape(b.label)}")
+    unpaired = results[0].mismatch if results and results[0].pairs else ""
+    if unpaired:
+        console.print(f"[yellow]not every item has a partner:[/] {escape(unpaired)}")
     table = Table(title_justify="left")
     for col in ("scorer", "pairs", "A", "B", "A - B [95% CI]", "A wins / ties / B wins",
                 "test", "p"):
