@@ -13,11 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
 from rich.markup import escape
 
 from promptlab import __version__
 from promptlab.cli import cache, compare, mock, report, reproduce, run, runs, score
+from promptlab.cli.common import RedactingConsole
 from promptlab.errors import UserError
 
 __all__ = ["EXIT_CLOSED_PIPE", "build_parser", "entry", "main"]
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _closed_pipe()
         raise
     except UserError as exc:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        RedactingConsole(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return exc.exit_code
     except KeyboardInterrupt:

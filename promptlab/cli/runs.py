@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.cli.common import add_db, open_store, out_console, parse_date
+from promptlab.cli.common import RedactingConsole, add_db, open_store, out_console, parse_date
 from promptlab.errors import UserError
+from promptlab.redaction import redact_overrides
 
 if TYPE_CHECKING:
     from promptlab.store import Store
@@ -95,13 +96,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.config:
             from promptlab.config.stored import to_yaml
 
-            sys.stdout.write("# promptlab run " + run_id + "; overrides: "
-                             + " ".join(info.overrides) + "\n")
+            sys.stdout.write(redact_overrides("# promptlab run " + run_id + "; overrides: "
+                                              + " ".join(info.overrides)) + "\n")
             sys.stdout.write(to_yaml(info.config))
             return 0
         statuses, attempts, cached = store.status_counts(run_id)
     m = info.manifest
-    c = Console(highlight=False)
+    c = RedactingConsole(highlight=False)
     lines = [
         f"run {info.id}: {info.name} ({info.status})",
         f"started {info.created_at:%Y-%m-%d %H:%M:%S} UTC, finished "
