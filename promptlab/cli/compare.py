@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare = sub.add_parser(
         "compare", help="paired comparison: is A better than B, and how sure are we?",
         description="Compare two groups of one run (--between model=a --and model=b) or two "
-                    "runs (RUN RUN_B), matched on dataset row, prompt and repeat: win/tie/loss, "
-                    "mean difference with a paired bootstrap 95%% CI, exact McNemar (pass/fail) "
+                    "runs (RUN RUN_B), paired on dataset row, prompt, repeat and the grid's "
+                    "swept params (not the params each model fixes): win/tie/loss, "
+                    "mean difference with a paired bootstrap 95% CI, exact McNemar (pass/fail) "
                     "or sign test, and the rows that flipped.")
     compare.add_argument("run_id", help="run id, prefix or 'latest'")
     compare.add_argument("run_b", nargs="?", help="a second run to compare against")
