@@ -5,24 +5,36 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from promptlab.errors import UserError
+from promptlab.redaction import redact_overrides
 
-__all__ = ["add_db", "err_console", "out_console", "parse_date", "open_store"]
+__all__ = ["RedactingConsole", "add_db", "err_console", "out_console", "parse_date",
+           "open_store"]
 
 if TYPE_CHECKING:
     from promptlab.store import Store
 
 
+class RedactingConsole(Console):
+    """A console whose text never shows a secret given as an override: a sweep's job lines
+    and a run's overrides echo the command line, where a header or key was typed."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact_overrides(o) if isinstance(o, str) else o for o in objects),
+                      **kwargs)
+
+
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    return RedactingConsole(stderr=True, highlight=False,
+                            width=None if sys.stderr.isatty() else 160)
 
 
 def out_console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return RedactingConsole(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def add_db(p: argparse.ArgumentParser) -> None:

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare = sub.add_parser(
         "compare", help="paired comparison: is A better than B, and how sure are we?",
         description="Compare two groups of one run (--between model=a --and model=b) or two "
-                    "runs (RUN RUN_B), matched on dataset row, prompt and repeat: win/tie/loss, "
-                    "mean difference with a paired bootstrap 95%% CI, exact McNemar (pass/fail) "
+                    "runs (RUN RUN_B), paired on dataset row, prompt, repeat and the grid's "
+                    "swept params (not the params each model fixes): win/tie/loss, "
+                    "mean difference with a paired bootstrap 95% CI, exact McNemar (pass/fail) "
                     "or sign test, and the rows that flipped.")
     compare.add_argument("run_id", help="run id, prefix or 'latest'")
     compare.add_argument("run_b", nargs="?", help="a second run to compare against")
@@ -65,6 +66,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]A[/] = {escape(a.label)}    [bold]B[/] = {escape(b.label)}")
+    unpaired = results[0].mismatch if results and results[0].pairs else ""
+    if unpaired:
+        console.print(f"[yellow]not every item has a partner:[/] {escape(unpaired)}")
     table = Table(title_justify="left")
     for col in ("scorer", "pairs", "A", "B", "A - B [95% CI]", "A wins / ties / B wins",
                 "test", "p"):

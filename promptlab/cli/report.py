@@ -101,9 +101,15 @@ def _report_sweep(args: argparse.Namespace, store: Store) -> int:
     scorers = sorted({s for r in runs for s in store.scorer_names(r.id)})
     meta = {"run_id": args.sweep, "name": f"sweep of {len(runs)} runs", "status": "sweep"}
     if args.format == "table" and not args.output:
-        out_console().print(rich_table(groups, dims, f"sweep {args.sweep} ({len(runs)} runs)",
-                                       scorers))
+        out_console().print(rich_table(groups, dims, f"sweep {escape(args.sweep)} "
+                                                     f"({len(runs)} runs)", scorers))
         return 0
-    _write(render_text(groups, dims, "markdown" if args.format in ("table", "html")
-                       else args.format, meta, scorers), args.output)
+    if args.format == "html":
+        from promptlab.reports.html import render_sweep_html
+
+        text = render_sweep_html(store, args.sweep, runs, groups, dims, scorers)
+    else:
+        text = render_text(groups, dims, "markdown" if args.format == "table" else args.format,
+                           meta, scorers)
+    _write(text, args.output)
     return 0

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.cli.common import add_db, open_store, out_console, parse_date
+from promptlab.cli.common import RedactingConsole, add_db, open_store, out_console, parse_date
+from promptlab.errors import UserError
+from promptlab.redaction import redact_overrides
 
 if TYPE_CHECKING:
     from promptlab.store import Store
@@ -32,12 +34,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db(runs)
     runs.set_defaults(handler=cmd_runs)
 
-    show = sub.add_parser("show", help="a run's provenance, config and counts",
+    show = sub.add_parser("show", help="a run's provenance, config and counts; or one trial",
                           description="Provenance (git, packages, host, times), the config "
-                                      "and counts; --config prints the resolved YAML.")
+                                      "and counts; --config prints the resolved YAML; --trial N "
+                                      "prints one trial's whole record: every attempt's request "
+                                      "and response, timings, errors, result, scores, cache.")
     show.add_argument("run_id", nargs="?", default="latest")
-    show.add_argument("--config", action="store_true",
+    what = show.add_mutually_exclusive_group()
+    what.add_argument("--config", action="store_true",
                       help="print the resolved config as YAML (re-runnable with Hydra)")
+    what.add_argument("--trial", metavar="N",
+                      help="one trial, by index (0-based, as in export) or a prefix of its key")
+    show.add_argument("--format", choices=["text", "json"], default="text",
+                      help="with --trial: text (default) or json")
     add_db(show)
     show.set_defaults(handler=cmd_show)
 
@@ -73,17 +82,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args.db, read_only=True) as store:
         run_id = store.resolve_run_id(args.run_id)
+        if args.trial is not None:
+            record = _trial_record(store, run_id, args.trial)
+            if args.format == "json":
+                sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False, default=str)
+                                 + "\n")
+            else:
+                sys.stdout.write(_trial_text(record))
+            return 0
+        if args.format != "text":
+            raise UserError("show --format json goes with --trial N")
         info = store.run(run_id)
         if args.config:
             from promptlab.config.stored import to_yaml
 
-            sys.stdout.write("# promptlab run " + run_id + "; overrides: "
-                             + " ".join(info.overrides) + "\n")
+            sys.stdout.write(redact_overrides("# promptlab run " + run_id + "; overrides: "
+                                              + " ".join(info.overrides)) + "\n")
             sys.stdout.write(to_yaml(info.config))
             return 0
         statuses, attempts, cached = store.status_counts(run_id)
     m = info.manifest
-    c = Console(highlight=False)
+    c = RedactingConsole(highlight=False)
     lines = [
         f"run {info.id}: {info.name} ({info.status})",
         f"started {info.created_at:%Y-%m-%d %H:%M:%S} UTC, finished "
@@ -105,6 +124,88 @@ def cmd_show(args: argparse.Namespace) -> int:
     for line in lines:
         c.print(escape(line))
     return 0
+
+
+def _trial_record(store: Store, run_id: str, ref: str) -> dict[str, Any]:
+    detail = store.trial_detail(run_id, ref)
+    stored = store.trial_record(run_id, detail["idx"])
+    fields = detail["fields"]
+    trial = {"run_id": run_id, "idx": detail["idx"], "key": detail["key"],
+             "cache_key": detail["cache_key"], "model": detail["model_alias"],
+             "provider": fields["provider"], "api_model": fields["model"],
+             "endpoint": fields["endpoint"], "prompt": detail["prompt"],
+             "row_id": detail["row_id"], "repeat": fields["repeat"], "params": fields["params"],
+             "row": stored["row"], "messages": fields["messages"]}
+    for attempt in stored["attempts"]:
+        attempt["request"]["body"] = _json(attempt["request"]["body"])
+        attempt["response"]["body"] = _json(attempt["response"]["body"])
+    return {"trial": trial, "attempts": stored["attempts"], "result": stored["result"],
+            "scores": stored["scores"]}
+
+
+def _block(value: Any, indent: str = "    ") -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False,
+                                                            default=str)
+    return "".join(f"{indent}{line}\n" for line in text.splitlines() or [""])
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.1f}{unit}"
+
+
+def _trial_text(record: dict[str, Any]) -> str:
+    t, r = record["trial"], record["result"]
+    lines = [f"trial {t['idx']} of run {t['run_id']}: model {t['model']} ({t['provider']} "
+             f"{t['api_model']}), prompt {t['prompt']}, row {t['row_id']}, repeat "
+             f"{t['repeat']}",
+             f"key {t['key']}; cache key {t['cache_key']}",
+             f"params: {json.dumps(t['params'], sort_keys=True, ensure_ascii=False)}",
+             f"row: {json.dumps(t['row'], sort_keys=True, ensure_ascii=False)}",
+             "messages:"]
+    out = "\n".join(lines) + "\n"
+    for m in t["messages"]:
+        out += _block(f"[{m['role']}] {m['content']}", "  ")
+    if r is None:
+        out += "result: none yet (the run did not finish this trial)\n"
+    else:
+        kind = f" ({r['error_kind']})" if r["error_kind"] else ""
+        plural = "" if r["attempts"] == 1 else "s"
+        out += (f"result: {r['status']}{kind}; {r['attempts']} attempt{plural}; latency "
+                f"{_num(r['latency_ms'], ' ms')}; ttft {_num(r['ttft_ms'], ' ms')}; tokens "
+                f"{r['input_tokens'] if r['input_tokens'] is not None else '-'} in / "
+                f"{r['output_tokens'] if r['output_tokens'] is not None else '-'} out; cost "
+                + ("-" if r["cost_usd"] is None else f"${r['cost_usd']:.6f}")
+                + f"; finish {r['finish_reason'] or '-'}; model {r['response_model'] or '-'}"
+                + f"; finished {r['finished_at']} UTC\n")
+        if r["error"]:
+            out += f"  error: {r['error']}\n"
+        if r["output"] is not None:
+            out += "  output:\n" + _block(r["output"])
+        out += ("cache: " + (f"from the cache: {r['cache_source']}" if r["cache_hit"]
+                             else (r["cache_source"] or "not from the cache")) + "\n")
+    for a in record["attempts"]:
+        req, resp = a["request"], a["response"]
+        out += (f"attempt {a['number']} at {a['started_at']} UTC, "
+                f"{_num(a['duration_ms'], ' ms')}: {req['url']} -> "
+                f"{resp['status'] if resp['status'] is not None else 'no response'}\n")
+        if a["error_kind"]:
+            retry = (f"; retry after {a['retry_after_ms']:g} ms"
+                     if a["retry_after_ms"] is not None else "")
+            out += f"  error: {a['error_kind']}: {a['error'] or ''}{retry}\n"
+        out += "  request headers:\n" + "".join(
+            f"    {k}: {v}\n" for k, v in req["headers"].items())
+        out += "  request body:\n" + _block(req["body"])
+        if resp["body"] is not None:
+            out += "  response body:\n" + _block(resp["body"])
+    if record["scores"]:
+        out += "scores:\n"
+        for name, s in record["scores"].items():
+            verdict = {True: " passed", False: " failed", None: ""}[s["passed"]]
+            value = "-" if s["value"] is None else f"{s['value']:g}"
+            detail = ("  " + json.dumps(s["detail"], ensure_ascii=False, default=str)
+                      if s["detail"] else "")
+            out += f"  {name}: {value}{verdict}{detail}\n"
+    return out
 
 
 def _json(text: str | None) -> Any:

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from promptlab.config.loading import LoadedConfig, validate
 from promptlab.errors import UserError
+from promptlab.redaction import redact_config
 
 __all__ = ["from_stored", "to_yaml"]
 
@@ -33,5 +34,6 @@ def from_stored(config: dict[str, Any], overrides: list[str], stored_overrides: 
 
 
 def to_yaml(config: dict[str, Any]) -> str:
-    """A plain config as YAML (for --cfg and show --config)."""
-    return OmegaConf.to_yaml(OmegaConf.create(config))
+    """A plain config as YAML (for --cfg and show --config), every secret setting's value
+    redacted (secret headers, API keys in URLs, secret params)."""
+    return OmegaConf.to_yaml(OmegaConf.create(redact_config(config)))

@@ -1,18 +1,25 @@
-"""Report renderers: terminal table, Markdown, CSV and JSON, all from the same rows."""
+"""Report renderers: terminal table, Markdown, CSV and JSON, all from the same rows.
+
+Names and values come from configs, datasets and model output, so each format shows
+them as text: the terminal table escapes rich markup, Markdown escapes what a renderer
+would turn into HTML or formatting (`md_escape`); CSV and JSON carry them unchanged.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from promptlab.reports.aggregate import GroupStats
 
-__all__ = ["COLUMNS", "FORMATS", "render_text", "rich_table", "score_cell"]
+__all__ = ["COLUMNS", "FORMATS", "md_escape", "render_text", "rich_table", "score_cell"]
 
 COLUMNS = ("calls", "ok", "errors", "cached", "latency_p50_ms", "latency_p95_ms",
            "ttft_p50_ms", "ttft_p95_ms", "input_tokens", "output_tokens", "cost_usd")
@@ -32,6 +39,19 @@ def _cell(v: Any) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return str(v)
+
+
+# Markdown punctuation that starts code, emphasis, links, tables or headings; "_" only
+# where it is not inside a word (intraword underscores emphasise nothing).
+_MD_PUNCTUATION = re.compile(r"[\\`*\[\]|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_escape(text: str) -> str:
+    """Text that Markdown (CommonMark, GitHub tables) shows as itself, on one line: HTML
+    characters as entities, Markdown punctuation backslash-escaped, newlines as spaces."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_PUNCTUATION.sub(lambda m: "\\" + m.group(0), text)
+    return " ".join(text.splitlines())
 
 
 def _rows(groups: Sequence[GroupStats], dims: Sequence[str],
@@ -59,14 +79,14 @@ def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str,
     rows = _rows(groups, dims, scorers)
     columns = _columns(rows)
     for d in dims:
-        table.add_column(d, style="bold")
+        table.add_column(escape(d), style="bold")
     for name in scorers:
-        table.add_column(name, justify="right", style="cyan")
+        table.add_column(escape(name), justify="right", style="cyan")
     for c in columns:
         table.add_column(_HEADERS[c], justify="right")
     for row in rows:
-        table.add_row(*(_cell(row[d]) for d in dims), *(score_cell(row, s) for s in scorers),
-                      *(_cell(row[c]) for c in columns))
+        table.add_row(*(escape(_cell(row[d])) for d in dims),
+                      *(score_cell(row, s) for s in scorers), *(_cell(row[c]) for c in columns))
     return table
 
 
@@ -85,13 +105,15 @@ def render_text(groups: Sequence[GroupStats], dims: Sequence[str], fmt: str,
         writer.writerows(rows)
         return buf.getvalue()
     if fmt == "markdown":
-        header = [*dims, *scorers, *_columns(rows)]
-        lines = [f"## Run {meta['run_id']} ({meta['name']})", "",
-                 "| " + " | ".join(header) + " |",
-                 "|" + "|".join("---" if h in dims else "---:" for h in header) + "|"]
+        columns = _columns(rows)
+        header = [*dims, *scorers, *columns]
+        lines = [f"## Run {md_escape(str(meta['run_id']))} ({md_escape(str(meta['name']))})",
+                 "", "| " + " | ".join(md_escape(h) for h in header) + " |",
+                 "|" + "|".join(["---"] * len(dims) + ["---:"] * (len(header) - len(dims)))
+                 + "|"]
         for row in rows:
-            cells = [(score_cell(row, h) if h in scorers else _cell(row[h])).replace(
-                "|", "\\|") for h in header]
+            cells = [*(md_escape(_cell(row[d])) for d in dims),
+                     *(score_cell(row, s) for s in scorers), *(_cell(row[c]) for c in columns)]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     raise ValueError(fmt)

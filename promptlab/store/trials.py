@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from promptlab.errors import UserError
-from promptlab.store.tables import Attempt, Result, StoredTrial
+from promptlab.store.tables import Attempt, Result, Score, StoredTrial
 
 __all__ = ["TrialQueries"]
 
@@ -61,6 +61,36 @@ class TrialQueries:
                 "status": t.status, "cache_hit": bool(t.cache_hit),
                 "cache_source": t.cache_source, "finished_at": t.finished_at,
                 "fields": _fields(t)}
+
+    def trial_record(self, run_id: str, idx: int) -> dict[str, Any]:
+        """Everything stored about one trial besides its identity (`trial_detail`): its
+        dataset row, every attempt in order (request as stored, headers redacted; response
+        status and body; timing; error kind), its result, and its scores with detail."""
+        with self.engine.connect() as conn:
+            row_json = conn.scalar(select(StoredTrial.row_json).where(
+                StoredTrial.run_id == run_id, StoredTrial.idx == idx))
+            attempts = [{
+                "number": a.number, "started_at": a.started_at, "duration_ms": a.duration_ms,
+                "request": {"url": a.url, "headers": json.loads(a.request_headers_json),
+                            "body": a.request_body},
+                "response": {"status": a.status_code, "body": a.response_body},
+                "error_kind": a.error_kind, "error": a.error,
+                "retry_after_ms": a.retry_after_ms,
+            } for a in conn.execute(select(Attempt).where(
+                Attempt.run_id == run_id, Attempt.idx == idx).order_by(Attempt.number))]
+            result = conn.execute(select(Result).where(Result.run_id == run_id,
+                                                       Result.idx == idx)).first()
+            scores = {s.scorer: {"value": s.value,
+                                 "passed": None if s.passed is None else bool(s.passed),
+                                 "detail": json.loads(s.detail_json) if s.detail_json else None}
+                      for s in conn.execute(select(Score).where(
+                          Score.run_id == run_id, Score.idx == idx).order_by(Score.scorer))}
+        out = None
+        if result is not None:
+            out = {k: v for k, v in result._asdict().items() if k not in ("run_id", "idx")}
+            out["cache_hit"], out["cacheable"] = bool(out["cache_hit"]), bool(out["cacheable"])
+        return {"row": json.loads(row_json) if row_json else None, "attempts": attempts,
+                "result": out, "scores": scores}
 
     def cache_candidates(self, trial: dict[str, Any], limit: int = 500
                          ) -> list[dict[str, Any]]:
