@@ -60,10 +60,6 @@ def test_examples_are_found_inline_and_per_line() -> None:
                                                       ["c=2"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "promptlab/cli/run.py's description names models=[mock-small], which no file in "
-    "experiments/models/ defines (the mock models are mock-openai and mock-anthropic); "
-    "run.py is outside this branch's files. Strict: passes, and so fails, once fixed."))
 def test_the_examples_in_run_help_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Against the repository's own experiments, whose example recipe runs on mock

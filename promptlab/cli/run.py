@@ -27,13 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run", help="run an experiment (Hydra overrides as arguments)",
         description="Compose experiments/config.yaml with Hydra overrides, render every prompt, "
                     "then send every call and record it. Examples: 'promptlab run "
-                    "+experiment=example', \"promptlab run 'models=[mock-small]' "
+                    "+experiment=example', \"promptlab run 'models=[mock-openai]' "
                     "run.concurrency=64\".")
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. grid.repeats=3")
     run.add_argument("--cfg", choices=["job", "all"], help="print the composed config and exit")
     run.add_argument("-m", "--multirun", action="store_true",
                      help="sweep: one run per combination of comma-separated override values "
-                          "(model=a,b run.concurrency=8,16), sharing a sweep id")
+                          "('models=[a],[b]' run.concurrency=8,16), sharing a sweep id")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan (calls, cached, tokens, cost) and send nothing")

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptlab.config.loading import LoadedConfig, source_file
+from promptlab.config.stored import from_stored
+from promptlab.errors import UserError
 from promptlab.experiment.prepare import Prepared, prepare
-from promptlab.experiment.rebuild import check_against_disk, from_database
+from promptlab.experiment.rebuild import check_against_disk, from_database, redacted_keys
 from promptlab.manifest import collect_manifest
 from promptlab.progress import progress_bar
 from promptlab.runner.client import Sender
@@ -68,6 +70,15 @@ def resume_run(store: Store, run_id: str, *, overrides: list[str] | None = None,
                console: Console | None = None, progress: bool | None = None) -> RunOutcome:
     """Finish an unfinished run: only trials without an ok result are sent again."""
     info, prepared = from_database(store, run_id, overrides)
-    check_against_disk(info, prepared, experiments)
+    current = check_against_disk(info, prepared, experiments)
+    secrets = redacted_keys(info.config.get("models", {}), "models.")
+    if secrets:
+        # Secrets were never stored: take them from the project, which matches the run.
+        if current is None:
+            raise UserError(f"run {run_id}: {secrets[0]} is a secret that was not stored; "
+                            "resume from the project directory, or pass --experiments DIR")
+        loaded = from_stored(current.config, list(overrides or ()), list(info.overrides),
+                             current.choices, current.config_dir)
+        prepared = prepare(loaded, stored=store.artifacts(run_id))
     session = session_for(prepared, store, client=client, console=console, progress=progress)
     return session.resume(run_id)

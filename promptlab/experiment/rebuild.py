@@ -6,17 +6,20 @@ template and dataset file, so a run can be resumed or reproduced in an empty dir
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from promptlab.canonical import sha256_hex
-from promptlab.config.loading import load
+from promptlab.config.loading import LoadedConfig, load
 from promptlab.config.stored import from_stored
 from promptlab.errors import UserError
 from promptlab.experiment.prepare import Prepared, prepare
+from promptlab.redaction import REDACTED, Scrubber, redact_config
 from promptlab.store import RunInfo, Store
 
-__all__ = ["from_database", "config_differences", "check_against_disk", "RESULT_NEUTRAL_KEYS"]
+__all__ = ["RESULT_NEUTRAL_KEYS", "check_against_disk", "config_differences", "from_database",
+           "redacted_keys"]
 
 # Settings that cannot change an answer: a resume may change them.
 RESULT_NEUTRAL_KEYS = ("run", "db")
@@ -48,20 +51,35 @@ def _neutral(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in RESULT_NEUTRAL_KEYS}
 
 
-def check_against_disk(info: RunInfo, prepared: Prepared, experiments: Path | None) -> None:
-    """Refuse to resume when the experiment on disk no longer matches the stored run."""
+def redacted_keys(config: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose stored value was a secret (stored as the redaction marker)."""
+    if isinstance(config, dict):
+        return [k for key, v in config.items() for k in redacted_keys(v, f"{prefix}{key}.")]
+    if isinstance(config, list):
+        return [k for i, v in enumerate(config) for k in redacted_keys(v, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")] if isinstance(config, str) and REDACTED in config else []
+
+
+def check_against_disk(info: RunInfo, prepared: Prepared, experiments: Path | None
+                       ) -> LoadedConfig | None:
+    """Refuse to resume when the experiment on disk no longer matches the stored run;
+    returns the config on disk (None when there is none). Secrets compare redacted, as
+    they were stored."""
     if experiments is None or not (experiments / "config.yaml").is_file():
-        return
+        return None
     current = load(experiments, list(info.overrides))
-    diffs = config_differences(_neutral(info.config), _neutral(current.config))
+    scrub = Scrubber(prepare(current, check_api_keys=False).spec.models)
+    on_disk = json.loads(scrub(json.dumps(redact_config(current.config))) or "{}")
+    diffs = config_differences(_neutral(info.config), _neutral(on_disk))
     if diffs:
         raise UserError(
             f"{experiments / 'config.yaml'}: run {info.id} was made with a different config "
             f"({', '.join(diffs[:3])} changed); restore it, or start a new run with "
             "'promptlab run' (finished calls come from the cache)")
-    disk = prepare(current, check_api_keys=False).artifacts
+    disk = prepare(current, check_api_keys=False).artifacts  # templates and datasets
     for name, content in prepared.artifacts.items():
         if name in disk and sha256_hex(disk[name]) != sha256_hex(content):
             raise UserError(
                 f"{name.split(':', 1)[1]}: changed since run {info.id}; restore it, or start "
                 "a new run with 'promptlab run' (finished calls come from the cache)")
+    return current

@@ -151,7 +151,8 @@ def build_app(config: MockConfig | None = None) -> web.Application:
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
         if len(state.requests) < state.config.keep_requests:
             state.requests.append({"path": request.path, "body": raw.decode("utf-8"),
-                                   "query": request.query_string})
+                                   "query": request.query_string,
+                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
         if state.config.api_key is not None:
             given = (request.headers.get("x-api-key") or request.query.get("key")
                      or request.headers.get("authorization", "").removeprefix("Bearer "))
