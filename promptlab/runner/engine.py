@@ -4,7 +4,9 @@ A feeder walks the lazy plan in chunks: it renders and builds each request, look
 chunk's fingerprints up in the cache with one query, records hits at once and queues the
 misses. A bounded pool of workers sends them through one shared client under per-endpoint
 limits, and hands each finished trial to one writer, which commits in batches off the
-event loop. The clock, `sleep`, the random source and the HTTP client are injected.
+event loop. Should the writer give up (the database refuses even error rows), the feeder
+stops and queued calls are dropped unsent: a call that cannot be recorded is not paid for.
+The clock, `sleep`, the random source and the HTTP client are injected.
 """
 
 from __future__ import annotations
@@ -129,8 +131,8 @@ class Runner:
             flusher.cancel()
             if own_client:
                 await asyncio.shield(client.aclose())
-            # Whatever finished is committed, even on Ctrl-C (a failed batch is retried here,
-            # and a database that still refuses it raises).
+            # Whatever finished is committed, even on Ctrl-C; if the writer gave up, what it
+            # kept is tried once more and its error raised.
             self._writer.close()
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
@@ -188,7 +190,9 @@ class Runner:
                     prior or 0, prior is not None, messages_json)
 
     async def _dispatch(self, chunk: list[Call], queue: asyncio.Queue[Call | None]) -> bool:
-        """Record cache hits, queue the rest; False once a budget stops the run."""
+        """Record cache hits, queue the rest; False once a budget or the writer stops the run."""
+        if self._writer.failed.is_set():
+            return False
         hits: dict[str, dict[str, Any]] = {}
         if self.spec.run.cache != "off" and chunk:
             hits = await asyncio.to_thread(self.store.lookup_cache, [c.cache_key for c in chunk])
@@ -216,8 +220,10 @@ class Runner:
         return True
 
     async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:
-        """Queue one call under the budgets; False once a budget stops the run."""
+        """Queue one call under the budgets; False once a budget or the writer stops the run."""
         run = self.spec.run
+        if self._writer.failed.is_set():
+            return False
         if run.max_calls is not None and self.stats.calls >= run.max_calls:
             self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
             return False
@@ -228,6 +234,8 @@ class Runner:
                    and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
                 self._finished_one.clear()
                 await self._finished_one.wait()
+        if self._writer.failed.is_set():
+            return False
         if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
             self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
                                       f"(${self.stats.cost_usd:.4f} spent)")
@@ -249,6 +257,11 @@ class Runner:
             call = await queue.get()
             if call is None:
                 return
+            if self._writer.failed.is_set():  # it could not be recorded: not sent
+                self.stats.calls -= 1
+                self._reserved -= self._estimated_cost(call)
+                self._finished_one.set()
+                continue
             endpoint = self._endpoint_of[call.trial.model.alias]
             if endpoint.stopped is not None:
                 outcome = Outcome(None, [], None, "skipped", endpoint.stopped)
