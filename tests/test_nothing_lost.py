@@ -100,20 +100,20 @@ class Counting:
         return self.poisoned(n) if n in self.bad else chat(f"answer {n}")
 
 
-def session(project: Path, store: Store,
-            handler: Callable[[httpx.Request], object]) -> tuple[Session, httpx.AsyncClient]:
-    prepared = prepared_for(project)
+def session(project: Path, store: Store, handler: Callable[[httpx.Request], object],
+            *overrides: str) -> tuple[Session, httpx.AsyncClient]:
+    prepared = prepared_for(project, *overrides)
     clock = FakeClock()
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
     return Session(store, prepared.spec, prepared.renderer, client=client, sleep=clock.sleep,
                    clock=clock), client
 
 
-def run(project: Path, handler: Handler, store: Store | None = None) -> RunStats:
-    store = store or Store.open(str(project / "results.db"))
-    s, client = session(project, store, handler)
+def run(project: Path, handler: Handler, *overrides: str) -> RunStats:
+    store = Store.open(str(project / "results.db"))
+    s, client = session(project, store, handler, *overrides)
     try:
-        prepared = prepared_for(project)
+        prepared = prepared_for(project, *overrides)
         return s.run(NewRun(config=prepared.loaded.config), "r1").stats
     finally:
         asyncio.run(client.aclose())
@@ -215,6 +215,27 @@ def test_token_counts_that_are_not_32_bit_integers_are_stored_as_numbers_or_none
         assert cost is None
     else:
         assert cost == pytest.approx(((inp or 0) * 1.0 + (out or 0) * 2.0) / 1e6)
+
+
+def test_a_streamed_answer_with_token_counts_as_text_does_not_stop_the_run(many: Path) -> None:
+    def streamed(request: httpx.Request) -> httpx.Response:
+        n = question(request)
+        usage = {"prompt_tokens": "3", "completion_tokens": "5"} if n == POISONED else {
+            "prompt_tokens": 3, "completion_tokens": 5}
+        chunks = [{"model": "m", "choices": [{"delta": {"content": f"answer {n}"}}]},
+                  {"model": "m", "choices": [{"delta": {}, "finish_reason": "stop"}],
+                   "usage": usage}]
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return httpx.Response(200, content=body.encode(),
+                              headers={"content-type": "text/event-stream"})
+
+    stats = run(many, streamed, "models.m.stream=true")
+    assert (stats.ok, stats.errors) == (N, 0)
+    [(inp, out, speed)] = q(many, "select input_tokens, output_tokens, tokens_per_s from "
+                                  "results join trials using (run_id, idx) "
+                                  "where row_id = 'r137'")
+    assert (inp, out) == (3, 5)
+    assert speed is None or speed > 0
 
 
 def test_oversized_and_odd_metadata_is_bounded_with_a_visible_marker(many: Path) -> None:

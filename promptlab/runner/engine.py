@@ -40,7 +40,7 @@ from promptlab.runner.records import (
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Record, Store, utcnow
-from promptlab.store.writer import BatchWriter
+from promptlab.store.writer import BatchWriter, fit_int
 from promptlab.templates import Renderer
 
 __all__ = ["Call", "Runner", "RunStats"]
@@ -378,8 +378,9 @@ class Runner:
                 if ttft_ms is not None and parsed is not None:
                     outcome.ttft_ms = ttft_ms
                     decode_s = (duration_ms - ttft_ms) / 1000
-                    if parsed.output_tokens and decode_s > 0:
-                        outcome.tokens_per_s = parsed.output_tokens / decode_s
+                    tokens = fit_int(parsed.output_tokens)  # a server may send text
+                    if tokens and decode_s > 0:
+                        outcome.tokens_per_s = tokens / decode_s
                 return outcome
             if kind == "auth":
                 reason = (f"stopped after an auth failure on model '{model.alias}' "
