@@ -179,6 +179,7 @@ def test_a_lone_surrogate_in_an_answer_becomes_an_error_row_and_resume_sends_onl
     handler = Counting([POISONED], lone)
     stats = run(many, handler)
     assert len(handler.seen) == N and stats.done == N
+    assert (stats.ok, stats.errors) == (N - 1, 1)  # the summary agrees with the database
     assert statuses(many) == {"ok": N - 1, "error": 1}
     [(kind, error, output)] = q(many, "select error_kind, error, output from results "
                                       "where status = 'error'")

@@ -78,7 +78,7 @@ def test_one_unstorable_value_among_300_records_costs_only_its_own_record(
     records[137] = poisoned(137, "results", "output", [{"type": "text", "text": "x"}])
     w = write_all(store, records)
     assert not w.failed.is_set() and w.error is None
-    assert (w.written, w.unstorable) == (300, 1)
+    assert (w.written, w.unstorable, w.demoted) == (300, 1, {"ok": 1})
     assert q(store, "select status, count(*) from results group by status") == [
         ("error", 1), ("ok", 299)]
     [(idx, kind, error, output, cost)] = q(

@@ -134,6 +134,10 @@ class Runner:
             # Whatever finished is committed, even on Ctrl-C; if the writer gave up, what it
             # kept is tried once more and its error raised.
             self._writer.close()
+            # Records the database took only as error rows are errors in the summary too.
+            ok, skipped = (self._writer.demoted.get(s, 0) for s in ("ok", "skipped"))
+            self.stats.ok, self.stats.skipped = self.stats.ok - ok, self.stats.skipped - skipped
+            self.stats.errors += ok + skipped
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
             if self.on_progress:

@@ -264,7 +264,8 @@ class BatchWriter:
     """Commits records in batches on its own thread; see the module docstring.
 
     `failed` is set the moment the writer gives up (and `error` says why); `written`
-    counts records stored, error rows included, and `unstorable` the error rows it made.
+    counts records stored, error rows included, `unstorable` the error rows it made, and
+    `demoted` those by the status their result had (a run's summary counts them as errors).
     """
 
     def __init__(self, write: Callable[[Sequence[Record]], None], batch_size: int = 200,
@@ -282,6 +283,7 @@ class BatchWriter:
         self.error: BaseException | None = None
         self.written = 0
         self.unstorable = 0
+        self.demoted: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="promptlab-writer", daemon=True)
         self._thread.start()
 
@@ -366,6 +368,8 @@ class BatchWriter:
             except _Refused as again:
                 raise _GaveUp(again.cause) from None
         self.unstorable += 1
+        status = str(record.result.get("status"))
+        self.demoted[status] = self.demoted.get(status, 0) + 1
 
     def _give_up(self, cause: BaseException, rest: Iterable[Record]) -> None:
         self._kept.extend(rest)
