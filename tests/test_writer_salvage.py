@@ -248,6 +248,18 @@ def test_a_database_that_refuses_even_an_error_row_stops_the_writer() -> None:
         w.close()
 
 
+def test_a_record_the_net_cannot_mend_stops_the_writer_rather_than_vanishing(
+        store: Store) -> None:
+    broken = Record({"run_id": RUN, "idx": 1}, "not a row")  # type: ignore[arg-type]
+    w = BatchWriter(store.write, batch_size=2, max_wait_s=0.01, sleep=lambda s: None)
+    w.put(record(0))
+    w.put(broken)
+    assert wait_for(w.failed)
+    with pytest.raises(ValueError):
+        w.close()
+    assert q(store, "select idx from results") == [(0,)]
+
+
 def test_records_kept_after_a_failure_are_stored_at_close_if_the_database_came_back(
         store: Store) -> None:
     down = threading.Event()

@@ -361,10 +361,14 @@ class BatchWriter:
 
     def _commit_error_row(self, record: Record, refused: BaseException) -> None:
         try:
-            self._commit([error_row(record, refused)])
+            whole, bare = error_row(record, refused), error_row(record, refused, attempts=False)
+        except Exception as exc:  # a record the net cannot mend: stop, never drop it quietly
+            raise _GaveUp(exc) from None
+        try:
+            self._commit([whole])
         except _Refused:
             try:  # perhaps it is the attempts the database will not take
-                self._commit([error_row(record, refused, attempts=False)])
+                self._commit([bare])
             except _Refused as again:
                 raise _GaveUp(again.cause) from None
         self.unstorable += 1
