@@ -4,7 +4,9 @@ A feeder walks the lazy plan in chunks: it renders and builds each request, look
 chunk's fingerprints up in the cache with one query, records hits at once and queues the
 misses. A bounded pool of workers sends them through one shared client under per-endpoint
 limits, and hands each finished trial to one writer, which commits in batches off the
-event loop. The clock, `sleep`, the random source and the HTTP client are injected.
+event loop. Should the writer give up (the database refuses even error rows), the feeder
+stops and queued calls are dropped unsent: a call that cannot be recorded is not paid for.
+The clock, `sleep`, the random source and the HTTP client are injected.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from promptlab.runner.records import (
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Record, Store, utcnow
-from promptlab.store.writer import BatchWriter
+from promptlab.store.writer import BatchWriter, fit_int
 from promptlab.templates import Renderer
 
 __all__ = ["Call", "Runner", "RunStats"]
@@ -129,9 +131,13 @@ class Runner:
             flusher.cancel()
             if own_client:
                 await asyncio.shield(client.aclose())
-            # Whatever finished is committed, even on Ctrl-C (a failed batch is retried here,
-            # and a database that still refuses it raises).
+            # Whatever finished is committed, even on Ctrl-C; if the writer gave up, what it
+            # kept is tried once more and its error raised.
             self._writer.close()
+            # Records the database took only as error rows are errors in the summary too.
+            ok, skipped = (self._writer.demoted.get(s, 0) for s in ("ok", "skipped"))
+            self.stats.ok, self.stats.skipped = self.stats.ok - ok, self.stats.skipped - skipped
+            self.stats.errors += ok + skipped
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.stopped_models = dict(self._stopped)
             if self.on_progress:
@@ -188,7 +194,9 @@ class Runner:
                     prior or 0, prior is not None, messages_json)
 
     async def _dispatch(self, chunk: list[Call], queue: asyncio.Queue[Call | None]) -> bool:
-        """Record cache hits, queue the rest; False once a budget stops the run."""
+        """Record cache hits, queue the rest; False once a budget or the writer stops the run."""
+        if self._writer.failed.is_set():
+            return False
         hits: dict[str, dict[str, Any]] = {}
         if self.spec.run.cache != "off" and chunk:
             hits = await asyncio.to_thread(self.store.lookup_cache, [c.cache_key for c in chunk])
@@ -216,8 +224,10 @@ class Runner:
         return True
 
     async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:
-        """Queue one call under the budgets; False once a budget stops the run."""
+        """Queue one call under the budgets; False once a budget or the writer stops the run."""
         run = self.spec.run
+        if self._writer.failed.is_set():
+            return False
         if run.max_calls is not None and self.stats.calls >= run.max_calls:
             self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
             return False
@@ -228,6 +238,8 @@ class Runner:
                    and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
                 self._finished_one.clear()
                 await self._finished_one.wait()
+        if self._writer.failed.is_set():
+            return False
         if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
             self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
                                       f"(${self.stats.cost_usd:.4f} spent)")
@@ -249,6 +261,11 @@ class Runner:
             call = await queue.get()
             if call is None:
                 return
+            if self._writer.failed.is_set():  # it could not be recorded: not sent
+                self.stats.calls -= 1
+                self._reserved -= self._estimated_cost(call)
+                self._finished_one.set()
+                continue
             endpoint = self._endpoint_of[call.trial.model.alias]
             if endpoint.stopped is not None:
                 outcome = Outcome(None, [], None, "skipped", endpoint.stopped)
@@ -365,8 +382,9 @@ class Runner:
                 if ttft_ms is not None and parsed is not None:
                     outcome.ttft_ms = ttft_ms
                     decode_s = (duration_ms - ttft_ms) / 1000
-                    if parsed.output_tokens and decode_s > 0:
-                        outcome.tokens_per_s = parsed.output_tokens / decode_s
+                    tokens = fit_int(parsed.output_tokens)  # a server may send text
+                    if tokens and decode_s > 0:
+                        outcome.tokens_per_s = tokens / decode_s
                 return outcome
             if kind == "auth":
                 reason = (f"stopped after an auth failure on model '{model.alias}' "

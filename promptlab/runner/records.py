@@ -3,6 +3,11 @@
 `Recorder` turns a finished trial (sent, failed, skipped, or answered from the cache) into
 a `Record` of database rows and keeps the run's counters. `trial_row` is shared with
 `reproduce`, so a replayed trial is stored exactly as a run stores it.
+
+What a server or a dataset sends is fitted to its column on the way in (the store's rules:
+text, 32-bit integers, finite floats, bounded strings), so that one odd answer cannot fail
+the batch it is written with. An answer whose text is not text (say, a list of content
+parts) is kept as JSON but recorded as an error, kind "unstorable", so resume asks again.
 """
 
 from __future__ import annotations
@@ -16,10 +21,19 @@ from promptlab.canonical import canonical_json
 from promptlab.providers.base import HttpRequest, ProviderResponse, dumps
 from promptlab.spec import Trial
 from promptlab.store import Record, utcnow
+from promptlab.store.writer import LIMITS, fit_float, fit_int, fit_text
 
 __all__ = ["RunStats", "Call", "Outcome", "Recorder", "trial_row", "same_request", "with_n"]
 
 Scrub = Callable[[str | None], str | None]
+
+_ALIAS, _PROVIDER, _MODEL, _PROMPT, _ROW_ID, _ENDPOINT = (
+    LIMITS["trials"][c] for c in ("model_alias", "provider", "model", "prompt", "row_id",
+                                   "endpoint"))
+_FINISH, _RESPONSE_MODEL, _FINGERPRINT, _KIND = (
+    LIMITS["results"][c] for c in ("finish_reason", "response_model", "fingerprint",
+                                    "error_kind"))
+_ATTEMPT_KIND = LIMITS["attempts"]["error_kind"]
 
 
 @dataclass
@@ -71,12 +85,17 @@ class Outcome:
 def trial_row(run_id: str, trial: Trial, *, params_json: str, row_json: str,
               messages_json: str, cache_key: str) -> dict[str, Any]:
     model = trial.model
+    # Names longer than their column keep a hash of the whole: they stay distinct.
     return {
-        "run_id": run_id, "idx": trial.index, "key": trial.key, "model_alias": model.alias,
-        "provider": model.provider, "model": model.model, "prompt": trial.prompt.name,
-        "params_json": params_json, "row_id": trial.row.id, "row_json": row_json,
-        "repeat": trial.repeat, "messages_json": messages_json,
-        "endpoint": model.endpoint_identity(), "cache_key": cache_key,
+        "run_id": run_id, "idx": trial.index, "key": trial.key,
+        "model_alias": fit_text(model.alias, _ALIAS, identity=True),
+        "provider": fit_text(model.provider, _PROVIDER, identity=True),
+        "model": fit_text(model.model, _MODEL, identity=True),
+        "prompt": fit_text(trial.prompt.name, _PROMPT, identity=True),
+        "params_json": params_json, "row_id": fit_text(trial.row.id, _ROW_ID, identity=True),
+        "row_json": row_json, "repeat": trial.repeat, "messages_json": messages_json,
+        "endpoint": fit_text(model.endpoint_identity(), _ENDPOINT, identity=True),
+        "cache_key": cache_key,
     }
 
 
@@ -129,12 +148,23 @@ class Recorder:
             }
             return Record(row, result, [], call.trial_exists)
         r = outcome.response
+        text = finish = response_model = fingerprint = None
+        tokens_in = tokens_out = None
+        unstorable = None
+        if r is not None:
+            text, tokens_in, tokens_out = r.text, fit_int(r.input_tokens), fit_int(r.output_tokens)
+            finish = fit_text(r.finish_reason, _FINISH)
+            response_model = fit_text(r.model, _RESPONSE_MODEL)
+            fingerprint = fit_text(r.fingerprint, _FINGERPRINT)
+            if text is not None and type(text) is not str:
+                unstorable = _not_text(text)
+                text = fit_text(text)
         cost = None
-        if r is not None and (r.input_tokens is not None or r.output_tokens is not None):
-            cost = ((r.input_tokens or 0) * model.input_per_mtok
-                    + (r.output_tokens or 0) * model.output_per_mtok) / 1e6
-            self.stats.cost_usd += cost
-        status = "ok" if r is not None else (
+        if r is not None and (tokens_in is not None or tokens_out is not None):
+            cost = fit_float(((tokens_in or 0) * model.input_per_mtok
+                              + (tokens_out or 0) * model.output_per_mtok) / 1e6)
+            self.stats.cost_usd += cost or 0.0  # paid for, stored or not
+        status = "ok" if r is not None and unstorable is None else (
             "skipped" if outcome.error_kind == "skipped" else "error")
         if status == "ok":
             self.stats.ok += 1
@@ -142,21 +172,32 @@ class Recorder:
             self.stats.skipped += 1
         else:
             self.stats.errors += 1
+        for attempt in outcome.attempts:
+            attempt["status_code"] = fit_int(attempt["status_code"])
+            attempt["error_kind"] = fit_text(attempt["error_kind"], _ATTEMPT_KIND)
+            attempt["retry_after_ms"] = fit_float(attempt["retry_after_ms"])
         result = {
             "run_id": self.run_id, "idx": trial.index, "status": status,
-            "output": r.text if r else None, "finish_reason": r.finish_reason if r else None,
-            "input_tokens": r.input_tokens if r else None,
-            "output_tokens": r.output_tokens if r else None,
-            "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms,
-            "tokens_per_s": outcome.tokens_per_s, "cost_usd": cost,
-            "attempts": len(outcome.attempts), "response_model": r.model if r else None,
-            "fingerprint": r.fingerprint if r else None, "error_kind": outcome.error_kind,
-            "error": outcome.error, "cache_hit": False,
+            "output": text, "finish_reason": finish,
+            "input_tokens": tokens_in, "output_tokens": tokens_out,
+            "latency_ms": fit_float(outcome.latency_ms), "ttft_ms": fit_float(outcome.ttft_ms),
+            "tokens_per_s": fit_float(outcome.tokens_per_s), "cost_usd": cost,
+            "attempts": len(outcome.attempts), "response_model": response_model,
+            "fingerprint": fingerprint,
+            "error_kind": "unstorable" if unstorable else fit_text(outcome.error_kind, _KIND),
+            "error": unstorable or outcome.error, "cache_hit": False,
             "cacheable": status == "ok" and self._cache_policy == "readwrite",
             "cache_source": f"n-sample of {outcome.sample_of}" if outcome.sample_of else None,
             "finished_at": utcnow(),
         }
         return Record(row, result, outcome.attempts, call.trial_exists)
+
+
+def _not_text(value: object) -> str:
+    shown = fit_text(value, 80) or ""
+    return (f"results.output: the answer's text came as {type(value).__name__}, not str: "
+            f"kept as JSON text ({shown}); the provider did not make text of it, so the call "
+            "counts as an error and resume sends it again")
 
 
 def same_request(leader: Call, call: Call) -> bool:

@@ -109,6 +109,8 @@ class Store(RunQueries, TrialQueries, ReportQueries):
                     {"run_id": run_id, "name": n, "sha256": h} for n, h in hashes.items()])
 
     def write(self, records: Sequence[Record]) -> None:
+        """Store finished trials in one transaction: all of them, or none and raise what the
+        database said. (`BatchWriter` retries a refused batch record by record.)"""
         if not records:
             return
         attempts = [a for r in records for a in r.attempts]

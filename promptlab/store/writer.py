@@ -1,35 +1,289 @@
-"""The one writer: a thread that commits finished trials in batches.
+"""The one writer: a thread that commits finished trials in batches, and the safety net that
+keeps one value the database cannot take from costing any other record.
 
 Records handed to it are written even when the run is cancelled: closing the writer
 drains its queue and joins the thread. (An earlier design wrote from the event loop
 with `asyncio.to_thread`; cancelling that await at the end of a run could drop a batch
 still waiting for an executor thread, so the writer owns a thread of its own.)
+
+When the database refuses a batch:
+
+- a fault of the database itself (locked past its busy timeout, disk, lost connection:
+  `OperationalError` and kin) is waited out and the whole batch tried again, a few times;
+- anything else is a value it cannot take: the batch is halved, and halved again, until
+  the refused record is alone, and that record is stored as an error row (`error_row`):
+  its trial and attempts made storable, and a result with status "error", error_kind
+  "unstorable" and a message naming each column and what was done to it. Resume sends it
+  again, and nothing else;
+- only a database that refuses even an error row, or keeps faulting, makes the writer give
+  up: it sets `failed` at once (the runner stops sending calls it could not record), keeps
+  what it could not store for one last try at `close()`, and `close()` raises.
+
+`fit_text`, `fit_int` and `fit_float` are the rules for fitting a value to its column; the
+runner applies them to what it records (cheaply: most values pass one type check), and
+`error_row` applies them to every column.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import queue
+import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from promptlab.store.store import Record
+from sqlalchemy import Boolean, DateTime, Float, Integer, String
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-__all__ = ["BatchWriter"]
+from promptlab.store.store import Record, utcnow
+from promptlab.store.tables import Base
+
+__all__ = ["BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int", "fit_text"]
 
 _STOP = object()
+_I32 = 2**31
+TEXT_CAP = 10_000_000  # characters of a Text column kept in an error row
+MESSAGE_CAP = 1000  # characters of an error row's message
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+# -- fitting values to columns -----------------------------------------------------------
+
+def fit_text(value: object, limit: int | None = None, *, identity: bool = False) -> str | None:
+    """Text for a text column: None stays None, other non-text becomes JSON text (bytes are
+    decoded), and text longer than `limit` is cut with a visible marker, ``…[612 chars]``;
+    an `identity` (a row id, a model alias) keeps a hash of the whole instead, ``…#<16 hex>``,
+    so that different long values stay different."""
+    if type(value) is not str:
+        if value is None:
+            return None
+        value = _as_text(value)
+    if limit is not None and len(value) > limit:
+        return _shorten(value, limit, identity)
+    return value
+
+
+def fit_int(value: object) -> int | None:
+    """A 32-bit integer (the portable INTEGER), or None: integral floats and numeric text are
+    converted; bools, fractions, NaN, infinities and anything larger are not numbers here."""
+    if type(value) is int:
+        return value if -_I32 <= value < _I32 else None
+    if type(value) is float:
+        if not value.is_integer():  # also NaN and the infinities
+            return None
+        value = int(value)
+    elif type(value) is str:
+        try:
+            value = int(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return value if -_I32 <= value < _I32 else None
+
+
+def fit_float(value: object) -> float | None:
+    """A finite float, or None (NaN, the infinities, bools and non-numbers)."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int or type(value) is str:
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):  # keys JSON cannot hold, or a cycle
+        return repr(value)
+
+
+def _shorten(value: str, limit: int, identity: bool) -> str:
+    if identity:
+        whole = value.encode("utf-8", "surrogatepass")
+        tail = "…#" + hashlib.sha256(whole).hexdigest()[:16]
+    else:
+        tail = f"…[{len(value)} chars]"
+    return (value[:max(limit - len(tail), 0)] + tail)[:limit]
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str  # text, int, float, bool, time
+    limit: int | None
+    nullable: bool
+    key: bool
+    identity: bool
+
+
+def _columns(table: str) -> tuple[_Column, ...]:
+    out = []
+    for c in Base.metadata.tables[table].columns:
+        t = c.type
+        kind = ("text" if isinstance(t, String) else "bool" if isinstance(t, Boolean)
+                else "int" if isinstance(t, Integer) else "float" if isinstance(t, Float)
+                else "time" if isinstance(t, DateTime) else "other")
+        limit = t.length if isinstance(t, String) else None
+        # A trial's short strings name things that reports group and join by.
+        out.append(_Column(c.name, kind, limit, bool(c.nullable), bool(c.primary_key),
+                           identity=table == "trials" and limit is not None))
+    return tuple(out)
+
+
+_TABLES = {name: _columns(name) for name in ("trials", "attempts", "results")}
+LIMITS: dict[str, dict[str, int]] = {
+    name: {c.name: c.limit for c in cols if c.limit is not None}
+    for name, cols in _TABLES.items()}
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fit(col: _Column, value: object) -> tuple[object, str | None]:
+    """The value made storable in this column, and what was done to it (None: nothing)."""
+    if col.key or (value is None and col.nullable):
+        return value, None  # a key is ours: a wrong one is a bug, not a value to mend
+    if value is None:
+        empty = {"text": "", "int": 0, "float": 0.0, "bool": False, "time": utcnow()}
+        return empty.get(col.kind), "missing, stored as an empty value"
+    if col.kind == "text":
+        return _fit_text_column(col, value)
+    if col.kind in ("int", "float"):
+        number = fit_int(value) if col.kind == "int" else fit_float(value)
+        if number is None:
+            what = "a 32-bit integer" if col.kind == "int" else "a finite number"
+            return (None if col.nullable else 0), f"{_preview(value)} is not {what}"
+        quiet = type(value) is int or (col.kind == "float" and type(value) is float)
+        return number, None if quiet else f"{_preview(value)} stored as {number}"
+    if col.kind == "bool" and not isinstance(value, bool):
+        return value in (1, "1", "true"), f"{_preview(value)} is not true or false"
+    if col.kind == "time" and not isinstance(value, datetime):
+        return (None if col.nullable else utcnow()), f"{_preview(value)} is not a time"
+    return value, None
+
+
+def _fit_text_column(col: _Column, value: object) -> tuple[str, str | None]:
+    why: list[str] = []
+    text = value if type(value) is str else _as_text(value)
+    if type(value) is not str:
+        made = "text" if isinstance(value, bytes | bytearray) else "JSON text"
+        why.append(f"{type(value).__name__} ({_preview(value)}), not str: stored as {made}")
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+        why.append("NUL characters replaced (PostgreSQL text cannot hold them)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATES.sub("\ufffd", text)
+        why.append("unpaired surrogates replaced (UTF-8 cannot encode them)")
+    limit = col.limit or TEXT_CAP
+    if len(text) > limit:
+        why.append(f"{len(text)} characters, over its {limit}: cut"
+                   + (", with a hash of the whole" if col.identity else " with a marker"))
+        text = _shorten(text, limit, col.identity)
+    return text, "; ".join(why) or None
+
+
+def _storable(table: str, row: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    out = dict(row)
+    for col in _TABLES[table]:
+        if col.name in out:
+            out[col.name], why = _fit(col, out[col.name])
+            if why is not None:
+                note = f"{table}.{col.name}: {why}"
+                if note not in notes:
+                    notes.append(note)
+    return out
+
+
+def _said(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first[:300]}"
+
+
+def error_row(record: Record, refused: BaseException, *, attempts: bool = True) -> Record:
+    """The record as an error row: every value fitted to its column, the result marked
+    status "error", error_kind "unstorable", with a message naming what could not be stored
+    as it came and what the database said. Without `attempts`, its attempts are left out."""
+    notes: list[str] = []
+    trial = _storable("trials", record.trial, notes)
+    kept = [_storable("attempts", a, notes) for a in record.attempts] if attempts else []
+    result = _storable("results", record.result, notes)
+    if not attempts and record.attempts:
+        notes.append(f"its {len(record.attempts)} attempt(s) could not be stored at all")
+    message = ("could not store this trial as it came: " + ("; ".join(notes) or
+               "no value looked wrong") + f" (the database said {_said(refused)})")
+    result.update(status="error", error_kind="unstorable", cacheable=False,
+                  error=fit_text(message, MESSAGE_CAP))
+    return Record(trial, result, kept, record.trial_exists)
+
+
+# -- the writer thread -------------------------------------------------------------------
+
+class _Refused(Exception):
+    """The database would not take these values."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+
+
+class _GaveUp(Exception):
+    """The database keeps faulting, or refuses even an error row."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+
+
+def _database_fault(exc: BaseException) -> bool:
+    """A fault of the database, not of the values: worth waiting out, never worth splitting."""
+    if isinstance(exc, OperationalError | DisconnectionError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class BatchWriter:
+    """Commits records in batches on its own thread; see the module docstring.
+
+    `failed` is set the moment the writer gives up (and `error` says why); `written`
+    counts records stored, error rows included, `unstorable` the error rows it made, and
+    `demoted` those by the status their result had (a run's summary counts them as errors).
+    """
+
     def __init__(self, write: Callable[[Sequence[Record]], None], batch_size: int = 200,
-                 max_wait_s: float = 0.25) -> None:
+                 max_wait_s: float = 0.25, *, sleep: Callable[[float], None] = time.sleep,
+                 retry_waits_s: Sequence[float] = (0.5, 2.0)) -> None:
         self._write = write
         self._batch_size = batch_size
         self._max_wait_s = max_wait_s
+        self._sleep = sleep
+        self._retry_waits_s = tuple(retry_waits_s)
         self._queue: queue.Queue[object] = queue.Queue()
         self._local: list[Record] = []
-        self._failed: list[Record] = []
+        self._kept: list[Record] = []  # not stored after giving up: tried again at close
+        self.failed = threading.Event()
         self.error: BaseException | None = None
         self.written = 0
+        self.unstorable = 0
+        self.demoted: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="promptlab-writer", daemon=True)
         self._thread.start()
 
@@ -66,29 +320,81 @@ class BatchWriter:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._flush(batch)
+            if self.failed.is_set():
+                self._kept.extend(batch)  # no use pressing a database that refuses
+            elif batch:
+                self._store(batch)
 
-    def _flush(self, batch: list[Record]) -> None:
-        if not batch:
+    def _store(self, batch: list[Record]) -> None:
+        """Store every record, refused ones as error rows; or give up, keeping the rest."""
+        todo = [batch]  # a stack of chunks, the next one last
+        while todo:
+            chunk = todo.pop()
+            try:
+                try:
+                    self._commit(chunk)
+                except _Refused as refused:
+                    if len(chunk) > 1:
+                        half = len(chunk) // 2
+                        todo += [chunk[half:], chunk[:half]]
+                    else:
+                        self._commit_error_row(chunk[0], refused.cause)
+            except _GaveUp as gave_up:
+                self._give_up(gave_up.cause, [*chunk, *(r for c in reversed(todo) for r in c)])
+                return
+
+    def _commit(self, records: Sequence[Record]) -> None:
+        waits = iter(self._retry_waits_s)
+        while True:
+            try:
+                self._write(records)
+            except Exception as exc:
+                if not _database_fault(exc):
+                    raise _Refused(exc) from None
+                wait = next(waits, None)
+                if wait is None:
+                    raise _GaveUp(exc) from None
+                self._sleep(wait)
+                continue
+            self.written += len(records)
             return
-        todo = self._failed + batch
-        i = 0
+
+    def _commit_error_row(self, record: Record, refused: BaseException) -> None:
         try:
-            while i < len(todo):
-                chunk = todo[i:i + self._batch_size]
-                self._write(chunk)
-                i += len(chunk)
-                self.written += len(chunk)
-            self._failed = []
-        except Exception as exc:  # kept, retried with the next batch, reported at close
-            self._failed = todo[i:]
-            self.error = exc
+            whole, bare = error_row(record, refused), error_row(record, refused, attempts=False)
+        except Exception as exc:  # a record the net cannot mend: stop, never drop it quietly
+            raise _GaveUp(exc) from None
+        try:
+            self._commit([whole])
+        except _Refused:
+            try:  # perhaps it is the attempts the database will not take
+                self._commit([bare])
+            except _Refused as again:
+                raise _GaveUp(again.cause) from None
+        self.unstorable += 1
+        status = str(record.result.get("status"))
+        self.demoted[status] = self.demoted.get(status, 0) + 1
+
+    def _give_up(self, cause: BaseException, rest: Iterable[Record]) -> None:
+        self._kept.extend(rest)
+        self.error = cause
+        self.failed.set()
 
     def close(self) -> None:
-        """Write everything handed over so far, then stop; raises a write that kept failing."""
+        """Write everything handed over so far, then stop. After giving up, tries what it
+        kept once more, then raises the database's error (the run stopped early)."""
         self.flush()
         self._queue.put(_STOP)
         self._thread.join()
-        if self._failed:
-            self._write(self._failed)  # one last try, in the caller's thread: raises
-            self._failed = []
+        if self._kept:
+            kept, self._kept = self._kept, []
+            self._store(kept)  # in the caller's thread; gives up again if it must
+        if self.error is not None:
+            lost = len(self._kept)
+            self.error.add_note(
+                "promptlab: the database would not store finished trials, not even as error "
+                "rows, so the run stopped sending calls; "
+                + (f"{lost} finished trial(s) could not be stored; " if lost else
+                   "everything finished was stored at the last try; ")
+                + "resume the run once the database takes writes again.")
+            raise self.error
