@@ -1,4 +1,9 @@
-"""Every user error: one line naming the file and key, exit code 2, and zero requests sent."""
+"""Every user error: one line naming the file and key, exit code 2, and zero requests sent.
+
+Each case edits the small project of conftest.py, runs `promptlab run` with its arguments,
+and expects every fragment in the one line on stderr; a fragment starting with "!" must
+not be there.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,37 @@ import pytest
 from promptlab.cli import main
 from promptlab.testing import MockServer
 
+Edit = Callable[[Path], None]
 
-def append(path: str, text: str) -> Callable[[Path], None]:
+
+def append(path: str, text: str) -> Edit:
     def edit(root: Path) -> None:
         with open(root / path, "a", encoding="utf-8") as f:
             f.write(text)
     return edit
 
 
-def replace(path: str, old: str, new: str) -> Callable[[Path], None]:
+def replace(path: str, old: str, new: str) -> Edit:
     def edit(root: Path) -> None:
         p = root / path
-        p.write_text(p.read_text().replace(old, new))
+        text = p.read_text()
+        assert old in text, f"{old!r} is not in {path}"
+        p.write_text(text.replace(old, new))
+    return edit
+
+
+def write(path: str, content: str | bytes) -> Edit:
+    def edit(root: Path) -> None:
+        p = root / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content.encode() if isinstance(content, str) else content)
+    return edit
+
+
+def both(*edits: Edit) -> Edit:
+    def edit(root: Path) -> None:
+        for e in edits:
+            e(root)
     return edit
 
 
@@ -29,22 +53,33 @@ def nothing(root: Path) -> None:
     pass
 
 
-CASES = [
-    ("unknown_key", append("experiments/models/oa.yaml", "temprature: 0.5\n"), [],
-     ["experiments/models/oa.yaml", "models.oa.temprature"]),
+def csv_rows(content: str | bytes) -> Edit:
+    """Switch the project's dataset to data/rows.csv with this content."""
+    return both(replace("experiments/dataset/rows.yaml", "rows.jsonl", "rows.csv"),
+                write("data/rows.csv", content))
+
+
+HEADER = "id,country,expected\n"
+MODEL = "experiments/models/oa.yaml"
+RUN = "experiments/run/fast.yaml"
+
+Case = tuple[str, Edit, list[str], list[str]]
+
+ORIGINAL: list[Case] = [
+    ("unknown_key", append(MODEL, "temprature: 0.5\n"), [],
+     [MODEL, "models.oa.temprature"]),
     ("wrong_type", nothing, ["run.concurrency=lots"],
-     ["experiments/run/fast.yaml", "run.concurrency"]),
+     [RUN, "run.concurrency"]),
     ("missing_required", replace("experiments/models/an.yaml", "model: mock-large\n", ""), [],
      ["experiments/models/an.yaml", "models.an.model", "required"]),
     ("missing_variable", replace("templates/ask.j2", "{{ country }}", "{{ contry }}"), [],
      ["templates/ask.j2", "'contry' is undefined", "row 'fr'"]),
     ("missing_api_key", nothing, ["models.oa.api_key_env=NO_SUCH_KEY_VAR"],
-     ["NO_SUCH_KEY_VAR is not set", "experiments/models/oa.yaml"]),
+     ["NO_SUCH_KEY_VAR is not set", MODEL]),
     ("unknown_model_option", nothing, ["models=[oa,nope]"],
      ["experiments/config.yaml", "nope"]),
-    ("unknown_provider", replace("experiments/models/oa.yaml", "provider: openai",
-                                 "provider: openia"),
-     [], ["experiments/models/oa.yaml", "unknown provider 'openia'"]),
+    ("unknown_provider", replace(MODEL, "provider: openai", "provider: openia"),
+     [], [MODEL, "unknown provider 'openia'"]),
     ("missing_dataset_file", replace("experiments/dataset/rows.yaml", "rows.jsonl", "nope.jsonl"),
      [], ["experiments/dataset/rows.yaml", "dataset.path", "does not exist"]),
     ("missing_template_file", replace("experiments/prompts/plain.yaml", "ask.j2", "gone.j2"), [],
@@ -57,22 +92,77 @@ CASES = [
      ["experiments/grid/small.yaml", "grid.params.temperature"]),
 ]
 
+DATASETS: list[Case] = [
+    ("csv_row_with_extra_field", csv_rows(HEADER + "fr,France,Paris\nde,Germany,Berlin,x\n"), [],
+     ["data/rows.csv:3", "4 fields", "3 columns"]),
+    ("csv_short_row", csv_rows(HEADER + "fr,France\n"), [],
+     ["data/rows.csv:2", "missing", "expected", "!None"]),
+    ("csv_short_row_after_quoted_newline",
+     csv_rows(HEADER + 'de,"Ger\nmany",Berlin\nfr,France\n'), [],
+     ["data/rows.csv:4", "missing", "expected"]),
+    ("csv_unclosed_quote", csv_rows(HEADER + 'fr,"France,Paris\nde,Germany,Berlin\n'), [],
+     ["data/rows.csv:2", "quote"]),
+    ("csv_quote_inside_field", csv_rows(HEADER + 'fr,"Fra"nce,Paris\n'), [],
+     ["data/rows.csv:2", "quote"]),
+    ("csv_empty_header", csv_rows("\nfr,France,Paris\n"), [], ["data/rows.csv:1", "header"]),
+    ("csv_empty_file", csv_rows(""), [], ["data/rows.csv", "empty"]),
+    ("csv_unnamed_column", csv_rows("id,,expected\nfr,France,Paris\n"), [],
+     ["data/rows.csv:1", "column 2", "no name"]),
+    ("csv_duplicate_column", csv_rows("id,country,country\nfr,France,Paris\n"), [],
+     ["data/rows.csv:1", "'country'", "twice"]),
+    ("csv_not_utf8", csv_rows(HEADER.encode() + b"fr,Fran\xe7e,Paris\n"), [],
+     ["data/rows.csv", "UTF-8", "line 2"]),
+    ("jsonl_not_utf8", write("data/rows.jsonl", b'{"id": "fr", "country": "Fran\xe7e"}\n'), [],
+     ["data/rows.jsonl", "UTF-8", "line 1"]),
+    ("jsonl_utf16", write("data/rows.jsonl", '{"id": "fr"}\n'.encode("utf-16")), [],
+     ["data/rows.jsonl", "UTF-16", "UTF-8"]),
+    ("jsonl_array_line", append("data/rows.jsonl", "[1, 2]\n"), [],
+     ["data/rows.jsonl:4", "JSON array", "object"]),
+    ("jsonl_string_line", append("data/rows.jsonl", '"Spain"\n'), [],
+     ["data/rows.jsonl:4", "JSON string", "object"]),
+    ("jsonl_null_line", append("data/rows.jsonl", "null\n"), [], ["data/rows.jsonl:4", "null"]),
+    ("jsonl_error_counts_blank_lines", append("data/rows.jsonl", '\n\n{"id": "es"\n'), [],
+     ["data/rows.jsonl:6", "invalid JSON"]),
+    ("jsonl_only_blank_lines", write("data/rows.jsonl", "\n\n  \n"), [],
+     ["experiments/dataset/rows.yaml", "no rows"]),
+    ("dataset_unknown_format",
+     both(replace("experiments/dataset/rows.yaml", "rows.jsonl", "rows.txt"),
+          write("data/rows.txt", "fr France Paris\n")), [],
+     ["experiments/dataset/rows.yaml", "dataset.path", ".jsonl or .csv"]),
+    ("dataset_duplicate_ids", append("data/rows.jsonl", '{"id": "fr", "country": "X"}\n'), [],
+     ["experiments/dataset/rows.yaml", "'fr'", "twice"]),
+    ("dataset_path_and_rows", append("experiments/dataset/rows.yaml", "rows: [{a: 1}]\n"), [],
+     ["experiments/dataset/rows.yaml", "exactly one of"]),
+    ("dataset_missing_id_field", append("experiments/dataset/rows.yaml", "id_field: key\n"), [],
+     ["experiments/dataset/rows.yaml", "'key'"]),
+]
 
-@pytest.mark.parametrize(("name", "edit", "overrides", "expected"), CASES,
+CASES = [*ORIGINAL, *DATASETS]
+
+
+def test_the_table_is_large_and_names_are_unique() -> None:
+    assert len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(("name", "edit", "args", "expected"), CASES,
                          ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_sends_nothing(
-        name: str, edit: Callable[[Path], None], overrides: list[str], expected: list[str],
+        name: str, edit: Edit, args: list[str], expected: list[str],
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     edit(project)
     monkeypatch.chdir(project)
-    code = main(["run", "--db", str(project / "results.db"), *overrides])
+    code = main(["run", "--db", str(project / "results.db"), *args])
     err = capsys.readouterr().err
     assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    line = err.strip()
     for fragment in expected:
-        assert fragment in lines[0], lines[0]
+        if fragment.startswith("!"):
+            assert fragment[1:] not in line, line
+        else:
+            assert fragment in line, line
     assert "Traceback" not in err
     assert mock_server.request_count == 0
 
