@@ -137,7 +137,27 @@ DATASETS: list[Case] = [
      ["experiments/dataset/rows.yaml", "'key'"]),
 ]
 
-CASES = [*ORIGINAL, *DATASETS]
+TEMPLATES_AND_CLI: list[Case] = [
+    ("template_not_utf8", write("templates/ask.j2", b"Capital of {{ country }}, caf\xe9?\n"), [],
+     ["templates/ask.j2", "UTF-8"]),
+    ("template_division_by_zero", write("templates/ask.j2", "{{ 1 / 0 }} {{ country }}\n"), [],
+     ["templates/ask.j2", "division by zero", "row 'fr'"]),
+    ("template_type_error", write("templates/ask.j2", "{{ country + 1 }}\n"), [],
+     ["templates/ask.j2", "row 'fr'"]),
+    ("template_unknown_filter", write("templates/ask.j2", "{{ country | shout }}\n"), [],
+     ["templates/ask.j2:1", "shout", "!raw"]),
+    ("template_missing_include", write("templates/ask.j2", "{% include 'part.j2' %}\n"), [],
+     ["templates/ask.j2", "part.j2"]),
+    ("inline_content_syntax", replace("experiments/prompts/fewshot.yaml", "Be {{ tone }}",
+                                      "Be {{ tone"), [],
+     ["experiments/prompts/fewshot.yaml", "syntax error"]),
+    ("db_in_missing_directory", nothing, ["--db", "/nonexistent-promptlab-dir/x/results.db"],
+     ["--db", "does not exist"]),
+    ("experiments_dir_missing", nothing, ["--experiments", "no-such-dir"],
+     ["no-such-dir/config.yaml"]),
+]
+
+CASES = [*ORIGINAL, *DATASETS, *TEMPLATES_AND_CLI]
 
 
 def test_the_table_is_large_and_names_are_unique() -> None:
