@@ -67,9 +67,9 @@ Case = tuple[str, Edit, list[str], list[str]]
 
 ORIGINAL: list[Case] = [
     ("unknown_key", append(MODEL, "temprature: 0.5\n"), [],
-     [MODEL, "models.oa.temprature"]),
+     [MODEL, "models.oa.temprature", "params.temperature", "api_key_env", "!schema.py"]),
     ("wrong_type", nothing, ["run.concurrency=lots"],
-     [RUN, "run.concurrency"]),
+     ["run.concurrency=lots:", "run.concurrency", "whole number", "!fast.yaml"]),
     ("missing_required", replace("experiments/models/an.yaml", "model: mock-large\n", ""), [],
      ["experiments/models/an.yaml", "models.an.model", "required"]),
     ("missing_variable", replace("templates/ask.j2", "{{ country }}", "{{ contry }}"), [],
@@ -77,14 +77,14 @@ ORIGINAL: list[Case] = [
     ("missing_api_key", nothing, ["models.oa.api_key_env=NO_SUCH_KEY_VAR"],
      ["NO_SUCH_KEY_VAR is not set", MODEL]),
     ("unknown_model_option", nothing, ["models=[oa,nope]"],
-     ["experiments/config.yaml", "nope"]),
+     ["models=[oa,nope]:", "'nope'", "experiments/models/", "an, oa"]),
     ("unknown_provider", replace(MODEL, "provider: openai", "provider: openia"),
      [], [MODEL, "unknown provider 'openia'"]),
     ("missing_dataset_file", replace("experiments/dataset/rows.yaml", "rows.jsonl", "nope.jsonl"),
      [], ["experiments/dataset/rows.yaml", "dataset.path", "does not exist"]),
     ("missing_template_file", replace("experiments/prompts/plain.yaml", "ask.j2", "gone.j2"), [],
      ["experiments/prompts/plain.yaml", "template 'gone.j2' not found"]),
-    ("bad_override_syntax", nothing, ["run.concurrency=[1,"], ["experiments/config.yaml"]),
+    ("bad_override_syntax", nothing, ["run.concurrency=[1,"], ["run.concurrency=[1,:"]),
     ("template_syntax", replace("templates/ask.j2", "{{ country }}", "{{ country "), [],
      ["templates/ask.j2", "syntax error"]),
     ("bad_jsonl", append("data/rows.jsonl", "{not json}\n"), [], ["rows.jsonl:4", "invalid JSON"]),
@@ -137,6 +137,63 @@ DATASETS: list[Case] = [
      ["experiments/dataset/rows.yaml", "'key'"]),
 ]
 
+YAML_URLS_HEADERS: list[Case] = [
+    ("yaml_syntax_in_run_file", write(RUN, "concurrency: 8\ntimeout_s: [5\n"), [],
+     [RUN + ":3", "YAML"]),
+    ("yaml_syntax_in_model_file", replace(MODEL, "model: mock-small", "model: mock: small"), [],
+     [MODEL + ":3", "YAML"]),
+    ("yaml_syntax_in_config", append("experiments/config.yaml", "name: {x\n"), [],
+     ["experiments/config.yaml:", "YAML"]),
+    ("yaml_tab_indent", write(RUN, "concurrency: 8\n\tprogress: false\n"), [],
+     [RUN + ":2", "YAML"]),
+    ("yaml_duplicate_key", append(RUN, "concurrency: 9\n"), [],
+     [RUN + ":", "duplicate key"]),
+    ("yaml_not_utf8", write(RUN, b"concurrency: 8\n# caf\xe9\n"), [], [RUN, "UTF-8", "line 2"]),
+    ("yaml_top_level_scalar", write(RUN, "8\n"), [], [RUN, "mapping"]),
+    ("yaml_defaults_not_a_list", write("experiments/config.yaml", "defaults: 5\n"), [],
+     ["experiments/config.yaml", "defaults"]),
+]
+
+NAMES: list[Case] = [
+    ("unknown_model_option_close", nothing, ["models=[oa,ann]"],
+     ["models=[oa,ann]:", "did you mean 'an'"]),
+    ("unknown_dataset_option", nothing, ["dataset=rowz"],
+     ["dataset=rowz:", "did you mean 'rows'", "experiments/dataset/"]),
+    ("unknown_option_in_defaults", replace("experiments/config.yaml", "dataset: rows",
+                                           "dataset: rowz"), [],
+     ["experiments/config.yaml", "'rowz'", "did you mean 'rows'"]),
+    ("unknown_group_in_defaults", replace("experiments/config.yaml", "- grid: small",
+                                          "- gird: small"), [],
+     ["experiments/config.yaml", "'gird'", "did you mean grid"]),
+    ("unknown_group_override", nothing, ["modles=[oa]"], ["modles=[oa]:", "did you mean models"]),
+    ("unknown_experiment_group", nothing, ["+experiment=nope"],
+     ["+experiment=nope:", "experiments/experiment/"]),
+    ("unknown_top_level_override", nothing, ["nmae=x"], ["nmae=x:", "did you mean name"]),
+    ("group_not_in_defaults_needs_plus",
+     write("experiments/experiment/x.yaml", "# @package _global_\nname: x\n"), ["experiment=x"],
+     ["experiment=x:", "+experiment=x"]),
+    ("mistyped_run_override", nothing, ["run.concurency=8"],
+     ["run.concurency=8:", "did you mean run.concurrency", "batch_size", "!+run", "!append"]),
+    ("mistyped_run_override_with_plus", nothing, ["+run.concurency=8"],
+     ["+run.concurency=8:", "did you mean run.concurrency", "!append"]),
+    ("mistyped_model_override", nothing, ["models.oa.max_concurency=2"],
+     ["models.oa.max_concurency=2:", "did you mean models.oa.max_concurrency"]),
+    ("mistyped_key_in_run_file", append(RUN, "concurency: 8\n"), [],
+     [RUN, "run.concurency", "did you mean run.concurrency", "!schema.py"]),
+    ("mistyped_key_in_model_file", append(MODEL, "max_concurency: 4\n"), [],
+     [MODEL, "did you mean models.oa.max_concurrency"]),
+    ("mistyped_server_key", append(MODEL, "server: {kind: mock, n_ctxx: 5}\n"), [],
+     [MODEL, "models.oa.server.n_ctxx", "did you mean models.oa.server.n_ctx"]),
+    ("mistyped_top_level_key", append("experiments/config.yaml", "nmae: x\n"), [],
+     ["experiments/config.yaml", "nmae", "did you mean name"]),
+    ("bad_float_override", nothing, ["run.timeout_s=soon"], ["run.timeout_s=soon:", "number"]),
+    ("bad_bool_override", nothing, ["run.progress=maybe"],
+     ["run.progress=maybe:", "true or false"]),
+    ("bad_value_in_file", replace(RUN, "concurrency: 8", "concurrency: lots"), [],
+     [RUN, "run.concurrency", "whole number"]),
+    ("override_without_value", nothing, ["run.concurrency"], ["run.concurrency:", "="]),
+]
+
 TEMPLATES_AND_CLI: list[Case] = [
     ("template_not_utf8", write("templates/ask.j2", b"Capital of {{ country }}, caf\xe9?\n"), [],
      ["templates/ask.j2", "UTF-8"]),
@@ -157,11 +214,11 @@ TEMPLATES_AND_CLI: list[Case] = [
      ["no-such-dir/config.yaml"]),
 ]
 
-CASES = [*ORIGINAL, *DATASETS, *TEMPLATES_AND_CLI]
+CASES = [*ORIGINAL, *DATASETS, *YAML_URLS_HEADERS, *NAMES, *TEMPLATES_AND_CLI]
 
 
 def test_the_table_is_large_and_names_are_unique() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
