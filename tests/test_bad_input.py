@@ -152,6 +152,61 @@ YAML_URLS_HEADERS: list[Case] = [
     ("yaml_top_level_scalar", write(RUN, "8\n"), [], [RUN, "mapping"]),
     ("yaml_defaults_not_a_list", write("experiments/config.yaml", "defaults: 5\n"), [],
      ["experiments/config.yaml", "defaults"]),
+    ("base_url_without_scheme", replace(MODEL, "base_url: http://", "base_url: "), [],
+     [MODEL, "models.oa.base_url", "http://127.0.0.1"]),
+    ("base_url_without_colon", replace(MODEL, "base_url: http://", "base_url: http//"), [],
+     [MODEL, "models.oa.base_url", "http://"]),
+    ("base_url_with_space", nothing, ["models.oa.base_url='http://127.0.0.1:1/v 1'"],
+     ["models.oa.base_url=", "space"]),
+    ("base_url_other_scheme", nothing, ["models.oa.base_url=ftp://127.0.0.1/v1"],
+     ["models.oa.base_url=ftp://127.0.0.1/v1:", "http"]),
+    ("base_url_bad_port", nothing, ["models.oa.base_url=http://127.0.0.1:99999/v1"],
+     ["models.oa.base_url", "port"]),
+    ("header_value_with_newline", append(MODEL, 'headers: {X-A: "a\\nb"}\n'), [],
+     [MODEL, "models.oa.headers.X-A", "line break"]),
+    ("header_value_with_newline_override", nothing, ["models.oa.headers.X-A='a\nb'"],
+     ["models.oa.headers.X-A='a\\nb':", "line break"]),
+    ("header_name_with_space", append(MODEL, 'headers: {"X A": "b"}\n'), [],
+     [MODEL, "models.oa.headers", "'X A'"]),
+    ("server_ready_path_relative", append(MODEL, "server: {kind: mock, ready_path: v1}\n"), [],
+     [MODEL, "models.oa.server.ready_path", "/"]),
+]
+
+RANGES: list[Case] = [
+    ("concurrency_zero", nothing, ["run.concurrency=0"], ["run.concurrency=0:", "at least 1"]),
+    ("batch_size_zero", nothing, ["run.batch_size=0"], ["run.batch_size=0:", "at least 1"]),
+    ("batch_size_negative", nothing, ["run.batch_size=-5"], ["run.batch_size=-5:", "at least 1"]),
+    ("batch_size_zero_in_file", append(RUN, "batch_size: 0\n"), [],
+     [RUN, "run.batch_size", "at least 1"]),
+    ("timeout_zero", nothing, ["run.timeout_s=0"], ["run.timeout_s", "greater than 0"]),
+    ("timeout_nan", nothing, ["run.timeout_s=nan"], ["run.timeout_s", "finite"]),
+    ("max_attempts_zero", nothing, ["run.max_attempts=0"], ["run.max_attempts", "at least 1"]),
+    ("backoff_base_negative", nothing, ["run.backoff_base_s=-1"],
+     ["run.backoff_base_s", "at least 0"]),
+    ("backoff_max_below_base", nothing, ["run.backoff_max_s=0.001"],
+     ["run.backoff_max_s=0.001:", "run.backoff_base_s"]),
+    ("max_calls_zero", nothing, ["run.max_calls=0"], ["run.max_calls", "at least 1", "null"]),
+    ("max_cost_negative", nothing, ["run.max_cost_usd=-1"], ["run.max_cost_usd", "at least 0"]),
+    ("dataset_limit_zero", nothing, ["dataset.limit=0"], ["dataset.limit", "at least 1"]),
+    ("repeats_zero", nothing, ["grid.repeats=0"], ["grid.repeats=0:", "at least 1"]),
+    ("model_max_concurrency_zero", nothing, ["models.oa.max_concurrency=0"],
+     ["models.oa.max_concurrency", "at least 1"]),
+    ("model_rpm_zero", append(MODEL, "rpm: 0\n"), [], [MODEL, "models.oa.rpm", "greater than 0"]),
+    ("model_tpm_negative", nothing, ["models.oa.tpm=-1"], ["models.oa.tpm", "greater than 0"]),
+    ("model_timeout_zero", nothing, ["models.an.timeout_s=0"],
+     ["models.an.timeout_s", "greater than 0"]),
+    ("price_negative", append(MODEL, "price: {input_per_mtok: -1}\n"), [],
+     [MODEL, "models.oa.price.input_per_mtok", "at least 0"]),
+    ("server_ready_timeout_zero", append(MODEL, "server: {kind: mock, ready_timeout_s: 0}\n"), [],
+     [MODEL, "models.oa.server.ready_timeout_s", "greater than 0"]),
+    ("server_n_ctx_zero", append(MODEL, "server: {kind: mock, n_ctx: 0}\n"), [],
+     [MODEL, "models.oa.server.n_ctx", "at least 1"]),
+    ("server_n_parallel_zero", append(MODEL, "server: {kind: mock, n_parallel: 0}\n"), [],
+     [MODEL, "models.oa.server.n_parallel", "at least 1"]),
+    ("scorer_threshold_nan",
+     append("experiments/config.yaml",
+            "scorers: {j: {type: judge, model: an, template: ask.j2, threshold: .nan}}\n"), [],
+     ["experiments/config.yaml", "scorers.j.threshold", "finite"]),
 ]
 
 NAMES: list[Case] = [
@@ -192,6 +247,15 @@ NAMES: list[Case] = [
     ("bad_value_in_file", replace(RUN, "concurrency: 8", "concurrency: lots"), [],
      [RUN, "run.concurrency", "whole number"]),
     ("override_without_value", nothing, ["run.concurrency"], ["run.concurrency:", "="]),
+    ("unknown_endpoint", nothing, ["models.oa.endpoint=chats"],
+     ["models.oa.endpoint=chats:", "chat"]),
+    ("unknown_role", replace("experiments/prompts/plain.yaml", "role: user", "role: usr"), [],
+     ["experiments/prompts/plain.yaml", "prompts.plain.messages[0].role", "user"]),
+]
+
+WORDS: list[Case] = [
+    ("cache_unknown_policy", nothing, ["run.cache=sometimes"],
+     ["run.cache=sometimes:", "off, read or readwrite"]),
 ]
 
 TEMPLATES_AND_CLI: list[Case] = [
@@ -214,7 +278,7 @@ TEMPLATES_AND_CLI: list[Case] = [
      ["no-such-dir/config.yaml"]),
 ]
 
-CASES = [*ORIGINAL, *DATASETS, *YAML_URLS_HEADERS, *NAMES, *TEMPLATES_AND_CLI]
+CASES = [*ORIGINAL, *DATASETS, *YAML_URLS_HEADERS, *RANGES, *NAMES, *WORDS, *TEMPLATES_AND_CLI]
 
 
 def test_the_table_is_large_and_names_are_unique() -> None:

@@ -3,7 +3,8 @@
 Every failure becomes a one-line `ConfigError` naming the file (or the command-line
 override) and the key, because Hydra's own reports (multi-line, exit code 1) are not what
 a user of a batch tool wants to read. The steps: overrides are checked against the schema
-(`overrides`), Hydra composes, and OmegaConf merges the result onto the schema.
+(`overrides`), Hydra composes, OmegaConf merges the result onto the schema, and the value
+rules and formats are checked (`checks`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from promptlab.config import messages
+from promptlab.config import checks, messages
 from promptlab.config.locate import Locator, source_file
 from promptlab.config.overrides import check as check_overrides
 from promptlab.config.overrides import force
@@ -88,7 +89,7 @@ def load(
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,
              given: Sequence[str] = ()) -> dict[str, Any]:
-    """Check `cfg` against the schema; return plain Python containers.
+    """Check `cfg` against the schema and the value rules; return plain Python containers.
 
     `given` are the command-line overrides: an error in a key one of them set names it.
     """
@@ -109,4 +110,6 @@ def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,
     except OmegaConfBaseException as exc:
         raise messages.validation_error(exc, where) from None
     assert isinstance(plain, dict)
-    return {str(k): v for k, v in plain.items()}
+    config = {str(k): v for k, v in plain.items()}
+    checks.check(config, where)
+    return config
