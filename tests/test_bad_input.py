@@ -131,6 +131,8 @@ DATASETS: list[Case] = [
      ["experiments/dataset/rows.yaml", "dataset.path", ".jsonl or .csv"]),
     ("dataset_duplicate_ids", append("data/rows.jsonl", '{"id": "fr", "country": "X"}\n'), [],
      ["experiments/dataset/rows.yaml", "'fr'", "twice"]),
+    ("dataset_inline_rows_not_mappings", write("experiments/dataset/rows.yaml", "rows: [a, b]\n"),
+     [], ["experiments/dataset/rows.yaml", "dataset.rows[0]"]),
     ("dataset_path_and_rows", append("experiments/dataset/rows.yaml", "rows: [{a: 1}]\n"), [],
      ["experiments/dataset/rows.yaml", "exactly one of"]),
     ("dataset_missing_id_field", append("experiments/dataset/rows.yaml", "id_field: key\n"), [],
@@ -150,6 +152,7 @@ YAML_URLS_HEADERS: list[Case] = [
      [RUN + ":", "duplicate key"]),
     ("yaml_not_utf8", write(RUN, b"concurrency: 8\n# caf\xe9\n"), [], [RUN, "UTF-8", "line 2"]),
     ("yaml_top_level_scalar", write(RUN, "8\n"), [], [RUN, "mapping"]),
+    ("yaml_top_level_list", write(RUN, "- concurrency: 8\n"), [], [RUN, "run", "mapping"]),
     ("yaml_defaults_not_a_list", write("experiments/config.yaml", "defaults: 5\n"), [],
      ["experiments/config.yaml", "defaults"]),
     ("base_url_without_scheme", replace(MODEL, "base_url: http://", "base_url: "), [],
@@ -168,6 +171,8 @@ YAML_URLS_HEADERS: list[Case] = [
      ["models.oa.headers.X-A='a\\nb':", "line break"]),
     ("header_name_with_space", append(MODEL, 'headers: {"X A": "b"}\n'), [],
      [MODEL, "models.oa.headers", "'X A'"]),
+    ("header_value_yaml_boolean", append(MODEL, "headers: {X-Debug: yes}\n"), [],
+     [MODEL, "models.oa.headers.X-Debug", "quote"]),
     ("server_ready_path_relative", append(MODEL, "server: {kind: mock, ready_path: v1}\n"), [],
      [MODEL, "models.oa.server.ready_path", "/"]),
 ]
@@ -239,6 +244,8 @@ NAMES: list[Case] = [
      [MODEL, "did you mean models.oa.max_concurrency"]),
     ("mistyped_server_key", append(MODEL, "server: {kind: mock, n_ctxx: 5}\n"), [],
      [MODEL, "models.oa.server.n_ctxx", "did you mean models.oa.server.n_ctx"]),
+    ("mistyped_message_key", replace("experiments/prompts/plain.yaml", "template:", "temp1ate:"),
+     [], ["experiments/prompts/plain.yaml", "temp1ate", "did you mean", "template"]),
     ("mistyped_top_level_key", append("experiments/config.yaml", "nmae: x\n"), [],
      ["experiments/config.yaml", "nmae", "did you mean name"]),
     ("bad_float_override", nothing, ["run.timeout_s=soon"], ["run.timeout_s=soon:", "number"]),
@@ -254,8 +261,12 @@ NAMES: list[Case] = [
 ]
 
 WORDS: list[Case] = [
+    ("cache_on_is_a_yaml_boolean", append(RUN, "cache: on\n"), [],
+     [RUN, "run.cache", "quote", "!'True'"]),
     ("cache_unknown_policy", nothing, ["run.cache=sometimes"],
      ["run.cache=sometimes:", "off, read or readwrite"]),
+    ("model_name_yaml_boolean", replace(MODEL, "model: mock-small", "model: no"), [],
+     [MODEL, "models.oa.model", "quote"]),
 ]
 
 TEMPLATES_AND_CLI: list[Case] = [

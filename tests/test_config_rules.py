@@ -9,9 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from promptlab.config.checks import url_problem
-from promptlab.config.loading import validate
+from promptlab.config.loading import load, validate
 from promptlab.config.paths import lookup, split_key
-from promptlab.config.rules import CHOICES, ORDERED, RANGES, Range
+from promptlab.config.rules import BOOLEAN_WORDS, CHOICES, ORDERED, RANGES, Range
 from promptlab.config.suggest import closest
 from promptlab.errors import ConfigError
 
@@ -35,7 +35,7 @@ def check(config: dict[str, Any], tmp_path: Path, *overrides: str) -> dict[str, 
 
 def test_every_pattern_in_the_tables_names_a_setting() -> None:
     patterns = [r.pattern for r in RANGES] + [k for pair in ORDERED for k in pair]
-    patterns += [*CHOICES]
+    patterns += [*CHOICES, *BOOLEAN_WORDS]
     for pattern in patterns:
         assert lookup(split_key(pattern.replace("*", "x").replace("x.role", "0.role"))) is None, \
             pattern
@@ -68,6 +68,32 @@ def test_backoff_cap_may_not_be_below_the_base(tmp_path: Path) -> None:
     check({"run": {"backoff_base_s": 1.0, "backoff_max_s": 1.0}}, tmp_path)
     with pytest.raises(ConfigError, match=r"run.backoff_max_s: 0.5 is less than run.backoff_base"):
         check({"run": {"backoff_base_s": 1.0, "backoff_max_s": 0.5}}, tmp_path)
+
+
+def test_yaml_off_means_cache_off_and_no_fallback(tmp_path: Path) -> None:
+    config = check({"run": {"cache": False},
+                    "models": {"m": {"model": "x", "server": {"kind": "mock",
+                                                               "fallback": False}}}}, tmp_path)
+    assert config["run"]["cache"] == "off"
+    assert config["models"]["m"]["server"]["fallback"] is None
+
+
+def test_cache_off_unquoted_in_a_run_file_loads(project: Path) -> None:
+    (project / "experiments/run/fast.yaml").write_text("cache: off\nprogress: no\n")
+    assert load(project / "experiments").config["run"]["cache"] == "off"
+
+
+@pytest.mark.parametrize("key", ["name", "run.cache", "models.m.provider", "models.m.headers.X"])
+def test_a_yaml_boolean_in_a_text_setting_is_refused_with_quote_it(key: str,
+                                                                   tmp_path: Path) -> None:
+    config: dict[str, Any] = {"models": {"m": {"model": "x"}}}
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = True
+    with pytest.raises(ConfigError, match=rf"{key}: YAML reads an unquoted on, yes or true"):
+        check(config, tmp_path)
 
 
 def test_an_error_in_a_key_an_override_set_names_the_override(tmp_path: Path) -> None:

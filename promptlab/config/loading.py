@@ -3,8 +3,8 @@
 Every failure becomes a one-line `ConfigError` naming the file (or the command-line
 override) and the key, because Hydra's own reports (multi-line, exit code 1) are not what
 a user of a batch tool wants to read. The steps: overrides are checked against the schema
-(`overrides`), Hydra composes, OmegaConf merges the result onto the schema, and the value
-rules and formats are checked (`checks`).
+(`overrides`), Hydra composes, the raw values are checked for shape (`shapes`), OmegaConf
+merges them onto the schema, and the value rules and formats are checked (`checks`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from promptlab.config import checks, messages
+from promptlab.config import checks, messages, shapes
 from promptlab.config.locate import Locator, source_file
 from promptlab.config.overrides import check as check_overrides
 from promptlab.config.overrides import force
@@ -96,6 +96,7 @@ def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,
     where = Locator(choices, config_dir, given)
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)
+    raw = shapes.normalize({str(k): v for k, v in raw.items()}, where)
     schema = OmegaConf.structured(ExperimentConfig)
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(raw))
