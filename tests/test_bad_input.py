@@ -319,6 +319,26 @@ def test_bad_input_is_one_line_exit_2_and_sends_nothing(
     assert mock_server.request_count == 0
 
 
+@pytest.mark.parametrize(("override", "expected"), [
+    ("run.batch_size=0", "run.batch_size: 0 is out of range"),
+    ("run.backoff_max_s=-1", "run.backoff_max_s: -1"),
+    ("run.cache=sometimes", "use off, read or readwrite"),
+    ("run.concurency=8", "did you mean run.concurrency"),
+])
+def test_resume_checks_its_run_overrides_before_sending(
+        override: str, expected: str, project: Path, mock_server: MockServer,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(project)
+    db = str(project / "results.db")
+    assert main(["run", "--db", db, "--no-progress", "run.max_calls=2"]) == 0
+    sent = mock_server.request_count
+    capsys.readouterr()
+    assert main(["resume", "latest", "--db", db, "--no-progress", override]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert mock_server.request_count == sent
+
+
 def test_no_experiments_directory_is_a_user_error(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
