@@ -3,13 +3,29 @@
 A row's id is the value of the dataset's ``id_field`` when set (or of an ``id`` column when
 present), otherwise the first 12 hex digits of the sha256 of the row's canonical JSON, so
 an id survives reordering the file. Identical rows get ``-2``, ``-3``, ... suffixes.
+
+Files are UTF-8 (a leading byte order mark is ignored) and are read as their formats
+define records, never split with ``str.splitlines``:
+
+- JSONL: one JSON object per line, lines end with ``\\n`` or ``\\r\\n`` only, so a string
+  may hold U+2028, U+2029 or any other character JSON allows. Blank lines are skipped.
+- CSV: the ``csv`` module's records, so a quoted field may hold commas, quotes and line
+  breaks. The first line is the header: every column needs a name, and names are unique.
+  Every row has exactly as many fields as the header: a short row is an error naming the
+  missing columns (write an empty value as ``,,`` or ``""``), a long one is an error too,
+  because guessing which value belongs where would score the wrong thing. Blank lines
+  are skipped.
+
+Errors name ``file:line``, the physical line where the bad record starts.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +33,10 @@ from promptlab.canonical import hash_value
 from promptlab.errors import UserError
 from promptlab.spec import DatasetSpec, Row
 
-__all__ = ["load_dataset", "make_rows"]
+__all__ = ["load_dataset", "make_rows", "read_text"]
+
+_JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a JSON number",
+               float: "a JSON number", bool: "JSON true or false", type(None): "JSON null"}
 
 
 def load_dataset(cfg: dict[str, Any], root: Path, where: str,
@@ -41,8 +60,8 @@ def load_dataset(cfg: dict[str, Any], root: Path, where: str,
             raise UserError(f"{where}: dataset.path: file {file} does not exist; fix the path "
                             "(relative paths resolve against the project directory)")
         else:
-            text = file.read_text(encoding="utf-8")
-        raw = list(_parse(text, file, where))
+            text = read_text(file, _label(file))
+        raw = _parse(text, file, where)
     else:
         raw = list(rows_cfg or [])
         for i, r in enumerate(raw):
@@ -56,26 +75,107 @@ def load_dataset(cfg: dict[str, Any], root: Path, where: str,
     return DatasetSpec(name=name, path=path, rows=tuple(rows)), text
 
 
-def _parse(text: str, file: Path, where: str) -> Iterable[dict[str, Any]]:
+def _label(file: Path) -> str:
+    """The file as errors name it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(file) if file.resolve().is_relative_to(Path.cwd()) else str(file)
+    except (OSError, ValueError):
+        return str(file)
+
+
+def read_text(file: Path, label: str) -> str:
+    """A UTF-8 text file, exactly (no newline translation); a user error if it is not."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{label}: cannot read the file ({exc.strerror}); check its "
+                        "permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise UserError(f"{label}: not UTF-8 but UTF-16 (it starts with a UTF-16 byte "
+                            "order mark); save it as UTF-8") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{label}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); "
+                        "save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def _parse(text: str, file: Path, where: str) -> list[dict[str, Any]]:
+    text = text.removeprefix("\ufeff")
     suffix = file.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{file}:{n}: invalid JSON ({exc.msg}); each line must be one "
-                                "JSON object") from None
-            if not isinstance(value, dict):
-                raise UserError(f"{file}:{n}: line is not a JSON object; each line must be one "
-                                "JSON object")
-            yield value
-    elif suffix == ".csv":
-        yield from csv.DictReader(text.splitlines())
-    else:
-        raise UserError(f"{where}: dataset.path: {file.name} has an unknown format; use a "
-                        ".jsonl or .csv file")
+        return list(_jsonl(text, _label(file)))
+    if suffix == ".csv":
+        return list(_csv(text, _label(file)))
+    raise UserError(f"{where}: dataset.path: {file.name} has an unknown format; use a "
+                    ".jsonl or .csv file")
+
+
+def _jsonl(text: str, label: str) -> Iterator[dict[str, Any]]:
+    # Only \n ends a line: U+2028, U+2029, \x85 and friends are legal inside JSON strings.
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{label}:{n}: invalid JSON ({exc.msg} at column {exc.colno}); "
+                            "each line must be one JSON object") from None
+        if not isinstance(value, dict):
+            kind = _JSON_KINDS.get(type(value), "not an object")
+            raise UserError(f"{label}:{n}: the line is {kind}, not a JSON object; each line "
+                            'must be one object such as {"id": "q1", "question": "..."}')
+        yield value
+
+
+def _records(text: str, label: str) -> Iterator[tuple[int, list[str]]]:
+    """CSV records with the physical line each starts on; blank lines are skipped."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UserError(f"{label}:{start}: malformed CSV ({exc}); a field with a comma, "
+                            'quote or line break must be quoted, with "" for a quote inside '
+                            "it, and every quote closed") from None
+        blank = not fields or (len(fields) == 1 and not fields[0].strip())
+        if start == 1 or not blank:  # the header is line 1, even when it is blank
+            yield start, fields
+        start = reader.line_num + 1
+
+
+def _csv(text: str, label: str) -> Iterator[dict[str, Any]]:
+    records = _records(text, label)
+    first = next(records, None)
+    if first is None:
+        raise UserError(f"{label}: the file is empty; the first line must name the columns")
+    _, header = first
+    if not any(name.strip() for name in header):
+        raise UserError(f"{label}:1: the header is empty; the first line must name the "
+                        "columns, e.g. id,question,expected")
+    for i, name in enumerate(header, 1):
+        if not name.strip():
+            raise UserError(f"{label}:1: column {i} has no name; name every column in the "
+                            "header (a trailing comma makes an empty one)")
+        if header.index(name) != i - 1:
+            raise UserError(f"{label}:1: column {name!r} appears twice in the header; rename "
+                            "one of them")
+    for line, fields in records:
+        if len(fields) < len(header):
+            missing = ", ".join(header[len(fields):])
+            raise UserError(f"{label}:{line}: row has {len(fields)} fields but the header has "
+                            f"{len(header)} columns, missing {missing}; add the missing values "
+                            '(an empty value is written ,, or "")')
+        if len(fields) > len(header):
+            raise UserError(f"{label}:{line}: row has {len(fields)} fields but the header has "
+                            f"{len(header)} columns ({', '.join(header)}); quote values that "
+                            "contain commas, or add the column to the header")
+        yield dict(zip(header, fields, strict=True))
 
 
 def make_rows(raw: list[dict[str, Any]], id_field: str | None, where: str) -> list[Row]:

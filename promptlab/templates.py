@@ -36,7 +36,12 @@ class RecordingLoader(jinja2.BaseLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        source, filename, uptodate = self.inner.get_source(environment, template)
+        try:
+            source, filename, uptodate = self.inner.get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            line = exc.object.count(b"\n", 0, exc.start) + 1
+            raise UserError(f"templates/{template}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                            f"on line {line}); save it as UTF-8") from None
         self.sources[template] = source
         return source, filename, uptodate
 
@@ -89,13 +94,19 @@ class Renderer:
         if compiled is None:
             where = self._prompt_files.get(prompt.name, f"prompt '{prompt.name}'")
             compiled = []
-            for m in prompt.messages:
+            for i, m in enumerate(prompt.messages):
                 label = f"templates/{m.template}" if m.template else where
                 try:
                     tpl = self.env.from_string(m.source)
                 except jinja2.TemplateSyntaxError as exc:
-                    raise UserError(f"{label}:{exc.lineno}: template syntax error: {exc.message}; "
-                                    "literal {{ or {% need {% raw %}...{% endraw %}") from None
+                    at = (f"{label}:{exc.lineno}" if m.template else
+                          f"{label}: prompts.{prompt.name}.messages[{i}].content line {exc.lineno}")
+                    # An unknown filter or test is an assertion error, not a stray brace.
+                    fix = ("check the filter or test name" if isinstance(
+                        exc, jinja2.TemplateAssertionError) else
+                        "literal {{ or {% need {% raw %}...{% endraw %}")
+                    raise UserError(f"{at}: template syntax error: {str(exc.message).rstrip('.')}; "
+                                    f"{fix}") from None
                 compiled.append((m.role, tpl, label))
             self._compiled[prompt.name] = compiled
         return compiled
@@ -134,4 +145,10 @@ class Renderer:
             except jinja2.TemplateError as exc:
                 raise UserError(f"{label}: {exc} in prompt '{prompt.name}' for {dataset} row "
                                 f"'{row.id}'; fix the template") from None
+            except UserError:
+                raise
+            except Exception as exc:  # the template's own expression failed (1 / 0, "a" + 1)
+                raise UserError(f"{label}: {type(exc).__name__}: {exc} in prompt "
+                                f"'{prompt.name}' for {dataset} row '{row.id}'; fix the "
+                                "template") from None
         return out
