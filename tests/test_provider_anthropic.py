@@ -223,7 +223,7 @@ def test_stream_values_are_normalised() -> None:
                 "usage": {"output_tokens": 4.0}},
                {"type": "message_stop"})
     assert (r.text, r.finish_reason, r.input_tokens, r.output_tokens, r.model) == (
-        "a\ufffd", '{"x": 1}', 7, 4, "m" * 500)
+        "a\ufffd", '{"x": 1}', 7, 4, "m" * 488 + "…[600 chars]")
 
 
 def test_stream_garbage_usage_does_not_replace_a_good_count() -> None:

@@ -61,7 +61,7 @@ def test_content_parts_with_a_lone_surrogate_become_storable_text() -> None:
 
 
 @pytest.mark.parametrize(("value", "limit", "label"), [
-    ("stop", 50, "stop"), (None, 50, None), ("", 50, ""), ("x" * 60, 50, "x" * 50),
+    ("stop", 50, "stop"), (None, 50, None), ("", 50, ""), ("x" * 60, 50, "x" * 39 + "…[60 chars]"),
     (3, 50, "3"), (True, 50, "true"), ({"a": 1}, 50, '{"a": 1}'), ([1], 50, "[1]"),
     ("bad \udc80", 50, "bad \ufffd"),
 ])
@@ -73,9 +73,9 @@ def test_make_response_bounds_every_field_to_its_column() -> None:
     r = make_response([{"type": "text", "text": "x"}], "f" * 99, "5", 7.0, "m" * 999,
                       {"fp": "y" * 999})
     assert r.text == "x"
-    assert r.finish_reason == "f" * FINISH_REASON_CHARS
+    assert r.finish_reason == "f" * (FINISH_REASON_CHARS - 11) + "…[99 chars]"
     assert (r.input_tokens, r.output_tokens) == (5, 7)
-    assert r.model == "m" * MODEL_CHARS
+    assert r.model == "m" * (MODEL_CHARS - 12) + "…[999 chars]"
     assert r.fingerprint is not None and len(r.fingerprint) == FINGERPRINT_CHARS
     assert r.fingerprint.startswith('{"fp": "yyy')
 

@@ -191,7 +191,7 @@ def test_model_finish_reason_and_fingerprint_are_bounded_strings() -> None:
     r = P.parse_response(CHAT, 200, reply(
         choices=[{"message": {"content": "ok"}, "finish_reason": {"why": "x" * 100}}],
         model="m" * 5000, system_fingerprint=12345))
-    assert r.model == "m" * 500
+    assert r.model == "m" * 487 + "…[5000 chars]"  # cut with a visible marker
     assert r.finish_reason is not None and len(r.finish_reason) == 50
     assert r.finish_reason.startswith('{"why": "xxx')
     assert r.fingerprint == "12345"
@@ -299,7 +299,7 @@ def test_stream_usage_and_labels_are_normalised() -> None:
     parser.feed("[DONE]")
     r = parser.result()
     assert (r.text, r.finish_reason, r.input_tokens, r.output_tokens, r.model,
-            r.fingerprint) == ("x", "stop", 9, None, "m" * 500, "5")
+            r.fingerprint) == ("x", "stop", 9, None, "m" * 488 + "…[900 chars]", "5")
 
 
 def test_stream_usage_chunk_with_null_choices_is_accepted() -> None:

@@ -73,13 +73,17 @@ def as_text(value: Any) -> str:
 
 
 def as_label(value: Any, limit: int) -> str | None:
-    """A short name (model, finish reason, fingerprint): str cut to `limit`, or None.
+    """A short name (model, finish reason, fingerprint): str within `limit`, or None.
 
-    A non-string is kept as its JSON text, so a server's odd value is still visible."""
+    A non-string is kept as its JSON text, so a server's odd value is still visible; a
+    longer one is cut with the store's visible marker (``…[612 chars]``)."""
     if value is None:
         return None
     text = value if isinstance(value, str) else _json(value)
-    return _clean(text[:limit])
+    if len(text) > limit:
+        tail = f"…[{len(text)} chars]"
+        text = text[:limit - len(tail)] + tail
+    return _clean(text)
 
 
 def as_token_count(value: Any) -> int | None:

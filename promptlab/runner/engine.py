@@ -16,7 +16,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from promptlab.providers.base import Provider, ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
+from promptlab.runner.exchange import Exchange, exchange
 from promptlab.runner.records import (
     Call,
     Outcome,
@@ -311,46 +312,23 @@ class Runner:
                 return Outcome(None, attempts, None, "skipped", endpoint.stopped)
             started_at = utcnow()
             t0 = time.perf_counter()
-            status: int | None = None
-            raw: bytes | None = None
+            got = Exchange()
             kind: str | None = None
             error: str | None = None
             wait: float | None = None
             parsed: ProviderResponse | None = None
-            ttft_ms: float | None = None
             choices: list[ProviderResponse] | None = None
-            headers: Mapping[str, str] = {}
             try:
-                if model.stream:
-                    async with client.stream(http, timeout) as resp:
-                        status, headers = resp.status, resp.headers
-                        if status >= 400:
-                            raw = await resp.read()
-                        else:
-                            parser = provider.stream_parser()
-                            lines: list[str] = []
-                            try:
-                                async for line in resp.lines():
-                                    lines.append(line)
-                                    if line.startswith("data:"):
-                                        delta = parser.feed(line[5:].strip())
-                                        if delta and ttft_ms is None:
-                                            ttft_ms = (time.perf_counter() - t0) * 1000
-                            finally:
-                                raw = "\n".join(lines).encode("utf-8")
-                            parsed = parser.result()
-                else:
-                    reply = await client.send(http, timeout)
-                    status, headers, raw = reply.status, reply.headers, reply.body
+                await exchange(client, http, timeout, provider, model.stream, t0, got)
+                status, raw, parsed = got.status, got.raw, got.parsed
+                assert status is not None and raw is not None
                 if status >= 400:
-                    assert raw is not None
                     kind = provider.classify(model, status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
-                    wait = retry_after_s(headers)
+                    wait = retry_after_s(got.headers)
                     if wait is None and kind == "rate_limit":
-                        wait = reset_wait_s(headers)
+                        wait = reset_wait_s(got.headers)
                 elif parsed is None:
-                    assert raw is not None
                     parse_choices = getattr(provider, "parse_choices", None)
                     if call.siblings and parse_choices is not None:
                         choices = parse_choices(model, status, raw)
@@ -371,17 +349,17 @@ class Runner:
                 "run_id": self.run_id, "idx": call.trial.index, "number": number,
                 "started_at": started_at, "duration_ms": duration_ms, "url": url,
                 "request_headers_json": headers_json, "request_body": body_text,
-                "status_code": status,
-                "response_body": self._scrub(raw.decode("utf-8", "replace"))
-                if raw is not None else None,
+                "status_code": got.status,
+                "response_body": self._scrub(got.raw.decode("utf-8", "replace"))
+                if got.raw is not None else None,
                 "error_kind": kind, "error": self._scrub(error),
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
             if kind is None:
                 outcome = Outcome(parsed, attempts, duration_ms, None, None, choices=choices)
-                if ttft_ms is not None and parsed is not None:
-                    outcome.ttft_ms = ttft_ms
-                    decode_s = (duration_ms - ttft_ms) / 1000
+                if got.ttft_ms is not None and parsed is not None:
+                    outcome.ttft_ms = got.ttft_ms
+                    decode_s = (duration_ms - got.ttft_ms) / 1000
                     tokens = fit_int(parsed.output_tokens)  # a server may send text
                     if tokens and decode_s > 0:
                         outcome.tokens_per_s = tokens / decode_s
