@@ -3,21 +3,33 @@ a run whose owner died shows as interrupted, and taking a run over is atomic."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
+import pytest
+from helpers import ok_chat, prepared_for
+
+from promptlab.errors import UserError
+from promptlab.runner.session import NewRun, Session
+from promptlab.store import Store
+from promptlab.store.ownership import HEARTBEAT_S, STALE_AFTER_S, Owner, is_alive, new_token
 from promptlab.testing import MockServer
 
 # 480 trials at 100 ms each, four at a time: about 12 s of sending.
 SLOW = ["run.progress=false", "grid.repeats=10", "run.concurrency=4"]
 PLANNED = 480
-REFUSAL = re.compile(r"^error: run (\w+) is still running in pid (\d+) on (\S+) \(heartbeat "
+REFUSAL = re.compile(r"^error: run ([\w-]+) is still running in pid (\d+) on (\S+) \(heartbeat "
                      r"\d+s ago\); wait for it or stop it$")
 
 
@@ -37,10 +49,25 @@ def count(db: Path, sql: str) -> int:
         return 0
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def promptlab(project: Path, db: Path, *cmd: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PROMPTLAB_DB": str(db), "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "promptlab", *cmd], cwd=project, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "promptlab", *cmd], cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
 
 
 def wait_for_results(db: Path, proc: subprocess.Popen[str], at_least: int) -> None:
@@ -114,3 +141,117 @@ def test_after_kill_9_the_run_shows_interrupted_and_exactly_one_resume_goes(
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from runs").fetchall() == [("completed",)]
     assert mock_server.request_count - sent == PLANNED - recorded
+
+
+# -- the parts, in-process ---------------------------------------------------------------
+
+NOW = datetime(2026, 11, 25, 12, 0, 0)
+
+
+def owner(host: str | None = "here", pid: int | None = 4242, age_s: float | None = 1.0,
+          token: str | None = "t") -> Owner:
+    beat = None if age_s is None else NOW - timedelta(seconds=age_s)
+    return Owner(host, pid, token, beat)
+
+
+@pytest.mark.parametrize(("who", "pid_lives", "alive"), [
+    (owner(), True, True),                                  # same host, pid there, fresh
+    (owner(), False, False),                                # same host, pid gone (kill -9)
+    (owner(age_s=STALE_AFTER_S + 1), True, False),          # pid reused or stuck: stale beat
+    (owner(host="elsewhere"), False, True),                 # other host: the beat decides
+    (owner(host="elsewhere", age_s=STALE_AFTER_S + 1), True, False),
+    (owner(host=None, pid=None, age_s=None, token=None), True, False),  # no owner recorded
+])
+def test_an_owner_is_alive_while_its_pid_lives_and_its_heartbeat_is_fresh(
+        who: Owner, pid_lives: bool, alive: bool) -> None:
+    assert is_alive(who, NOW, host="here", pid_exists=lambda pid: pid_lives) is alive
+
+
+def test_the_heartbeat_interval_is_seconds_and_staleness_three_intervals() -> None:
+    assert 1 <= HEARTBEAT_S <= 10
+    assert STALE_AFTER_S == 3 * HEARTBEAT_S
+
+
+def _dead_run(db: Path) -> str:
+    """A run row whose owner, a pid on this host, is long gone."""
+    with Store.open(str(db)) as store:
+        store.create_run(run_id="dead", name="x", planned=1, config={}, overrides=[],
+                         manifest={}, artifacts={}, owner_token="old")
+    with sqlite3.connect(db) as conn:
+        conn.execute("update runs set owner_pid = 999999999")  # no such process
+    return "dead"
+
+
+def test_two_claims_of_the_same_dead_run_cannot_both_win(tmp_path: Path) -> None:
+    db = tmp_path / "claim.db"
+    run_id = _dead_run(db)
+    stores = [Store.open(str(db)) for _ in range(8)]
+    seen = [s.owner_of(run_id) for s in stores]
+    barrier = threading.Barrier(len(stores))
+    won: list[bool] = []
+
+    def claim(store: Store, seen_owner: Owner) -> None:
+        barrier.wait(10)
+        won.append(store.take_over(run_id, seen_owner, new_token()))
+
+    threads = [threading.Thread(target=claim, args=(s, o)) for s, o in zip(stores, seen,
+                                                                             strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for s in stores:
+        s.close()
+    assert sorted(won) == [False] * 7 + [True]
+
+
+def test_claim_refuses_a_run_whose_owner_lives(tmp_path: Path) -> None:
+    db = tmp_path / "busy.db"
+    with Store.open(str(db)) as store:
+        store.create_run(run_id="busy", name="x", planned=1, config={}, overrides=[],
+                         manifest={}, artifacts={}, owner_token="mine")
+        with pytest.raises(UserError, match=rf"^run busy is still running in pid {os.getpid()}"
+                                            r" on \S+ \(heartbeat 0s ago\); wait for it or "
+                                            "stop it$"):
+            store.claim("busy")
+        assert store.run("busy").status == "running"
+        assert store.release("busy", "mine", "completed")
+        assert store.claim("busy")  # a finished run is free to take over
+
+
+def test_a_dead_owner_shows_as_interrupted_and_filters_so(tmp_path: Path) -> None:
+    db = tmp_path / "status.db"
+    run_id = _dead_run(db)
+    with Store.open(str(db)) as store:
+        store.create_run(run_id="live", name="x", planned=1, config={}, overrides=[],
+                         manifest={}, artifacts={}, owner_token="live")
+        assert store.run(run_id).status == "interrupted"
+        assert store.run("live").status == "running"
+        assert [r.id for r in store.runs(status="interrupted")] == [run_id]
+        assert [r.id for r in store.runs(status="running")] == ["live"]
+        assert {r.id: r.status for r in store.runs()} == {run_id: "interrupted",
+                                                          "live": "running"}
+
+
+def test_the_session_beats_while_it_runs_and_gives_the_run_back(project: Path) -> None:
+    prepared = prepared_for(project, "models=[oa]", "prompts=[plain]", "run.concurrency=2")
+    store = Store.open(str(project / "beat.db"))
+    beats: set[str] = set()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        with sqlite3.connect(project / "beat.db") as conn:
+            beats.add(conn.execute("select heartbeat_at from runs").fetchone()[0])
+        return ok_chat()
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    try:
+        session = Session(store, prepared.spec, prepared.renderer, client=client,
+                          heartbeat_s=0.1)
+        outcome = session.run(NewRun(config=prepared.loaded.config), "beats")
+    finally:
+        asyncio.run(client.aclose())
+    assert outcome.status == "completed"
+    assert len(beats) >= 3  # 12 calls, 6 rounds of 50 ms: a beat every 100 ms
+    assert store.run("beats").status == "completed"
+    store.close()

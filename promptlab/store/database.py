@@ -19,7 +19,7 @@ __all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_r
 DEFAULT_DB = "results.db"
 # The newest migration. Opening a current database checks this with one query instead of
 # importing Alembic (a second of start-up); tests/test_store.py keeps it in step.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
