@@ -57,11 +57,11 @@ def test_errors_are_never_cached_and_cache_off_always_sends(project: Path,
     (project / "data/rows.jsonl").write_text('{"id": "x", "country": "Nowhere MOCK_FAULT=400"}\n'
                                              '{"id": "y", "country": "Peru"}\n')
     args = [*ONE, "grid.params.temperature=[0]"]
-    assert cli(project, "run", *args) == 0
+    assert cli(project, "run", *args) == 1  # a trial ended in error
     assert mock_server.request_count == 2  # the 400 reply is fatal: one try
-    assert cli(project, "run", *args) == 0
+    assert cli(project, "run", *args) == 1
     assert mock_server.request_count == 3  # the error is asked again, Peru comes from cache
-    assert cli(project, "run", *args, "run.cache=off") == 0
+    assert cli(project, "run", *args, "run.cache=off") == 1
     assert mock_server.request_count == 5
 
 
@@ -79,7 +79,7 @@ def test_cache_why_names_the_fields_that_differ(project: Path, mock_server: Mock
 
 def test_max_calls_stops_cleanly_and_resume_finishes_without_repeats(
         project: Path, mock_server: MockServer) -> None:
-    assert cli(project, "run", "run.max_calls=10", "run.concurrency=2") == 0
+    assert cli(project, "run", "run.max_calls=10", "run.concurrency=2") == 1  # stopped
     [(run_id, status)] = q(project, "select id, status from runs")
     assert status == "stopped"
     assert mock_server.request_count == 10
@@ -97,7 +97,7 @@ def test_max_cost_stops_the_run(project: Path, mock_server: MockServer) -> None:
     (project / "experiments/models/oa.yaml").write_text(
         (project / "experiments/models/oa.yaml").read_text()
         + "price: {input_per_mtok: 100000, output_per_mtok: 100000}\n")
-    assert cli(project, "run", *ONE, "run.max_cost_usd=5", "run.concurrency=1") == 0
+    assert cli(project, "run", *ONE, "run.max_cost_usd=5", "run.concurrency=1") == 1
     [(status,)] = q(project, "select status from runs")
     [(spent, n)] = q(project, "select sum(cost_usd), count(*) from results")
     assert status == "stopped" and 5 <= spent < 5 + 3 and 0 < n < 12
@@ -105,7 +105,7 @@ def test_max_cost_stops_the_run(project: Path, mock_server: MockServer) -> None:
 
 def test_resume_refuses_when_the_experiment_changed(project: Path, mock_server: MockServer,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli(project, "run", "run.max_calls=5") == 0
+    assert cli(project, "run", "run.max_calls=5") == 1  # stopped by the budget
     tpl = project / "templates/ask.j2"
     tpl.write_text("Which city is the capital of {{ country }}?\n")
     assert main(["resume", "latest", "--db", str(project / "results.db")]) == 2
@@ -139,7 +139,7 @@ def test_request_bodies_hold_no_secret_and_the_key_never_lands(
     # A template that (wrongly) puts the key into the prompt, and an error body echoing it.
     (project / "data/rows.jsonl").write_text(json.dumps(
         {"id": "leak", "country": f"{secret} MOCK_FAULT=500"}) + "\n")
-    assert cli(project, "run", *ONE, "grid.params.temperature=[0]") == 0
+    assert cli(project, "run", *ONE, "grid.params.temperature=[0]") == 1  # the 500s
     logs = capsys.readouterr()
     assert any(secret in r["body"] for r in mock_server.state.requests)  # it was sent ...
     for f in project.glob("results.db*"):  # ... but never stored
