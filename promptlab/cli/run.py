@@ -243,8 +243,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(args.run_id)
         info = store.run(run_id)
         if info.status == "completed" and info.done - info.errors >= info.planned:
-            Console(stderr=True).print(f"run {run_id} is already complete, every trial ok; "
-                                       "nothing to resume")
+            err_console().print(f"run {run_id} is complete and every trial is ok; nothing to "
+                                "resume")
             return 0
         experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
         err = err_console()
