@@ -145,3 +145,40 @@ def test_request_bodies_hold_no_secret_and_the_key_never_lands(
     for f in project.glob("results.db*"):  # ... but never stored
         assert secret.encode() not in f.read_bytes()
     assert secret not in logs.out + logs.err
+
+
+def why(project: Path, run: str, trial: str, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert main(["cache", "why", run, trial, "--db", str(project / "results.db")]) == 0
+    return capsys.readouterr().out
+
+
+def test_cache_why_ignores_later_siblings_of_the_same_run(
+        project: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*ONE, "grid.params.temperature=[0]", "dataset.limit=1", "grid.repeats=2"]
+    assert cli(project, "run", *args) == 0  # trial 0 is repeat 0, trial 1 repeat 1
+    out = why(project, "latest", "0", capsys)
+    # Repeat 1 was stored after trial 0 looked: it could not have served it.
+    assert "nothing to reuse" in out and "repeat" not in out.split("cache miss:")[1], out
+
+
+def test_cache_why_names_the_cause_among_requests_stored_before_the_trial(
+        project: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]) -> None:
+    one = [*ONE, "dataset.limit=1"]
+    assert cli(project, "run", *one, "grid.params.temperature=[0.5]") == 0
+    [(first,)] = q(project, "select id from runs")
+    assert cli(project, "run", *one, "grid.params.temperature=[0]", "grid.repeats=2") == 0
+    out = why(project, "latest", "0", capsys)
+    differ = out.split("fields that differ:")[1]
+    assert f"nearest stored request: {first}:0" in out, out
+    assert "params: here" in differ and "repeat" not in differ
+
+
+def test_cache_why_does_not_blame_a_request_stored_later(
+        project: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]) -> None:
+    one = [*ONE, "dataset.limit=1", "grid.params.temperature=[0]"]
+    assert cli(project, "run", *one, "run.cache=off") == 0
+    [(first,)] = q(project, "select id from runs")
+    assert cli(project, "run", *one) == 0  # sends again: run.cache=off stored nothing to reuse
+    out = why(project, first, "0", capsys)
+    assert "nothing to reuse" in out and "identical" not in out, out
