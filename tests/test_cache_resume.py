@@ -182,3 +182,14 @@ def test_cache_why_does_not_blame_a_request_stored_later(
     assert cli(project, "run", *one) == 0  # sends again: run.cache=off stored nothing to reuse
     out = why(project, first, "0", capsys)
     assert "nothing to reuse" in out and "identical" not in out, out
+
+
+def test_cache_why_says_cache_off_when_an_identical_request_was_stored_before(
+        project: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]) -> None:
+    one = [*ONE, "dataset.limit=1", "grid.params.temperature=[0]"]
+    assert cli(project, "run", *one) == 0
+    [(first,)] = q(project, "select id from runs")
+    assert cli(project, "run", *one, "run.cache=off") == 0
+    out = why(project, "latest", "0", capsys)
+    assert f"identical request ({first}:0) was stored before" in out
+    assert "run.cache=off" in out
