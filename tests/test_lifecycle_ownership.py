@@ -255,3 +255,36 @@ def test_the_session_beats_while_it_runs_and_gives_the_run_back(project: Path) -
     assert len(beats) >= 3  # 12 calls, 6 rounds of 50 ms: a beat every 100 ms
     assert store.run("beats").status == "completed"
     store.close()
+
+
+def test_a_session_whose_run_was_taken_over_stops_and_leaves_the_run_alone(
+        project: Path) -> None:
+    prepared = prepared_for(project, "models=[oa]", "prompts=[plain]", "run.concurrency=1")
+    db = project / "taken.db"
+    store = Store.open(str(db))
+    calls = 0
+    notices: list[str] = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # another process takes the run over (this one looked dead)
+            with sqlite3.connect(db) as conn:
+                conn.execute("update runs set owner_token = 'theirs', owner_pid = 1")
+        await asyncio.sleep(0.05)
+        return ok_chat()
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    try:
+        session = Session(store, prepared.spec, prepared.renderer, client=client,
+                          heartbeat_s=0.02, notice=lambda kind, text: notices.append(text))
+        with pytest.raises(KeyboardInterrupt):
+            session.run(NewRun(config=prepared.loaded.config), "taken")
+    finally:
+        asyncio.run(client.aclose())
+    assert 2 <= calls < 12  # it stopped sending at its next heartbeat
+    assert store.owner_of("taken").token == "theirs"  # its final status was not written
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select status from runs").fetchone() == ("running",)
+    assert any("taken over by pid 1" in n for n in notices), notices
+    store.close()

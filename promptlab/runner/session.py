@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TypeVar
@@ -66,17 +66,21 @@ class _Stop:
                 self._loop = self._task = None
 
         try:
-            return asyncio.run(main())
+            result = asyncio.run(main())
         except asyncio.CancelledError:
             if self.reason is None:
                 raise
             raise KeyboardInterrupt from None
+        if self.reason is not None:  # stopped just as the last call finished: still a stop
+            raise KeyboardInterrupt
+        return result
 
     def stop(self, reason: str) -> None:
         self.reason = self.reason or reason
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
-            loop.call_soon_threadsafe(task.cancel)
+            with suppress(RuntimeError):  # the loop closed meanwhile: the run is over
+                loop.call_soon_threadsafe(task.cancel)
         elif reason == "terminated":  # in the signal handler, outside the event loop
             raise KeyboardInterrupt
 
@@ -220,10 +224,10 @@ class Session:
 
         The run must be this session's (`start` or `resume`), or free to take over."""
         token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
-        spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
         status = "failed"
         stop = _Stop()
         try:
+            spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
             with (_heartbeat(self.store, run_id, token, self.heartbeat_s,
                              lambda: stop.stop("taken over")),
                   _sigterm_stops(stop)):
