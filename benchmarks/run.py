@@ -123,7 +123,9 @@ def synth_results(db: Path, n: int) -> str:
     run_id = "bench-report"
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     with sqlite3.connect(db) as conn:
-        conn.execute("insert into runs values (?,?,?,?,?,?,?,?,?,?,?,?)",
+        conn.execute("insert into runs (id, name, status, created_at, finished_at, planned, "
+                     "config_json, overrides_json, config_sha256, manifest_json, "
+                     "parent_run_id, sweep_id) values (?,?,?,?,?,?,?,?,?,?,?,?)",
                      (run_id, "bench", "completed", now, now, n,
                       json.dumps({"grid": {"params": {"temperature": [0.0, 0.5, 1.0]}},
                                   "models": {"a": {"params": {}}, "b": {"params": {}}}}),

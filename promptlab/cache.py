@@ -70,14 +70,18 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
             f"{trial['prompt']}, row {trial['row_id']}), fingerprint {trial['cache_key'][:16]}")
     if trial["cache_hit"]:
         return [head, f"cache hit: served from {trial['cache_source']}"]
+    # Only what was stored when this trial looked: later trials (of its own run, too)
+    # could not have served it, and naming them would name the wrong cause.
     candidates = store.cache_candidates(trial)
     same = [c for c in candidates if c["cache_key"] == trial["cache_key"]]
     lines = [head, "cache miss:"]
     earlier = [c for c in same if c["status"] == "ok" and c["cacheable"]]
     if earlier:
-        lines.append(f"  an identical request is stored now ({earlier[0]['run_id']}:"
-                     f"{earlier[0]['idx']}); it was written after this trial ran, or this "
-                     "run used run.cache=off")
+        source = f"{earlier[0]['run_id']}:{earlier[0]['idx']}"
+        policy = store.run(run_id).config.get("run", {}).get("cache")
+        lines.append(f"  an identical request ({source}) was stored before this trial "
+                     + ("finished, but this run used run.cache=off" if policy == "off" else
+                        "finished, while it was on its way: after it looked the cache up"))
         return lines
     if same:
         c = same[0]
@@ -86,8 +90,8 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
         lines.append(f"  identical request {c['run_id']}:{c['idx']} exists, but {why}")
         return lines
     if not candidates:
-        lines.append(f"  no stored trial for dataset row '{trial['row_id']}' at all: nothing "
-                     "to reuse")
+        lines.append(f"  no trial for dataset row '{trial['row_id']}' was stored before this "
+                     "one: nothing to reuse")
         return lines
 
     def diff(c: dict[str, Any]) -> list[str]:

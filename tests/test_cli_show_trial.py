@@ -23,7 +23,7 @@ def run_db(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         + json.dumps({"id": "fr", "country": "France", "expected": "France"}) + "\n")
     cfg = project / "experiments/config.yaml"
     cfg.write_text(cfg.read_text() + "scorers:\n  named:\n    type: contains\n")
-    assert main(["run", "--db", "t.db", *ONE]) == 0
+    assert main(["run", "--db", "t.db", *ONE]) == 1  # trial 0 ended in error
     return project / "t.db"
 
 
@@ -80,7 +80,7 @@ def test_show_trial_of_an_answered_trial_has_scores_with_detail(
 def test_show_trial_names_its_cache_source(run_db: Path, project: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     first = json.loads(show(capsys, "latest", "--trial", "1", "--format", "json"))
-    assert main(["run", "--db", "t.db", *ONE]) == 0
+    assert main(["run", "--db", "t.db", *ONE]) == 1  # trial 0 fails again: errors are never cached
     record = json.loads(show(capsys, "latest", "--trial", "1", "--format", "json"))
     source = f"{first['trial']['run_id']}:1"
     assert record["result"]["cache_hit"] is True

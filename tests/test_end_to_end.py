@@ -107,7 +107,7 @@ def test_failed_calls_are_recorded_not_raised(project: Path, mock_server: MockSe
         '{"id": "fine", "country": "France"}\n')
     args = ["models=[oa]", "prompts=[plain]", "grid.params.temperature=[0]",
             "grid.params.top_p=[1]"]
-    assert run_cli(project, *args, monkeypatch=monkeypatch) == 0
+    assert run_cli(project, *args, monkeypatch=monkeypatch) == 1
     rows = dict(db_rows(project / "results.db",
                         "select t.row_id, r.status || ':' || r.attempts from trials t "
                         "join results r using (run_id, idx)"))

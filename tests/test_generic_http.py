@@ -64,7 +64,7 @@ def test_retry_classification_is_configurable_by_status(project: Path, gemini: M
         f.write_text(f.read_text().replace("{url}", server.url).replace(
             '"503": transient', '"400": transient'))
         assert main(["run", "--db", "g.db", "models=[gem]", "prompts=[plain]",
-                     "grid.params.top_p=[1]", "grid.params.temperature=[0]"]) == 0
+                     "grid.params.top_p=[1]", "grid.params.temperature=[0]"]) == 1
         assert server.request_count == 3  # retried as transient, up to run.max_attempts
 
 

@@ -73,7 +73,7 @@ def test_run_cache_resume_report_and_reproduce_on_postgres(
     monkeypatch.chdir(project)
     cfg = project / "experiments/config.yaml"
     cfg.write_text(cfg.read_text() + "scorers:\n  asks:\n    type: regex\n    pattern: capital\n")
-    assert main(["run", "--db", postgres_url, "run.max_calls=20"]) == 0
+    assert main(["run", "--db", postgres_url, "run.max_calls=20"]) == 1
     assert main(["resume", "latest", "--db", postgres_url, "run.max_calls=100"]) == 0
     assert mock_server.request_count == 48
     assert main(["run", "--db", postgres_url]) == 0  # every call from the cache

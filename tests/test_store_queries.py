@@ -110,8 +110,9 @@ def test_one_trials_detail_and_its_cache_candidates(store: Store) -> None:
     assert (t["model_alias"], t["row_id"], t["status"]) == ("y", "r1", "ok")
     assert t["fields"]["params"] == {"temperature": 0.0}
     candidates: list[dict[str, Any]] = store.cache_candidates(t)
-    assert {(c["run_id"], c["idx"]) for c in candidates} == {
-        ("run-a", 0), ("run-a", 2), ("run-b", 0)}
+    # Only what was stored before this trial's result could have served it: run-a's trials
+    # on the same row, not run-b's own siblings (finished with it, not before it).
+    assert {(c["run_id"], c["idx"]) for c in candidates} == {("run-a", 0), ("run-a", 2)}
     with pytest.raises(UserError, match="not found"):
         store.trial_detail("run-b", "99")
 

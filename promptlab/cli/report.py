@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from promptlab.cli.common import add_db, open_store, out_console
+from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.cli.run import add_fail_under
 from promptlab.errors import UserError
+from promptlab.gate import check_names, evaluate, parse_gates
 
 if TYPE_CHECKING:
     from promptlab.store import Store
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.add_argument("--sweep", metavar="ID",
                         help="report every run of a sweep (promptlab run -m ...) as one table")
     add_db(report)
+    add_fail_under(report)
     report.set_defaults(handler=cmd_report)
 
 
@@ -52,7 +55,43 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _declared_scorers(store: Store, run_ids: list[str], configs: list[dict[str, Any]]
+                      ) -> set[str]:
+    """Scorers with scores in these runs, and those their configs declare."""
+    names = {s for r in run_ids for s in store.scorer_names(r)}
+    for config in configs:
+        names.update(config.get("scorers") or {})
+        for prompt in (config.get("prompts") or {}).values():
+            names.update(prompt.get("scorers") or {})
+    return names
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    """The report; with --fail-under, exit 1 and one line per failing gate."""
+    gates = parse_gates(args.fail_under)
+    if not gates:
+        return _report(args)
+    with open_store(args.db) as store:  # unknown scorers are refused before the report
+        if args.sweep:
+            runs = store.runs(sweep=args.sweep, limit=100_000)
+            run_ids, where, configs = [r.id for r in runs], f"sweep {args.sweep}", [
+                r.config for r in runs]
+        else:
+            info = store.run(store.resolve_run_id(args.run_id))
+            run_ids, where, configs = [info.id], f"run {info.id}", [info.config]
+            args.run_id = info.id  # the report and the gates read the same run
+        if run_ids:  # (an empty sweep is the report's own error)
+            check_names(gates, _declared_scorers(store, run_ids, configs), where)
+    code = _report(args)
+    with open_store(args.db) as store:
+        lines = evaluate(store, run_ids, gates)
+    err = err_console()
+    for line in lines:
+        err.print(f"[red]{escape(line)}[/]")
+    return 1 if lines else code
+
+
+def _report(args: argparse.Namespace) -> int:
     from promptlab.reports.aggregate import aggregate_runs
     from promptlab.reports.render import render_text, rich_table
 

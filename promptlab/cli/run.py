@@ -1,4 +1,10 @@
-"""`run`, `plan` and `resume`: compose an experiment with Hydra and send it."""
+"""`run`, `plan` and `resume`: compose an experiment with Hydra and send it.
+
+Exit codes of `run` and `resume` (README, "Runs you can trust"): 0 every trial of the run
+ok; 1 some trial ended in error or was skipped, a budget stopped the run, or a
+--fail-under gate failed; 2 a user error (main); 130 interrupted, by Ctrl-C or SIGTERM
+(main).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.gate import Gate, check_names, evaluate, parse_gates
 
 if TYPE_CHECKING:
     from promptlab.config.loading import LoadedConfig
     from promptlab.runner.session import RunOutcome
     from promptlab.store import Store
 
-__all__ = ["register"]
+__all__ = ["add_fail_under", "register"]
+
+
+def add_fail_under(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-under", action="append", metavar="SCORER=VALUE",
+                   help="exit 1 when the scorer's pass rate (or mean, for a numeric scorer) "
+                        "over the run is below VALUE; repeatable, e.g. --fail-under exact=0.9")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db(run)
     run.add_argument("--experiments", metavar="DIR",
                      help="the experiments directory (default: ./experiments)")
+    add_fail_under(run)
     run.set_defaults(handler=cmd_run)
 
     plan = sub.add_parser(
@@ -57,8 +71,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     resume = sub.add_parser(
         "resume", help="finish an interrupted or stopped run without repeating a call",
         description="Rebuild a run from the database and send only the trials without an ok "
-                    "result. Refuses if the experiment on disk no longer matches. run.* "
-                    "settings may change, e.g. run.max_cost_usd=5.")
+                    "result (errors and skipped trials of a completed run too). Refuses if the "
+                    "experiment on disk no longer matches, or while the process running it is "
+                    "alive. run.* settings may change, e.g. run.max_cost_usd=5. Exit 0 when "
+                    "every trial is then ok, 1 when not.")
     resume.add_argument("run_id", help="run id, unique prefix, or 'latest'")
     resume.add_argument("overrides", nargs="*", help="run.* overrides, e.g. run.concurrency=8")
     resume.add_argument("--no-progress", action="store_true")
@@ -77,8 +93,9 @@ def _load(experiments: str | None, overrides: list[str]) -> LoadedConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    gates = parse_gates(args.fail_under)
     if args.multirun:
-        return _multirun(args)
+        return _multirun(args, gates)
     loaded = _load(args.experiments, args.overrides)
     if args.cfg:
         from promptlab.config.stored import to_yaml
@@ -91,15 +108,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptlab.experiment.prepare import prepare
 
     prepared = prepare(loaded)
+    check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
                                  progress=False if args.no_progress else None)
         _summary(outcome, store, err)
-    return 0
+        return _exit_code(outcome, store, gates, err)
 
 
-def _multirun(args: argparse.Namespace) -> int:
+def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Console) -> int:
+    """0 when every trial of the run is ok and every gate passes, else 1."""
+    info = store.run(outcome.run_id)
+    code = 0 if outcome.status == "completed" and info.done - info.errors >= info.planned else 1
+    for line in evaluate(store, [outcome.run_id], gates):
+        err.print(f"[red]{escape(line)}[/]")
+        code = 1
+    return code
+
+
+def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     from promptlab.config.loading import find_experiments_dir, load
     from promptlab.config.sweep import expand_sweep, new_sweep_id
     from promptlab.experiment.launch import run_experiment
@@ -111,11 +139,14 @@ def _multirun(args: argparse.Namespace) -> int:
     ready = []
     for job in jobs:
         loaded = load(config_dir, job)
-        ready.append((job, loaded, prepare(loaded)))
+        prepared = prepare(loaded)
+        check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
+        ready.append((job, loaded, prepared))
     sweep_id = new_sweep_id()
     err = err_console()
     err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
     shown_db = None
+    code = 0
     for i, (job, loaded, prepared) in enumerate(ready):
         err.print(f"[bold]job {i}:[/] {escape(' '.join(job))}")
         with open_store(args.db, loaded.config.get("db")) as store:
@@ -124,9 +155,10 @@ def _multirun(args: argparse.Namespace) -> int:
                                      sweep_id=sweep_id)
             shown_db = store.display_url
             _summary(outcome, store, err)
+            code = max(code, _exit_code(outcome, store, gates, err))
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
-    return 0
+    return code
 
 
 def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
@@ -144,6 +176,10 @@ def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
               f"to {escape(store.display_url)}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    if stats.errors or stats.skipped:
+        err.print(f"[yellow]{stats.errors + stats.skipped:,} trials without an ok result[/] "
+                  f"({stats.errors:,} errors, {stats.skipped:,} skipped); send them again with: "
+                  f"promptlab resume {outcome.run_id}")
     if stats.budget_stop:
         err.print(f"[yellow]stopped:[/] {escape(stats.budget_stop)}; raise it and finish with: "
                   f"promptlab resume {outcome.run_id} run.max_calls=... run.max_cost_usd=...")
@@ -206,12 +242,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
         run_id = store.resolve_run_id(args.run_id)
         info = store.run(run_id)
-        if info.status == "completed" and info.done >= info.planned:
-            Console(stderr=True).print(f"run {run_id} is already complete; nothing to resume")
+        if info.status == "completed" and info.done - info.errors >= info.planned:
+            err_console().print(f"run {run_id} is complete and every trial is ok; nothing to "
+                                "resume")
             return 0
         experiments = Path(args.experiments) if args.experiments else Path.cwd() / "experiments"
         err = err_console()
         outcome = resume_run(store, run_id, overrides=args.overrides, experiments=experiments,
                              console=err, progress=False if args.no_progress else None)
         _summary(outcome, store, err)
-    return 0
+        return _exit_code(outcome, store, [], err)

@@ -68,7 +68,9 @@ def resume_run(store: Store, run_id: str, *, overrides: list[str] | None = None,
                experiments: Path | None = None,
                client: httpx.AsyncClient | Sender | None = None,
                console: Console | None = None, progress: bool | None = None) -> RunOutcome:
-    """Finish an unfinished run: only trials without an ok result are sent again."""
+    """Finish a run: only trials without an ok result are sent again. Refuses (before
+    rebuilding anything) while the process that runs it is alive."""
+    store.check_free(run_id)
     info, prepared = from_database(store, run_id, overrides)
     current = check_against_disk(info, prepared, experiments)
     secrets = redacted_keys(info.config.get("models", {}), "models.")

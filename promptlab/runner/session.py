@@ -2,19 +2,27 @@
 
 A session records the run row, starts the servers its models need, drives the `Runner`
 over the plan, runs what comes after (scoring) and sets the final status: completed,
-stopped (a budget), interrupted (Ctrl-C) or failed. `run`, `resume`, `reproduce --live`,
-the LLM judge and the tests all go through it.
+stopped (a budget), interrupted (Ctrl-C or SIGTERM) or failed. `run`, `resume`,
+`reproduce --live`, the LLM judge and the tests all go through it.
+
+The session owns its run while it runs (see `promptlab.store.ownership`): the run row
+names this process, a heartbeat thread refreshes it every few seconds, and `resume`
+takes a run over only when its owner is dead. SIGTERM is handled like Ctrl-C: the
+runner is cancelled, whatever finished is committed, the run is interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +36,7 @@ from promptlab.runner.records import RunStats
 from promptlab.servers.managed import managed_servers, resolve_fallbacks
 from promptlab.spec import ExperimentSpec
 from promptlab.store import Store
+from promptlab.store.ownership import HEARTBEAT_S, new_token
 from promptlab.templates import Renderer
 
 __all__ = ["NewRun", "Progress", "RunOutcome", "Session"]
@@ -36,6 +45,98 @@ __all__ = ["NewRun", "Progress", "RunOutcome", "Session"]
 Progress = Callable[[int], AbstractContextManager[Callable[[RunStats], None]]]
 # After a run's calls (and not after Ctrl-C): e.g. scoring. Takes the store and run id.
 After = Callable[[Store, str], None]
+T = TypeVar("T")
+
+
+class _Stop:
+    """Runs a coroutine in its own event loop; `stop` cancels it from a signal handler or
+    another thread. Outside the loop, a SIGTERM raises KeyboardInterrupt like Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        async def main() -> T:
+            self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+            try:
+                return await coro
+            finally:
+                self._loop = self._task = None
+
+        try:
+            result = asyncio.run(main())
+        except asyncio.CancelledError:
+            if self.reason is None:
+                raise
+            raise KeyboardInterrupt from None
+        if self.reason is not None:  # stopped just as the last call finished: still a stop
+            raise KeyboardInterrupt
+        return result
+
+    def stop(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with suppress(RuntimeError):  # the loop closed meanwhile: the run is over
+                loop.call_soon_threadsafe(task.cancel)
+        elif reason == "terminated":  # in the signal handler, outside the event loop
+            raise KeyboardInterrupt
+
+
+_ACTIVE: list[_Stop] = []  # sessions running in this process, innermost (a judge's) last
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if not _ACTIVE:
+        raise KeyboardInterrupt
+    _ACTIVE[-1].stop("terminated")
+
+
+@contextmanager
+def _sigterm_stops(stop: _Stop) -> Iterator[None]:
+    """While a session runs, SIGTERM stops it like Ctrl-C: only from the main thread and
+    only when nobody else handles SIGTERM (an application's own handler is left alone)."""
+    installed = False
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            installed = True
+    _ACTIVE.append(stop)
+    try:
+        yield
+    finally:
+        _ACTIVE.remove(stop)
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _heartbeat(store: Store, run_id: str, token: str, interval_s: float,
+               on_lost: Callable[[], None]) -> Iterator[None]:
+    """A thread that refreshes the run's heartbeat every `interval_s` (one UPDATE); if the
+    run was taken over (this process stalled past the staleness timeout), `on_lost`."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(interval_s):
+            try:
+                mine = store.beat(run_id, token)
+            except Exception:  # a busy database: the next beat tries again
+                continue
+            if not mine:
+                on_lost()
+                return
+
+    thread = threading.Thread(target=beat, name=f"promptlab-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @dataclass(frozen=True)
@@ -69,7 +170,8 @@ class Session:
                  progress: Progress | None = None,
                  notice: Callable[[str, str], None] = lambda kind, text: None,
                  where: Mapping[str, str] | None = None,
-                 after: After | None = None) -> None:
+                 after: After | None = None,
+                 heartbeat_s: float = HEARTBEAT_S) -> None:
         self.store = store
         self.spec = spec
         self.renderer = renderer
@@ -81,15 +183,19 @@ class Session:
         self.notice = notice
         self.where = dict(where or {})
         self.after = after
+        self.heartbeat_s = heartbeat_s
+        self._tokens: dict[str, str] = {}  # run id -> owner token, from start or resume
 
     def start(self, new: NewRun, run_id: str | None = None) -> str:
-        """Record the run (status running); returns its id."""
+        """Record the run (status running, owned by this process); returns its id."""
         run_id = run_id or new_run_id()
+        token = new_token()
         self.store.create_run(
             run_id=run_id, name=self.spec.name, planned=len(Plan(self.spec)),
             config=new.config, overrides=new.overrides, manifest=new.manifest,
             artifacts=new.artifacts, scrub=Scrubber(self.spec.models),
-            parent_run_id=new.parent_run_id, sweep_id=new.sweep_id)
+            parent_run_id=new.parent_run_id, sweep_id=new.sweep_id, owner_token=token)
+        self._tokens[run_id] = token
         return run_id
 
     def run(self, new: NewRun, run_id: str | None = None) -> RunOutcome:
@@ -97,41 +203,57 @@ class Session:
         return self.execute(self.start(new, run_id))
 
     def resume(self, run_id: str) -> RunOutcome:
-        """Send only the trials of a recorded run that have no ok result."""
+        """Send only the trials of a recorded run that have no ok result (errors and skips
+        again too, also of a completed run). Refuses while the run's owner lives."""
+        self.store.check_free(run_id)
         plan = Plan(self.spec)
         for idx, key in self.store.stored_keys(run_id).items():
             if idx >= len(plan) or plan.trial(idx).key != key:
                 raise UserError(f"run {run_id}: the plan rebuilt from the database does not "
                                 f"match its stored trial {idx}; it cannot be resumed, start a "
                                 "new run")
+        # Atomic: of two resumes at once, the second is refused here.
+        self._tokens[run_id] = self.store.claim(run_id)
         done, started, cost = self.store.progress_of(run_id)
-        self.store.set_status(run_id, "running")
         return self.execute(run_id, done=done, started=started, prior_cost=cost)
 
     def execute(self, run_id: str, *, done: set[int] | frozenset[int] = frozenset(),
                 started: dict[int, int] | None = None, prior_cost: float = 0.0
                 ) -> RunOutcome:
-        """Servers up, the runner over the plan, `after`, then the final status."""
-        spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
+        """Servers up, the runner over the plan, `after`, then the final status.
+
+        The run must be this session's (`start` or `resume`), or free to take over."""
+        token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
         status = "failed"
+        stop = _Stop()
         try:
-            with managed_servers(spec, self.where) as live_spec:
-                runner = Runner(live_spec, self.renderer, self.store, run_id,
-                                client=self.client, sleep=self.sleep, clock=self.clock,
-                                rng=self.rng)
-                view = (self.progress(runner.stats.planned) if self.progress is not None
-                        else nullcontext(None))
-                with view as on_progress:
-                    runner.on_progress = on_progress
-                    stats = asyncio.run(runner.run(frozenset(done), started, prior_cost))
-            status = "stopped" if stats.budget_stop else "completed"
-            if self.after is not None:
-                self.after(self.store, run_id)
+            spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
+            with (_heartbeat(self.store, run_id, token, self.heartbeat_s,
+                             lambda: stop.stop("taken over")),
+                  _sigterm_stops(stop)):
+                with managed_servers(spec, self.where) as live_spec:
+                    runner = Runner(live_spec, self.renderer, self.store, run_id,
+                                    client=self.client, sleep=self.sleep, clock=self.clock,
+                                    rng=self.rng)
+                    view = (self.progress(runner.stats.planned) if self.progress is not None
+                            else nullcontext(None))
+                    with view as on_progress:
+                        runner.on_progress = on_progress
+                        stats = stop.run(runner.run(frozenset(done), started, prior_cost))
+                status = "stopped" if stats.budget_stop else "completed"
+                if self.after is not None:
+                    self.after(self.store, run_id)
         except KeyboardInterrupt:
             status = "interrupted"
-            self.notice("interrupted", "every finished call is saved; finish with: "
-                                       f"promptlab resume {run_id}")
+            if stop.reason == "taken over":
+                owner = self.store.owner_of(run_id)
+                self.notice("interrupted", f"run {run_id} was taken over by pid {owner.pid} "
+                                           f"on {owner.host} while this process stalled; "
+                                           "every finished call is saved")
+            else:
+                self.notice("interrupted", "every finished call is saved; finish with: "
+                                           f"promptlab resume {run_id}")
             raise
         finally:
-            self.store.finish_run(run_id, status)
+            self.store.release(run_id, token, status)
         return RunOutcome(run_id, self.store.url, stats, status)

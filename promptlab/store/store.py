@@ -4,12 +4,14 @@ Writes are here: runs, artifacts, and batches of finished trials. A batch is one
 transaction with one executemany per table, so a run interrupted at any point leaves
 every committed trial whole (its trial row, attempts and result together). Reads come
 from the mixins: `RunQueries` (runs, results, scores), `TrialQueries` (single trials,
-export, cache candidates) and `ReportQueries` (grouped rows for reports).
+export, cache candidates) and `ReportQueries` (grouped rows for reports); `RunOwnership`
+records which process runs a run (owner, heartbeat) and reads statuses as they are now.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from promptlab.canonical import sha256_hex
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
+from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
 from promptlab.store.tables import (
     Artifact,
@@ -49,7 +52,7 @@ class Record:
     trial_exists: bool = False  # resuming a trial whose error result was cleared
 
 
-class Store(RunQueries, TrialQueries, ReportQueries):
+class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:
@@ -85,18 +88,22 @@ class Store(RunQueries, TrialQueries, ReportQueries):
                    overrides: Sequence[str], manifest: dict[str, Any],
                    artifacts: dict[str, str], parent_run_id: str | None = None,
                    sweep_id: str | None = None,
-                   scrub: Callable[[str | None], str | None] = lambda s: s) -> None:
-        """Record a new run; `scrub` removes secrets from everything stored."""
+                   scrub: Callable[[str | None], str | None] = lambda s: s,
+                   owner_token: str | None = None) -> None:
+        """Record a new run, owned by this process under `owner_token`; `scrub` removes
+        secrets from everything stored."""
         artifacts = {n: scrub(c) or "" for n, c in artifacts.items()}
         # Insertion order is kept: the plan's order of models and prompts follows it.
         config_json = scrub(json.dumps(config)) or ""
+        now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(insert(Run).values(
-                id=run_id, name=name, status="running", created_at=utcnow(), finished_at=None,
+                id=run_id, name=name, status="running", created_at=now, finished_at=None,
                 planned=planned, config_json=config_json,
                 overrides_json=scrub(json.dumps(list(overrides))),
                 config_sha256=sha256_hex(config_json), manifest_json=json.dumps(manifest),
-                parent_run_id=parent_run_id, sweep_id=sweep_id))
+                parent_run_id=parent_run_id, sweep_id=sweep_id, owner_host=this_host(),
+                owner_pid=os.getpid(), owner_token=owner_token, heartbeat_at=now))
             if artifacts:
                 hashes = {name: sha256_hex(content) for name, content in artifacts.items()}
                 known = set(conn.scalars(select(Artifact.sha256).where(

@@ -45,6 +45,11 @@ class Run(Base):
     manifest_json: Mapped[str] = mapped_column(Text)
     parent_run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"))
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The process running it (see store/ownership.py): resume refuses while it lives.
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_token: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Artifact(Base):

@@ -94,15 +94,18 @@ class TrialQueries:
 
     def cache_candidates(self, trial: dict[str, Any], limit: int = 500
                          ) -> list[dict[str, Any]]:
-        """Stored trials that could have served this one: same dataset row, other positions,
-        newest first."""
+        """Stored trials that could have served this one, newest first: same dataset row,
+        finished before this trial's result was recorded, and not a later trial of its own
+        run (those were not there when it looked the cache up)."""
         stmt = (select(*StoredTrial.__table__.c, Result.status, Result.cacheable,
                        Result.cache_hit, Result.finished_at)
                 .join(Result, _ON_RESULT)
                 .where(StoredTrial.row_id == trial["row_id"])
                 .where((StoredTrial.run_id != trial["run_id"])
-                       | (StoredTrial.idx != trial["idx"]))
+                       | (StoredTrial.idx < trial["idx"]))
                 .order_by(Result.finished_at.desc()).limit(limit))
+        if trial["finished_at"] is not None:
+            stmt = stmt.where(Result.finished_at < trial["finished_at"])
         with self.engine.connect() as conn:
             return [{"run_id": t.run_id, "idx": t.idx, "cache_key": t.cache_key,
                      "status": t.status, "cacheable": bool(t.cacheable),
