@@ -128,34 +128,45 @@ def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Consol
 
 
 def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
+    """A sweep through Hydra's own sweeper and launcher (see promptlab.config.launch)."""
+    from promptlab.config.launch import hydra_overrides, multirun
     from promptlab.config.loading import find_experiments_dir, load
-    from promptlab.config.sweep import expand_sweep, new_sweep_id
-    from promptlab.experiment.launch import run_experiment
+    from promptlab.config.sweep import expand_sweep, new_sweep_id, uses_own_sweeper
     from promptlab.experiment.prepare import prepare
+    from promptlab.experiment.sweep import SweepContext, sweep_job
 
     config_dir = find_experiments_dir(args.experiments)
-    jobs = expand_sweep(args.overrides)
-    # Every job composes and renders before the first sends anything.
-    ready = []
-    for job in jobs:
-        loaded = load(config_dir, job)
-        prepared = prepare(loaded)
-        check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
-        ready.append((job, loaded, prepared))
+    if not uses_own_sweeper(args.overrides):
+        # Every job composes and renders before the first sends anything.
+        for job in expand_sweep(args.overrides):
+            prepared = prepare(load(config_dir, job))
+            check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
+            if prepared.spec.run.shards > 1:
+                raise UserError(f"job {' '.join(job)}: run.shards with -m: shard a single "
+                                "run, or sweep without run.shards")
     sweep_id = new_sweep_id()
     err = err_console()
-    err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
-    shown_db = None
+    launcher = [o for o in hydra_overrides(args.overrides) if o.startswith("hydra/")]
+    err.print(f"sweep {sweep_id}" + (f" ({escape(' '.join(launcher))})" if launcher else ""))
+    results = multirun(config_dir, args.overrides, sweep_job,
+                       SweepContext(sweep_id, args.db, False, tuple(gates)))
     code = 0
-    for i, (job, loaded, prepared) in enumerate(ready):
-        err.print(f"[bold]job {i}:[/] {escape(' '.join(job))}")
-        with open_store(args.db, loaded.config.get("db")) as store:
-            outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
-                                     progress=False if args.no_progress else None,
-                                     sweep_id=sweep_id)
-            shown_db = store.display_url
-            _summary(outcome, store, err)
-            code = max(code, _exit_code(outcome, store, gates, err))
+    shown_db = None
+    for r in results:
+        label = escape(" ".join(r.overrides) or "(no overrides)")
+        if r.error is not None:
+            err.print(f"[red]job {r.num} failed:[/] {label}: {escape(r.error)}")
+            code = 1
+            continue
+        s = r.value
+        shown_db = s.db_url
+        mark = "[green]ok[/]" if s.all_ok else "[yellow]not ok[/]"
+        err.print(f"job {r.num} {mark}: {label}: run {s.run_id} {s.status}, {s.done:,} calls, "
+                  f"{s.errors:,} errors, ${s.cost_usd:.4f}"
+                  + "".join(f"; {escape(g)}" for g in s.failed_gates))
+        code = max(code, 0 if s.all_ok else 1)
+    failed = sum(r.error is not None for r in results)
+    err.print(f"sweep {sweep_id}: {len(results)} jobs, {failed} failed")
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
     return code
