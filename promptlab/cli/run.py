@@ -19,10 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.errors import UserError
 from promptlab.gate import Gate, check_names, evaluate, parse_gates
 
 if TYPE_CHECKING:
     from promptlab.config.loading import LoadedConfig
+    from promptlab.experiment.prepare import Prepared
     from promptlab.runner.session import RunOutcome
     from promptlab.store import Store
 
@@ -110,9 +112,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare(loaded)
     check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
+    if prepared.spec.run.shards > 1:
+        return _sharded(args, prepared, gates)
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
                                  progress=False if args.no_progress else None)
+        _summary(outcome, store, err)
+        return _exit_code(outcome, store, gates, err)
+
+
+def _sharded(args: argparse.Namespace, prepared: Prepared, gates: list[Gate]) -> int:
+    """`run.shards=N`: one run, its trials over N workers of the Hydra launcher."""
+    from promptlab.config.launch import task_overrides
+    from promptlab.experiment.prepare import prepare
+    from promptlab.experiment.shard import run_sharded
+
+    # The run records the experiment's overrides; the launcher's own stay on the command.
+    loaded = _load(args.experiments, task_overrides(args.overrides))
+    prepared = prepare(loaded)
+    err = err_console()
+    with open_store(args.db, loaded.config.get("db")) as store:
+        outcome = run_sharded(loaded, prepared, store, db=args.db, overrides=args.overrides,
+                              console=err)
         _summary(outcome, store, err)
         return _exit_code(outcome, store, gates, err)
 

@@ -197,7 +197,7 @@ def launch_copies(config_dir: Path, overrides: Sequence[str], n: int, target: Ta
                                        run_mode=RunMode.MULTIRUN,
                                        with_log_configuration=False)
             HydraConfig.instance().set_config(cfg)
-            from hydra.core.callbacks import Callbacks
+            from hydra._internal.callbacks import Callbacks
 
             context_ = HydraContext(config_loader=hydra.config_loader,
                                     callbacks=Callbacks(cfg))
