@@ -14,7 +14,7 @@ from typing import Any
 from promptlab.canonical import canonical_json, sha256_hex
 from promptlab.spec import ExperimentSpec, Trial
 
-__all__ = ["Plan", "grid_points", "trial_key"]
+__all__ = ["Plan", "ShardPlan", "grid_points", "shard_of", "trial_key"]
 
 
 def grid_points(params: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -99,3 +99,25 @@ class Plan:
                         rep, params_json)
         return Trial(index=index, key=key, model=model, prompt=self.spec.prompts[pi],
                      params=params, row=row, repeat=rep)
+
+
+def shard_of(index: int, shards: int) -> int:
+    """The shard a trial belongs to: by index, strided, so every shard gets an even mix of
+    models, prompts and grid points (and no endpoint is one shard's alone)."""
+    return index % shards
+
+
+class ShardPlan:
+    """The trials of one shard of a plan (``shard_of(index) == shard``), built by index."""
+
+    def __init__(self, plan: Plan, shard: int, shards: int) -> None:
+        if not 0 <= shard < shards:
+            raise IndexError(shard)
+        self.plan, self.shard, self.shards = plan, shard, shards
+        self.indexes = range(shard, len(plan), shards)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def __iter__(self) -> Iterator[Trial]:
+        return (self.plan.trial(i) for i in self.indexes)

@@ -121,6 +121,7 @@ class RunSettings:
     cache: str = "readwrite"
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
 
 
 @dataclass(frozen=True)
