@@ -152,9 +152,16 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
 
 def check_keys(spec: ExperimentSpec, loaded: LoadedConfig) -> None:
     for m in spec.models:
-        if m.api_key_env and not os.environ.get(m.api_key_env):
+        key = os.environ.get(m.api_key_env) if m.api_key_env else None
+        if m.api_key_env and not key:
             raise UserError(f"{m.api_key_env} is not set: export it, or change api_key_env on "
                             f"model '{m.alias}' in {_where(loaded, 'models.' + m.alias)}")
+        if key is not None and (key != key.strip() or any(ord(c) < 32 or ord(c) == 127
+                                                           for c in key)):
+            # A key read from a CRLF .env file ends in \r: no HTTP header may carry it.
+            raise UserError(f"{m.api_key_env} holds a line break, a control character or "
+                            "spaces around the key; export the key alone (model "
+                            f"'{m.alias}')")
 
 
 def _check_requests(spec: ExperimentSpec, renderer: Renderer) -> None:
