@@ -204,10 +204,13 @@ def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
     err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
               f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
-              f"in {stats.elapsed_s:.2f}s = {rate:,.0f} calls/s, ${stats.cost_usd:.4f}; saved "
+              f"in {stats.elapsed_s:.2f}s = {rate:,.{0 if rate >= 10 else 2}f} calls/s, "
+              f"${stats.cost_usd:.4f}; saved "
               f"to {escape(store.display_url)}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    for kind, error, count in store.common_errors(outcome.run_id):
+        err.print(f"[red]{count:,} x {escape(kind)}:[/] {escape(error)}")
     if stats.errors or stats.skipped:
         err.print(f"[yellow]{stats.errors + stats.skipped:,} trials without an ok result[/] "
                   f"({stats.errors:,} errors, {stats.skipped:,} skipped); send them again with: "
@@ -222,7 +225,7 @@ def _plan(loaded: LoadedConfig, db: str | None) -> int:
     from promptlab.experiment.estimate import estimate
     from promptlab.experiment.prepare import prepare
 
-    prepared = prepare(loaded)
+    prepared = prepare(loaded, check_api_keys=False)  # a plan sends nothing: no key needed
     with open_store(db, loaded.config.get("db")) as store:
         est = estimate(prepared, store, cache=prepared.spec.run.cache != "off")
     out = out_console()
@@ -257,7 +260,7 @@ def _count(loaded: LoadedConfig) -> int:
     from promptlab.experiment.prepare import prepare
     from promptlab.grid import Plan
 
-    plan = Plan(prepare(loaded).spec)
+    plan = Plan(prepare(loaded, check_api_keys=False).spec)
     out = out_console()
     out.print(f"{len(plan):,} trials")
     for label, index in (("first", 0), ("last", -1)):

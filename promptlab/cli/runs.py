@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = sub.add_parser("runs", help="list runs in the database",
                           description="List runs, newest first.")
     runs.add_argument("--name", help="only runs whose name contains this")
-    runs.add_argument("--status", help="only runs with this status (running, completed, ...)")
+    runs.add_argument("--status", choices=["running", "completed", "stopped", "interrupted",
+                                           "failed"], help="only runs with this status")
     runs.add_argument("--since", metavar="DATE", help="only runs started on or after (UTC "
                                                        "date or ISO time)")
     runs.add_argument("--until", metavar="DATE", help="only runs started before")
@@ -68,7 +69,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     table = Table(title="runs", title_justify="left")
     for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors",
                 "parent / sweep"):
-        table.add_column(col, justify="right" if col in ("results", "errors") else "left")
+        # Fold rather than cut: the id is the value people copy, whatever the width.
+        table.add_column(col, justify="right" if col in ("results", "errors") else "left",
+                         overflow="fold", no_wrap=col == "id", min_width=22 if col == "id" else None)
     for r in runs:
         duration = (f"{(r.finished_at - r.created_at).total_seconds():.1f}s"
                     if r.finished_at else "-")
