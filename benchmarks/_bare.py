@@ -16,9 +16,10 @@ async def main(url: str, n: int, concurrency: int) -> float:
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for i in todo:
+            question = f"Question {i}: what is {i} plus one?"
             body = {"model": "mock-small", "max_tokens": 16, "temperature": 0.0,
                     "messages": [{"role": "system", "content": "Answer briefly."},
-                                 {"role": "user", "content": f"Question {i}: what is {i} plus one?"}]}
+                                 {"role": "user", "content": question}]}
             async with session.post(url + "/v1/chat/completions", data=json.dumps(body),
                                     headers={"content-type": "application/json"}) as r:
                 await r.read()

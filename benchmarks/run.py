@@ -266,13 +266,13 @@ def main() -> int:
         # 5c. Random faults, half of them 429 with Retry-After: 1, against the same run
         # without faults: the endpoint adapts rather than stalling every worker.
         n_fault = small // 10
-        for label, faults in (("no faults", {}),
+        for n_kinds, (label, faults) in enumerate((("no faults", {}),
                               ("5% faults (half 429, Retry-After 1 s)",
-                               {"429": 0.025, "500": 0.025})):
+                               {"429": 0.025, "500": 0.025}))):
             fm = FaultMock({"faults": faults, "retry_after_s": 1.0, "seed": 3})
             try:
-                projf = make_project(work / f"fault-{len(faults)}", fm.url, n_fault)
-                rf = median_of(repeat, lambda i, p=projf, n=len(faults): promptlab(
+                projf = make_project(work / f"fault-{n_kinds}", fm.url, n_fault)
+                rf = median_of(repeat, lambda i, p=projf, n=n_kinds: promptlab(
                     p, "run", "--db", str(work / f"fault-{n}-{i}.db"), "run.cache=off"))
                 counts = json.load(urllib.request.urlopen(fm.url + "/_mock/stats", timeout=5))
             finally:
