@@ -93,7 +93,7 @@ class Plan:
         row_json = self._row_json.get(ri)
         if row_json is None:
             row_json = canonical_json(row.data)
-            if len(self._row_json) < 100_000:
+            if len(self._row_json) < 20_000:
                 self._row_json[ri] = row_json
         key = trial_key(self._model_json[mi], self._prompt_json[pi], params, row.id, row_json,
                         rep, params_json)

@@ -23,7 +23,7 @@ from promptlab.spec import PromptSpec, Row
 __all__ = ["RecordingLoader", "Renderer", "render_text"]
 
 Message = dict[str, str]
-MEMO_LIMIT = 200_000
+MEMO_LIMIT = 20_000  # ~1 KB each: a bounded memo, not one entry per row of a huge dataset
 
 
 class RecordingLoader(jinja2.BaseLoader):

@@ -121,7 +121,7 @@ class Recorder:
         row_json = self._row_json.get(trial.row.index)
         if row_json is None:
             row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
-            if len(self._row_json) < 200_000:
+            if len(self._row_json) < 20_000:
                 self._row_json[trial.row.index] = row_json
         return trial_row(self.run_id, trial,
                          params_json=self._scrub(self.params_json(trial.params)[0]) or "",

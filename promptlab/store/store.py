@@ -149,6 +149,31 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, StoreMerge):
                     found[row.cache_key] = row._asdict()
         return found
 
+    def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
+        if not keys:
+            return set()
+        stmt = (select(StoredTrial.cache_key).distinct()
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
+                       Result.cacheable.is_(True)))
+        with self.engine.connect() as conn:
+            return set(conn.execute(stmt).scalars())
+
+    def cache_entries(self, limit: int) -> set[str] | None:
+        """Every fingerprint the cache would answer, if there are at most `limit` of them.
+
+        None when there are more: then look keys up a chunk at a time (`cached_keys`).
+        """
+        stmt = (select(StoredTrial.cache_key).distinct()
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(Result.status == "ok", Result.cacheable.is_(True)).limit(limit + 1))
+        with self.engine.connect() as conn:
+            keys = set(conn.execute(stmt).scalars())
+        return keys if len(keys) <= limit else None
+
     def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
         """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
 
