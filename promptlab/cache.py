@@ -116,7 +116,7 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
 def _inner_differences(a: Any, b: Any) -> int:
     """How many keys (of a dict) or items (of a list) differ; 1 for other values."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return sum(a.get(k) != b.get(k) for k in set(a) | set(b))
+        return sum(1 for k in set(a) | set(b) if a.get(k) != b.get(k))
     if isinstance(a, list) and isinstance(b, list):
-        return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
-    return int(a != b)
+        return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b))
+    return 1 if a != b else 0

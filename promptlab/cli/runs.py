@@ -71,7 +71,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "parent / sweep"):
         # Fold rather than cut: the id is the value people copy, whatever the width.
         table.add_column(col, justify="right" if col in ("results", "errors") else "left",
-                         overflow="fold", no_wrap=col == "id", min_width=22 if col == "id" else None)
+                         overflow="fold", no_wrap=col == "id",
+                         min_width=22 if col == "id" else None)
     for r in runs:
         duration = (f"{(r.finished_at - r.created_at).total_seconds():.1f}s"
                     if r.finished_at else "-")
