@@ -112,3 +112,31 @@ def serving(db: Path, *, host: str = "127.0.0.1", token: str = TOKEN, read_only:
         app.state.ctx.launcher.join(30)
         server.server.should_exit = True
         server.thread.join(15)
+
+
+@contextmanager
+def template_db(root: Path, *, evil: bool = False) -> Iterator[tuple[Path, Path, str]]:
+    """Once per module: a mock server, a project on it and a database of one scored run;
+    yields (project, database, run id). Tests copy the database (`copy_db`)."""
+    from promptlab.testing import MockConfig, MockServer
+
+    with MockServer(MockConfig()) as mock:
+        project = make_project(root / "proj", mock.url)
+        db = root / "template.db"
+        run_id = make_db(project, db, evil=evil)
+        from promptlab.store import Store
+
+        with Store.open(str(db)) as store:  # fold the WAL in, so one file is the database
+            store.engine.dispose()
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        yield project, db, run_id
+
+
+def copy_db(template: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copy(template, target)
+    return target
