@@ -39,5 +39,5 @@ def test_no_endpoint_answers_500_to_any_input(tmp_path: Path) -> None:
                                     f"{case.query} -> {response.status_code}")
 
             one()
-        assert sum(s.endswith(" 200") for s in seen) >= 50  # not only refusals
+        assert sum(s.endswith(" 200") for s in seen) >= 20  # not only refusals
         assert failures == []
