@@ -107,6 +107,8 @@ def trial_filter(*, model: str | None = None, prompt: str | None = None,
                  q: str | None = None, differ: bool = False) -> TrialFilter:
     params: dict[str, str] = {}
     for p in param or []:
+        if not p:  # a form's "any"
+            continue
         name, sep, value = p.partition("=")
         if not sep or not name.strip():
             raise UserError(f"param {p!r}: write NAME=VALUE, e.g. temperature=0.7")
