@@ -115,7 +115,7 @@ def test_walk_runs_run_filter_trial_compare_rate(served: tuple[Server, str],
     page.goto(f"{server.url}/runs/{run_id}/trials/1")
     page.fill("input.comment", "crisp " + EVIL)
     page.click("button[data-rate=down]")
-    page.wait_for_selector("text=rated 👎")
+    page.wait_for_selector("text=rated: bad")
     _inert(page)
     _shot(page, "6-rated")
     stored = httpx.get(f"{server.url}/api/runs/{run_id}/trials/1").json()["scores"]["human"]

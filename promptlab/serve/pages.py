@@ -143,8 +143,8 @@ def page_router(ctx: Context) -> APIRouter:
         items, nxt = ctx.store.trials_page(info.id, f, swept=swept(info), by_row=True,
                                            after=decode_cursor(cursor, "row"), limit=100)
         state = {"by": by if by != "model,prompt" else None, "model": model,
-                 "prompt": prompt, "param": [p for p in param or [] if p], "row": row, "scorer": scorer,
-                 "passed": passed, "q": q, "differ": differ}
+                 "prompt": prompt, "param": [p for p in param or [] if p], "row": row,
+                 "scorer": scorer, "passed": passed, "q": q, "differ": differ}
         chosen = dict(p.partition("=")[::2] for p in param or [])
         return _page("run.html.j2", title=f"run {info.name}", info=info, report=report,
                      dims=dims, facets=facets(info, report["scorers"]), state=state,

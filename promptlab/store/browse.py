@@ -183,6 +183,14 @@ class BrowseQueries:
             nxt = (rows[-1].row_id, rows[-1].idx) if by_row else rows[-1].idx
         return items, nxt
 
+    def run_stamp(self, run_id: str) -> tuple[str, datetime | None] | None:
+        """A run's stored status and end time (None: no such run): one primary-key read, to
+        tell whether a cached view of a finished run still holds."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Run.status, Run.finished_at).where(Run.id == run_id)
+                               ).first()
+        return None if row is None else (str(row.status), row.finished_at)
+
     def score_count(self, run_id: str) -> int:
         """How many scores a run has (a cheap version stamp for cached reports)."""
         with self.engine.connect() as conn:

@@ -18,7 +18,7 @@
       box.querySelectorAll("button.rate").forEach(function (b) {
         b.classList.toggle("on", b.dataset.rate === value);
       });
-      note.textContent = value === "up" ? "rated 👍" : "rated 👎";
+      note.textContent = value === "up" ? "rated: good" : "rated: bad";
     }).catch(function () { note.textContent = "not saved"; });
   }
   document.addEventListener("click", function (ev) {
