@@ -173,6 +173,61 @@ def synth_results(db: Path, n: int) -> str:
     return run_id
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def serve_pages(db: Path, run_id: str, n: int) -> dict[str, Any]:
+    """`promptlab serve` over the database: the first (cold) and median (of n) time of the
+    run page, the report and a page of 100 trials, and the server's RSS."""
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "promptlab", "serve", "--db", str(db), "--port",
+                             str(port), "--read-only"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/runs?limit=1", timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("promptlab serve did not start: "
+                                       + (proc.stderr.read() if proc.stderr else "")) from None
+                time.sleep(0.1)
+        paths = {"run page": f"/runs/{run_id}?by=model,temperature",
+                 "report": f"/api/runs/{run_id}/report?by=model,temperature",
+                 "100 trials": f"/api/runs/{run_id}/trials?limit=100&cursor="
+                               + _cursor(500_000 if n > 3 else 10)}
+        out: dict[str, Any] = {"rss_mb_start": _rss_mb(proc.pid)}
+        for name, path in paths.items():
+            times = []
+            for _ in range(n + 1):
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(base + path, timeout=120) as r:
+                    r.read()
+                times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"first_ms": times[0], "median_ms": statistics.median(times[1:])}
+        for _ in range(n):  # memory stays flat: the same pages again
+            for path in paths.values():
+                urllib.request.urlopen(base + path, timeout=120).read()
+        out["rss_mb_end"] = _rss_mb(proc.pid)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _cursor(idx: int) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(idx).encode()).decode().rstrip("=")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,6 +370,16 @@ def main() -> int:
         rows.append({"name": "per-call CPU of promptlab itself",
                      "value": f"{per_call:,.0f} us/call (whole process, start-up included)",
                      "target": "report it", "ok": True, "data": {}})
+        # 9. promptlab serve over the same million results (server on 127.0.0.1; times are
+        # request to last byte on loopback, so they bound the server's own time).
+        sv = serve_pages(dbr, run_id, 2 if args.smoke else 9)
+        worst = max(sv[k]["median_ms"] for k in ("run page", "report", "100 trials"))
+        rows.append({"name": f"promptlab serve over {report_n:,} results (median)",
+                     "value": "; ".join(f"{k} {sv[k]['median_ms']:.0f} ms (first "
+                                        f"{sv[k]['first_ms']:.0f})"
+                                        for k in ("run page", "report", "100 trials"))
+                     + f"; RSS {sv['rss_mb_start']:.0f} -> {sv['rss_mb_end']:.0f} MB",
+                     "target": "each <= 300 ms", "ok": worst <= 300, "data": sv})
     finally:
         fast.stop()
     width = max(len(r["name"]) for r in rows + extra)

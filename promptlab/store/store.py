@@ -20,11 +20,13 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
+from promptlab.store.browse import BrowseQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
 from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
+from promptlab.store.ratings import Curation
 from promptlab.store.tables import (
     Artifact,
     Attempt,
@@ -53,7 +55,8 @@ class Record:
     trial_exists: bool = False  # resuming a trial whose error result was cleared
 
 
-class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, StoreMerge):
+class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
+            StoreMerge):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:

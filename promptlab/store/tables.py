@@ -159,3 +159,8 @@ class Score(Base):
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
     )
+
+
+# The viewer's matrix pages a run's trials by dataset row (store/browse.py): without this
+# index a page of a million-trial run sorts the whole run.
+Index("ix_trials_run_row", StoredTrial.run_id, StoredTrial.row_id, StoredTrial.idx)
