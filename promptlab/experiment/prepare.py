@@ -189,9 +189,11 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
             k.removeprefix("template:"): v for k, v in stored.items() if k.startswith("template:")}
         files: dict[str, str] | None = {
             k.removeprefix("dataset:"): v for k, v in stored.items() if k.startswith("dataset:")}
+        images: dict[str, str] | None = {
+            k.removeprefix("image:"): v for k, v in stored.items() if k.startswith("image:")}
     else:
-        templates, files = Path(loaded.root) / "templates", None
-    renderer = Renderer(templates, prompt_files)
+        templates, files, images = Path(loaded.root) / "templates", None, None
+    renderer = Renderer(templates, prompt_files, images)
     spec, artifacts = build_spec(loaded, renderer, files)
     if check_api_keys:
         check_keys(spec, loaded)
@@ -203,6 +205,8 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
                              renderer)
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
+    for path, url in renderer.images.files.items():  # stored once; bodies reference them
+        artifacts[f"image:{path}"] = url
     return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts,
                     scorers=scorers)
 
