@@ -18,8 +18,8 @@ from promptlab.cache import fingerprint
 from promptlab.canonical import canonical_json, sha256_hex
 from promptlab.experiment.rebuild import from_database
 from promptlab.grid import Plan
-from promptlab.images import unpack
 from promptlab.ids import new_run_id
+from promptlab.images import unpack
 from promptlab.manifest import collect_manifest
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.tools import fingerprint_params, request_options
