@@ -168,7 +168,11 @@ def synth_results(db: Path, n: int) -> str:
                 results.append((run_id, i, "ok", "out", "stop", 10, 5, 1.0 + (i % 97),
                                 None, None, 0.0001, 1, "m", None, None, None, 0, 1, None, now))
             conn.executemany("insert into trials values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", trials)
-            conn.executemany("insert into results values "
+            conn.executemany("insert into results (run_id, idx, status, output, "
+                             "finish_reason, input_tokens, output_tokens, latency_ms, ttft_ms, "
+                             "tokens_per_s, cost_usd, attempts, response_model, fingerprint, "
+                             "error_kind, error, cache_hit, cacheable, cache_source, "
+                             "finished_at) values "
                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", results)
     return run_id
 

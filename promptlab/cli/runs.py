@@ -185,6 +185,7 @@ def _trial_text(record: dict[str, Any]) -> str:
             out += f"  error: {r['error']}\n"
         if r["output"] is not None:
             out += "  output:\n" + _block(r["output"])
+        out += _details_text(r)
         out += ("cache: " + (f"from the cache: {r['cache_source']}" if r["cache_hit"]
                              else (r["cache_source"] or "not from the cache")) + "\n")
     for a in record["attempts"]:
@@ -210,6 +211,22 @@ def _trial_text(record: dict[str, Any]) -> str:
                       if s["detail"] else "")
             out += f"  {name}: {value}{verdict}{detail}\n"
     return out
+
+
+def _details_text(r: dict[str, Any]) -> str:
+    """Tool calls, parsed structured output, reasoning and token detail, where present."""
+    out = ""
+    for i, call in enumerate(_json(r.get("tool_calls_json")) or []):
+        out += (f"  tool call {i + 1}: {call['name']}("
+                f"{json.dumps(call['arguments'], ensure_ascii=False, sort_keys=True)})\n")
+    if r.get("parsed_json") is not None:
+        out += "  parsed JSON:\n" + _block(_json(r["parsed_json"]))
+    if r.get("reasoning"):
+        out += "  reasoning:\n" + _block(r["reasoning"])
+    counts = [f"{r[k]} {label}" for k, label in (
+        ("reasoning_tokens", "reasoning"), ("cached_input_tokens", "cached input"),
+        ("cache_write_tokens", "cache write")) if r.get(k) is not None]
+    return out + (f"  tokens: {', '.join(counts)}\n" if counts else "")
 
 
 def _json(text: str | None) -> Any:

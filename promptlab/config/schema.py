@@ -49,6 +49,10 @@ class ServerConfig:
 class PriceConfig:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    # Input read from (cached) or written to (cache_write) the provider's prompt cache;
+    # unset, they cost input_per_mtok.
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
 
 
 @dataclass
@@ -96,6 +100,12 @@ class ModelConfig:
     # Send a trial's repeats as one call with n samples (OpenAI-compatible APIs that honour
     # n; where a server returns fewer choices, the rest are sent one by one).
     repeats_as_n: bool = False
+    # Provider-neutral tools ({name, description, parameters}), tool_choice (auto, none,
+    # required or a tool name) and response_format (Chat Completions' form); see
+    # providers/tools.py. A prompt's own replace these.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,6 +121,8 @@ class ScorerConfig:
 
     type: str = MISSING
     field: str | None = None
+    name: str | None = None  # tool_call: the expected tool's name (else the row's field)
+    arguments: dict[str, Any] | None = None  # tool_call: expected arguments (a subset)
     pattern: str | None = None
     case_sensitive: bool = False
     strip: bool = True
@@ -123,8 +135,11 @@ class ScorerConfig:
 
 @dataclass
 class MessageConfig:
+    """One message: ``content`` (text, or a list of parts ``{text: ...}`` / ``{image:
+    ...}``, each a template) or ``template`` (a file under templates/)."""
+
     role: str = "user"
-    content: str | None = None
+    content: Any = None
     template: str | None = None
 
 
@@ -133,6 +148,9 @@ class PromptConfig:
     messages: list[MessageConfig] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     scorers: dict[str, ScorerConfig] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass

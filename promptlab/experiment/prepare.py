@@ -17,6 +17,7 @@ from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.dataset import load_dataset
 from promptlab.errors import UserError
 from promptlab.providers import ProviderRequest, get_provider
+from promptlab.providers.tools import spec_options
 from promptlab.scoring import ScorerSet, build_scorers
 from promptlab.scoring.judge import JudgeSpec
 from promptlab.spec import (
@@ -28,7 +29,7 @@ from promptlab.spec import (
     RunSettings,
     ServerSpec,
 )
-from promptlab.templates import Renderer
+from promptlab.templates import Renderer, message_spec
 
 __all__ = ["Prepared", "build_spec", "model_spec", "prepare", "resolve_judges"]
 
@@ -72,9 +73,9 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
                                  n_parallel=server["n_parallel"], fallback=server["fallback"])
     elif not cfg.get("base_url") and cfg["provider"] not in ("openai", "anthropic"):
         raise UserError(f"{where}: models.{alias}.base_url is required; set the API's URL")
-    if cfg["endpoint"] not in ("chat", "completions"):
+    if cfg["endpoint"] not in ("chat", "completions", "responses"):
         raise UserError(f"{where}: models.{alias}.endpoint: '{cfg['endpoint']}' is not an "
-                        "endpoint; use chat or completions")
+                        "endpoint; use chat, completions or responses")
     if cfg["provider"] == "http" and cfg.get("http") is None:
         raise UserError(f"{where}: models.{alias}.http is required for provider http; give "
                         "at least http.body and http.output_path")
@@ -89,6 +90,9 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
         output_per_mtok=float(price.get("output_per_mtok", 0.0)),
         endpoint=cfg["endpoint"], stream=cfg["stream"], http=cfg.get("http"),
         repeats_as_n=cfg["repeats_as_n"],
+        cached_input_per_mtok=price.get("cached_input_per_mtok"),
+        cache_write_per_mtok=price.get("cache_write_per_mtok"),
+        **spec_options(cfg, f"{where}: models.{alias}"),
     )
 
 
@@ -120,8 +124,10 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
                 source = renderer.load_source(m["template"], where)
                 messages.append(MessageSpec(m["role"], source, m["template"]))
             else:
-                messages.append(MessageSpec(m["role"], m["content"]))
-        prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"])))
+                messages.append(message_spec(m["role"], m["content"],
+                                             f"{where}: prompts.{name}.messages[{i}]"))
+        prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"]),
+                                  **spec_options(p, f"{where}: prompts.{name}")))
     dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"),
                                  stored_files)
     if text is not None and dataset.path is not None:
@@ -190,9 +196,11 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
             k.removeprefix("template:"): v for k, v in stored.items() if k.startswith("template:")}
         files: dict[str, str] | None = {
             k.removeprefix("dataset:"): v for k, v in stored.items() if k.startswith("dataset:")}
+        images: dict[str, str] | None = {
+            k.removeprefix("image:"): v for k, v in stored.items() if k.startswith("image:")}
     else:
-        templates, files = Path(loaded.root) / "templates", None
-    renderer = Renderer(templates, prompt_files)
+        templates, files, images = Path(loaded.root) / "templates", None, None
+    renderer = Renderer(templates, prompt_files, images)
     spec, artifacts = build_spec(loaded, renderer, files)
     if check_api_keys:
         check_keys(spec, loaded)
@@ -204,6 +212,8 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
                              renderer)
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
+    for path, url in renderer.images.files.items():  # stored once; bodies reference them
+        artifacts[f"image:{path}"] = url
     return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts,
                     scorers=scorers)
 

@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 
 from promptlab.cache import estimate_tokens, fingerprint_from_parts
+from promptlab.canonical import canonical_json
 from promptlab.errors import ProviderError
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.base import Provider, ProviderResponse
+from promptlab.providers.tools import fingerprint_params, request_options
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, budget_spent, endpoint_key
@@ -94,7 +96,8 @@ class Runner:
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
-        self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache)
+        self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache,
+                                  images=renderer.images.payloads())
         self._reserved = 0.0  # estimated cost of calls sent but not finished
         self._finished_one = asyncio.Event()
 
@@ -187,9 +190,12 @@ class Runner:
         messages, messages_json, messages_canonical = self.renderer.render_with_json(
             trial.prompt, trial.row, self.spec.dataset.name)
         model = trial.model
-        request = ProviderRequest(model.model, messages, trial.params)
+        options = request_options(model, trial.prompt)
+        request = ProviderRequest(model.model, messages, trial.params, **options)
         http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
-        params_canonical = self._recorder.params_json(trial.params)[1]
+        hashed = fingerprint_params(trial.params, options)
+        params_canonical = (self._recorder.params_json(trial.params)[1] if hashed is trial.params
+                            else canonical_json(hashed))
         key = fingerprint_from_parts(model, messages_canonical, params_canonical, trial.repeat)
         prior = started.get(trial.index)
         return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),

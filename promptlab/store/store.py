@@ -28,6 +28,7 @@ from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
 from promptlab.store.ratings import Curation
 from promptlab.store.tables import (
+    RESULT_DETAILS,
     Artifact,
     Attempt,
     Result,
@@ -139,7 +140,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             return {}
         stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.output,
                        Result.finish_reason, Result.input_tokens, Result.output_tokens,
-                       Result.response_model, Result.fingerprint, Result.finished_at)
+                       Result.response_model, Result.fingerprint, Result.finished_at,
+                       *(getattr(Result, c) for c in RESULT_DETAILS))
                 .join(Result, (Result.run_id == StoredTrial.run_id)
                       & (Result.idx == StoredTrial.idx))
                 .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
