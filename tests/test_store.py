@@ -44,6 +44,11 @@ def test_results_db_example_is_current_and_complete(tmp_path: Path) -> None:
     rows = list(store.results(run.id))
     assert len(rows) == info.planned and all(r.status == "ok" for r in rows)
     assert {r.model_alias for r in rows} == set(info.config["models"])
+    # A real run of the default experiment: the local model, not the mock it can fall back to.
+    assert set(info.config["models"]) == {"gemma-local"}
+    with sqlite3.connect(f"file:{copy}?mode=ro", uri=True) as conn:
+        assert conn.execute("select distinct endpoint from trials").fetchall() == [
+            ("managed:llamacpp:",)]
     assert json.dumps(info.manifest)  # provenance is there
 
 
