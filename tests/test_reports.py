@@ -34,9 +34,9 @@ def test_report_json_groups_by_any_dimension(example_db: Path,
                  "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     keys = [(g["model"], g["temperature"]) for g in data["groups"]]
-    assert keys == [("mock-anthropic", 0.0), ("mock-anthropic", 0.7), ("mock-openai", 0.0),
-                    ("mock-openai", 0.7)]
-    assert sum(g["calls"] for g in data["groups"]) == 64
+    # The example is the default experiment: Gemma 3 270M, greedy and sampled.
+    assert keys == [("gemma-local", 0.0), ("gemma-local", 0.8)]
+    assert sum(g["calls"] for g in data["groups"]) == 32
     assert data["scorers"] == ["correct"]
     for g in data["groups"]:
         assert g["correct_n"] == 16 and g["correct_lo"] <= g["correct"] <= g["correct_hi"]
@@ -49,13 +49,13 @@ def test_report_markdown_and_csv(example_db: Path, capsys: pytest.CaptureFixture
                                  tmp_path: Path) -> None:
     assert main(["report", "--db", str(example_db), "--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    assert "| model | prompt | correct | calls |" in md and md.count("| mock-") == 4
+    assert "| model | prompt | correct | calls |" in md and md.count("| gemma-local |") == 2
     out = tmp_path / "r.csv"
     assert main(["report", "--db", str(example_db), "--by", "prompt", "--format", "csv",
                  "-o", str(out)]) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert [r["prompt"] for r in rows] == ["capital-fewshot", "capital-plain"]
-    assert all(r["calls"] == "32" for r in rows)
+    assert [r["prompt"] for r in rows] == ["capital-complete", "capital-qa"]
+    assert all(r["calls"] == "16" for r in rows)
 
 
 def test_report_rejects_unknown_dimension(example_db: Path,

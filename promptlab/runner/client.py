@@ -60,6 +60,29 @@ class Sender(Protocol):
     async def aclose(self) -> None: ...
 
 
+# The most of one reply promptlab reads (after decompression): a server that sends more,
+# or a gzip bomb, is a recorded error, not a run that fills the memory and the disk.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# A stream may go on for this many times the call timeout in all (each read is bounded by
+# the timeout itself): a server that trickles forever cannot hold a run open.
+STREAM_TOTAL_FACTOR = 10
+
+_AIOHTTP_ERRORS = (aiohttp.ClientError, ConnectionError,
+                   aiohttp.http_exceptions.HttpProcessingError, ValueError)
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise SendError(f"reply over {MAX_BODY_BYTES >> 20} MB (decompressed); not read "
+                            "further")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _AiohttpStream:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
@@ -67,16 +90,23 @@ class _AiohttpStream:
         self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
 
     async def lines(self) -> AsyncIterator[str]:
+        size = 0
         try:
             async for raw in self._resp.content:
-                yield raw.decode("utf-8").rstrip("\r\n")
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}") from None
+                size += len(raw)
+                if size > MAX_BODY_BYTES:
+                    raise SendError(f"stream over {MAX_BODY_BYTES >> 20} MB; not read further")
+                yield raw.decode("utf-8", "replace").rstrip("\r\n")
+        except _AIOHTTP_ERRORS as exc:  # LineTooLong: one event line over aiohttp's limit
+            raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except TimeoutError:
             raise SendTimeout("timeout mid-stream") from None
 
     async def read(self) -> bytes:
-        return await self._resp.read()
+        try:
+            return await _read_bounded(self._resp)
+        except _AIOHTTP_ERRORS as exc:
+            raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 class AiohttpSender:
@@ -90,21 +120,23 @@ class AiohttpSender:
         try:
             async with self._session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                body = await resp.read()
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    allow_redirects=False) as resp:  # a redirect would carry the key along
+                body = await _read_bounded(resp)
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}") from None
+        except _AIOHTTP_ERRORS as exc:
+            raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
     @contextlib.asynccontextmanager
     async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
         try:
             async with self._session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout,
-                                                  sock_connect=timeout)) as resp:
+                    timeout=aiohttp.ClientTimeout(total=timeout * STREAM_TOTAL_FACTOR,
+                                                  sock_read=timeout, sock_connect=timeout),
+                    allow_redirects=False) as resp:
                 yield _AiohttpStream(resp)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None

@@ -329,7 +329,11 @@ class Runner:
                 await exchange(client, http, timeout, provider, model.stream, t0, got)
                 status, raw, parsed = got.status, got.raw, got.parsed
                 assert status is not None and raw is not None
-                if status >= 400:
+                if 300 <= status < 400:  # not followed: the API key would go along
+                    kind = "fatal"
+                    error = (f"HTTP {status}: redirect to {got.headers.get('location', '?')} "
+                             "not followed; set base_url to the address it points at")
+                elif status >= 400:
                     kind = provider.classify(model, status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
                     wait = retry_after_s(got.headers)

@@ -34,7 +34,7 @@ async def exchange(client: Sender, http: HttpRequest, timeout: float, provider: 
         return
     async with client.stream(http, timeout) as resp:
         into.status, into.headers = resp.status, resp.headers
-        if resp.status >= 400:
+        if resp.status >= 300:
             into.raw = await resp.read()
             return
         parser = provider.stream_parser()

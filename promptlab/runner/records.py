@@ -21,6 +21,7 @@ from promptlab.canonical import canonical_json
 from promptlab.images import pack
 from promptlab.providers.base import HttpRequest, ProviderResponse, dumps
 from promptlab.providers.tools import request_options, tool_calls_value, wants_json
+from promptlab.redaction import redact_url
 from promptlab.spec import ModelSpec, Trial
 from promptlab.store import Record, utcnow
 from promptlab.store.tables import RESULT_DETAILS
@@ -128,11 +129,14 @@ class Recorder:
             row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
             if len(self._row_json) < 20_000:
                 self._row_json[trial.row.index] = row_json
-        return trial_row(self.run_id, trial,
-                         params_json=self._scrub(self.params_json(trial.params)[0]) or "",
-                         row_json=row_json,
-                         messages_json=pack(self._scrub(call.messages_json) or "", self._images),
-                         cache_key=call.cache_key)
+        row = trial_row(self.run_id, trial,
+                        params_json=self._scrub(self.params_json(trial.params)[0]) or "",
+                        row_json=row_json,
+                        messages_json=pack(self._scrub(call.messages_json) or "", self._images),
+                        cache_key=call.cache_key)
+        # The endpoint is the base URL, whose query may hold a key (?key=...).
+        row["endpoint"] = self._scrub(redact_url(row["endpoint"], trial.model.secret_params))
+        return row
 
     def record(self, call: Call, outcome: Outcome) -> Record:
         trial, model = call.trial, call.trial.model
@@ -166,6 +170,8 @@ class Recorder:
             if text is not None and type(text) is not str:
                 unstorable = _not_text(text)
                 text = fit_text(text)
+            # A server may echo what it was sent, the key in its headers included.
+            text = self._scrub(text)
         cost = None
         details = result_details(call, r, text) if r is not None else dict.fromkeys(
             DETAIL_COLUMNS)
