@@ -54,6 +54,8 @@ class ModelSpec:
     stream: bool = False
     http: dict[str, Any] | None = field(default=None, hash=False)
     repeats_as_n: bool = False
+    batch: bool = True  # with run.batch: through the provider's batch API
+    batch_discount: float = 0.5  # the batch price as a share of the price
 
     def endpoint_identity(self) -> str:
         """Where requests go, stable across runs: a managed server's port changes each run."""
@@ -121,6 +123,7 @@ class RunSettings:
     cache: str = "readwrite"
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    batch: bool = False
 
 
 @dataclass(frozen=True)

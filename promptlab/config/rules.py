@@ -60,6 +60,7 @@ RANGES: tuple[Range, ...] = (
     Range("models.*.timeout_s", 0, above=True, none="run.timeout_s"),
     Range("models.*.price.input_per_mtok", 0),
     Range("models.*.price.output_per_mtok", 0),
+    Range("models.*.price.batch_discount", 0, above=True),
     Range("models.*.server.ready_timeout_s", 0, above=True),
     Range("models.*.server.latency_ms", 0),
     Range("models.*.server.n_ctx", 1),

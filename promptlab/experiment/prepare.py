@@ -88,7 +88,8 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
         server=server_spec, input_per_mtok=float(price.get("input_per_mtok", 0.0)),
         output_per_mtok=float(price.get("output_per_mtok", 0.0)),
         endpoint=cfg["endpoint"], stream=cfg["stream"], http=cfg.get("http"),
-        repeats_as_n=cfg["repeats_as_n"],
+        repeats_as_n=cfg["repeats_as_n"], batch=cfg.get("batch", True),
+        batch_discount=float(price.get("batch_discount", 0.5)),
     )
 
 

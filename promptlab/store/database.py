@@ -23,11 +23,11 @@ __all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_r
 DEFAULT_DB = "results.db"
 # The newest migration. Opening a current database checks this with one query instead of
 # importing Alembic (a second of start-up); tests/test_store.py keeps it in step.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0008"
 # The revisions this promptlab's queries read as they are, so a read-only open (which never
 # migrates) accepts them. 0003 added the runs' owner columns, which every run query reads,
 # so the set started over there; tests/test_database_read_only.py reads a database at each.
-READABLE_REVISIONS = frozenset({"0003"})
+READABLE_REVISIONS = frozenset({"0003", "0008"})
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

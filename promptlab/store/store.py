@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
+from promptlab.store.batches import BatchQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
 from promptlab.store.ownership import RunOwnership, this_host
@@ -52,7 +53,7 @@ class Record:
     trial_exists: bool = False  # resuming a trial whose error result was cleared
 
 
-class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries):
+class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BatchQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:
