@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -77,6 +78,7 @@ class BatchExecutor:
     async def run(self, done: Iterable[int], started: dict[int, int]) -> RunStats:
         """Send (or, after a crash, go on polling) every batched trial not in `done`."""
         done = set(done)
+        t0 = time.perf_counter()
         client, own = as_sender(self.client, 8)
         self._client = client
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
@@ -92,6 +94,7 @@ class BatchExecutor:
             await self._poll(live, done)
         finally:
             await asyncio.shield(asyncio.to_thread(self._writer.close))
+            self.stats.elapsed_s += time.perf_counter() - t0
             if own:
                 await asyncio.shield(client.aclose())
             if self.on_progress:
