@@ -86,4 +86,4 @@ def test_cancel_cancels_the_live_batches_on_the_server(
         assert proc.wait(60) == 1, (root / "stderr.log").read_text()
     with sqlite3.connect(db) as conn:
         kinds = {r[0] for r in conn.execute("select error_kind from results")}
-        assert kinds == {"batch_batch_cancel", "batch_canceled"}
+        assert kinds == {"batch_canceled"}

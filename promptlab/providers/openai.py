@@ -122,8 +122,9 @@ class OpenAIProvider:
         response = line.get("response")
         if isinstance(error, dict):
             code = str(error.get("code") or "errored")
-            return BatchItem(custom_id, None, None, "expired" if code == "batch_expired"
-                             else code, f"{code}: {error.get('message') or ''}".strip(),
+            kind = {"batch_expired": "expired", "batch_cancelled": "canceled"}.get(code, code)
+            return BatchItem(custom_id, None, None, kind,
+                             f"{code}: {error.get('message') or ''}".strip(),
                              retryable=code in ("batch_expired", "server_error", "timeout"))
         if not isinstance(response, dict):
             return BatchItem(custom_id, None, None, "errored",
