@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlab.batch.choice import batched_models
 from promptlab.cache import fingerprint
 from promptlab.experiment.prepare import Prepared
 from promptlab.grid import Plan
@@ -25,14 +26,17 @@ class Estimate:
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
     first_messages: list[dict[str, str]] = field(default_factory=list)
     first_params: dict[str, Any] = field(default_factory=dict)
+    batch_calls: int = 0  # calls to send by batch (run.batch), priced at the batch price
 
 
 def estimate(prepared: Prepared, store: Store | None, cache: bool = True) -> Estimate:
     """Walk the plan once; input tokens ~ characters / 4, output tokens = max_tokens or 256.
 
-    Cached calls cost nothing; the estimate counts them apart.
+    Cached calls cost nothing; the estimate counts them apart. With run.batch, the calls
+    of batched models are counted in `batch_calls` and cost the batch price.
     """
     spec = prepared.spec
+    batched = batched_models(spec)
     plan = Plan(spec)
     est = Estimate()
     rendered: dict[tuple[str, int], tuple[list[dict[str, str]], int]] = {}
@@ -50,6 +54,9 @@ def estimate(prepared: Prepared, store: Store | None, cache: bool = True) -> Est
                 est.cached += 1
                 m["cached"] += 1
                 continue
+            if alias in batched:
+                est.batch_calls += 1
+                m["batch_calls"] = m.get("batch_calls", 0) + 1
             est.input_tokens += tin
             est.output_tokens += tout
             est.cost_usd += cost
@@ -73,6 +80,8 @@ def estimate(prepared: Prepared, store: Store | None, cache: bool = True) -> Est
                    or 256)
         model = trial.model
         cost = (tin * model.input_per_mtok + tout * model.output_per_mtok) / 1e6
+        if model.alias in batched:
+            cost *= model.batch_discount
         chunk.append((fingerprint(model, messages, trial.params, trial.repeat), model.alias,
                       tin, tout, cost))
         if len(chunk) >= CHUNK:
