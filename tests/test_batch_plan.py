@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import prepared_for
+from test_batch_run import batch_project
+
 from promptlab.errors import UserError
 from promptlab.experiment.estimate import estimate
 from promptlab.testing import MockConfig, MockServer
-from test_batch_run import batch_project
 
 
 def test_plan_counts_batch_calls_at_the_batch_price(tmp_path: Path) -> None:

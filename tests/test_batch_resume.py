@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_batch_run import batch_project
 
 from promptlab.cli.main import main
 from promptlab.testing import MockConfig, MockServer
-from test_batch_run import batch_project
 
 ROWS = 200
 

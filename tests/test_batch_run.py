@@ -8,14 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import write
+from helpers import prepared_for
+
 from promptlab.cli.main import main
 from promptlab.errors import UserError
 from promptlab.runner.session import NewRun, Session
 from promptlab.store import Store
 from promptlab.testing import MockConfig, MockServer
-from helpers import prepared_for
 
 ROWS = 1000
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from promptlab.store.tables import StoredBatch
 
@@ -84,7 +84,7 @@ class BatchQueries:
         with self.engine.begin() as conn:
             number = int(conn.scalar(select(func.coalesce(func.max(StoredBatch.number), 0))
                                      .where(StoredBatch.run_id == run_id)) or 0) + 1
-            conn.execute(StoredBatch.__table__.insert().values(
+            conn.execute(insert(StoredBatch).values(
                 run_id=run_id, number=number, model_alias=model_alias, api=api, round=round,
                 status=status, batch_id=batch_id, input_file_id=input_file_id,
                 output_file_id=None, error_file_id=None, results_url=results_url,

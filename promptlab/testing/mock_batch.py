@@ -217,7 +217,7 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
     async def upload(request: web.Request) -> web.Response:
         form = await request.post()
         upload = form.get("file")
-        if upload is None or isinstance(upload, str):
+        if not isinstance(upload, web.FileField):
             return web.json_response({"error": {"message": "file is required"}}, status=400)
         content = upload.file.read()
         fid = next_id("file-mock")
