@@ -97,10 +97,26 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
     def diff(c: dict[str, Any]) -> list[str]:
         return [f for f in FINGERPRINT_FIELDS if c["fields"][f] != trial["fields"][f]]
 
-    nearest = min(candidates, key=lambda c: len(diff(c)))
+    def distance(c: dict[str, Any]) -> tuple[int, int]:
+        # Fewest differing fields first, then fewest differing params and messages, so a
+        # request that differs in max_tokens alone beats one that also differs in temperature.
+        fields = diff(c)
+        inner = sum(_inner_differences(c["fields"][f], trial["fields"][f]) for f in fields)
+        return len(fields), inner
+
+    nearest = min(candidates, key=distance)
     lines.append(f"  nearest stored request: {nearest['run_id']}:{nearest['idx']} "
                  f"({nearest['status']}); fields that differ:")
     for f in diff(nearest):
         lines.append(f"    {f}: here {_short(trial['fields'][f])}")
         lines.append(f"    {' ' * len(f)}  there {_short(nearest['fields'][f])}")
     return lines
+
+
+def _inner_differences(a: Any, b: Any) -> int:
+    """How many keys (of a dict) or items (of a list) differ; 1 for other values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return sum(1 for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if isinstance(a, list) and isinstance(b, list):
+        return sum(1 for x, y in zip(a, b, strict=False) if x != y) + abs(len(a) - len(b))
+    return 1 if a != b else 0

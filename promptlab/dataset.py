@@ -123,11 +123,26 @@ def _jsonl(text: str, label: str) -> Iterator[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise UserError(f"{label}:{n}: invalid JSON ({exc.msg} at column {exc.colno}); "
                             "each line must be one JSON object") from None
+        if _has_lone_surrogate(line, value):
+            raise UserError(f"{label}:{n}: a \\ud800-\\udfff escape stands alone (half of "
+                            "a character pair), so the text is not valid Unicode; fix the "
+                            "escape or remove it")
         if not isinstance(value, dict):
             kind = _JSON_KINDS.get(type(value), "not an object")
             raise UserError(f"{label}:{n}: the line is {kind}, not a JSON object; each line "
                             'must be one object such as {"id": "q1", "question": "..."}')
         yield value
+
+
+def _has_lone_surrogate(line: str, value: Any) -> bool:
+    """Whether JSON escapes decoded into a lone surrogate (no database or hash takes it)."""
+    if "\\u" not in line.lower():
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _records(text: str, label: str) -> Iterator[tuple[int, list[str]]]:

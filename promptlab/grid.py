@@ -14,7 +14,7 @@ from typing import Any
 from promptlab.canonical import canonical_json, sha256_hex
 from promptlab.spec import ExperimentSpec, Trial
 
-__all__ = ["Plan", "grid_points", "trial_key"]
+__all__ = ["Plan", "ShardPlan", "grid_points", "shard_of", "trial_key"]
 
 
 def grid_points(params: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -93,9 +93,31 @@ class Plan:
         row_json = self._row_json.get(ri)
         if row_json is None:
             row_json = canonical_json(row.data)
-            if len(self._row_json) < 100_000:
+            if len(self._row_json) < 20_000:
                 self._row_json[ri] = row_json
         key = trial_key(self._model_json[mi], self._prompt_json[pi], params, row.id, row_json,
                         rep, params_json)
         return Trial(index=index, key=key, model=model, prompt=self.spec.prompts[pi],
                      params=params, row=row, repeat=rep)
+
+
+def shard_of(index: int, shards: int) -> int:
+    """The shard a trial belongs to: by index, strided, so every shard gets an even mix of
+    models, prompts and grid points (and no endpoint is one shard's alone)."""
+    return index % shards
+
+
+class ShardPlan:
+    """The trials of one shard of a plan (``shard_of(index) == shard``), built by index."""
+
+    def __init__(self, plan: Plan, shard: int, shards: int) -> None:
+        if not 0 <= shard < shards:
+            raise IndexError(shard)
+        self.plan, self.shard, self.shards = plan, shard, shards
+        self.indexes = range(shard, len(plan), shards)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def __iter__(self) -> Iterator[Trial]:
+        return (self.plan.trial(i) for i in self.indexes)

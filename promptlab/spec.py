@@ -56,6 +56,12 @@ class ModelSpec:
     repeats_as_n: bool = False
     batch: bool = True  # with run.batch: through the provider's batch API
     batch_discount: float = 0.5  # the batch price as a share of the price
+    cached_input_per_mtok: float | None = None  # None: cached input costs input_per_mtok
+    cache_write_per_mtok: float | None = None   # None: cache writes cost input_per_mtok
+    # Provider-neutral request options (see providers/tools.py); a prompt's own win.
+    tools: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    tool_choice: Any = field(default=None, hash=False)
+    response_format: Any = field(default=None, hash=False)
 
     def endpoint_identity(self) -> str:
         """Where requests go, stable across runs: a managed server's port changes each run."""
@@ -69,7 +75,21 @@ class ModelSpec:
         out = {"alias": self.alias, "provider": self.provider, "model": self.model}
         if self.endpoint != "chat":
             out["endpoint"] = self.endpoint
+        out.update(_options(self.tools, self.tool_choice, self.response_format))
         return out
+
+
+def _options(tools: tuple[dict[str, Any], ...], tool_choice: Any,
+             response_format: Any) -> dict[str, Any]:
+    """The request options that are set, for an identity (absent ones leave keys as they were)."""
+    out: dict[str, Any] = {}
+    if tools:
+        out["tools"] = list(tools)
+    if tool_choice is not None:
+        out["tool_choice"] = tool_choice
+    if response_format is not None:
+        out["response_format"] = response_format
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,9 @@ class MessageSpec:
     role: str
     source: str
     template: str | None = None  # file name under templates/, or None for inline content
+    # Content parts instead of one text: (kind, source) pairs, kind "text" or "image", each
+    # source a template rendered per row (see templates.py).
+    parts: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,12 +107,16 @@ class PromptSpec:
     name: str
     messages: tuple[MessageSpec, ...]
     vars: dict[str, Any] = field(default_factory=dict, hash=False)
+    tools: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    tool_choice: Any = field(default=None, hash=False)
+    response_format: Any = field(default=None, hash=False)
 
     def identity(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "messages": [[m.role, m.source] for m in self.messages],
             "vars": self.vars,
+            **_options(self.tools, self.tool_choice, self.response_format),
         }
 
 
@@ -124,6 +151,7 @@ class RunSettings:
     max_calls: int | None = None
     max_cost_usd: float | None = None
     batch: bool = False
+    shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,33 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from promptlab.canonical import canonical_json
 from promptlab.errors import UserError
-from promptlab.spec import PromptSpec, Row
+from promptlab.images import ImageLoader
+from promptlab.spec import MessageSpec, PromptSpec, Row
 
-__all__ = ["RecordingLoader", "Renderer", "render_text"]
+__all__ = ["RecordingLoader", "Renderer", "message_spec", "render_text"]
 
-Message = dict[str, str]
-MEMO_LIMIT = 200_000
+Message = dict[str, Any]
+MEMO_LIMIT = 20_000  # ~1 KB each: a bounded memo, not one entry per row of a huge dataset
+PART_KINDS = ("text", "image")
+
+
+def message_spec(role: str, content: Any, where: str) -> MessageSpec:
+    """An inline message: text, or a list of parts (``{text: ...}`` or ``{image: ...}``,
+    each a template; an image renders to a project-relative file, a URL or a data URL)."""
+    if isinstance(content, str):
+        return MessageSpec(role, content)
+    if not isinstance(content, list) or not content:
+        raise UserError(f"{where}.content must be text or a list of parts like "
+                        "'- text: ...' and '- image: \"{{ image }}\"'")
+    parts = []
+    for i, part in enumerate(content):
+        if not (isinstance(part, dict) and len(part) == 1 and next(iter(part)) in PART_KINDS
+                and isinstance(next(iter(part.values())), str)):
+            raise UserError(f"{where}.content[{i}] must be one of '- text: ...' or "
+                            "'- image: ...' (a file path, URL or data URL)")
+        kind, source = next(iter(part.items()))
+        parts.append((kind, source))
+    return MessageSpec(role, json.dumps([[k, v] for k, v in parts]), None, tuple(parts))
 
 
 class RecordingLoader(jinja2.BaseLoader):
@@ -60,12 +81,20 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
     return _environment(None).from_string(source).render(variables)
 
 
+Compiled = jinja2.Template | list[tuple[str, jinja2.Template]]
+
+
 class Renderer:
     """Compiles each prompt once and renders it for dataset rows."""
 
     def __init__(self, templates: Path | dict[str, str],
-                 prompt_files: dict[str, str] | None = None) -> None:
-        """`templates` is the templates directory, or stored sources by name (reproduce)."""
+                 prompt_files: dict[str, str] | None = None,
+                 images: dict[str, str] | None = None) -> None:
+        """`templates` is the templates directory, or stored sources by name (reproduce);
+        image paths are read relative to the directory's parent (the project), or from
+        `images` (stored data URLs by path)."""
+        self.images = ImageLoader(templates.parent if isinstance(templates, Path) else None,
+                                  images)
         if isinstance(templates, dict):
             self.templates_dir: Path | str = "the stored templates"
             inner: jinja2.BaseLoader = jinja2.DictLoader(templates)
@@ -74,7 +103,7 @@ class Renderer:
             inner = jinja2.FileSystemLoader(str(templates))
         self.loader = RecordingLoader(inner)
         self.env = _environment(self.loader)
-        self._compiled: dict[str, list[tuple[str, jinja2.Template, str]]] = {}
+        self._compiled: dict[str, list[tuple[str, Compiled, str]]] = {}
         self._prompt_files = prompt_files or {}
         # Rendering is pure, and a plan renders each (prompt, row) once per model, grid
         # point and repeat: remember them (bounded), with their JSON forms.
@@ -89,7 +118,7 @@ class Renderer:
                             "create it or fix the name") from None
         return source
 
-    def _compile(self, prompt: PromptSpec) -> list[tuple[str, jinja2.Template, str]]:
+    def _compile(self, prompt: PromptSpec) -> list[tuple[str, Compiled, str]]:
         compiled = self._compiled.get(prompt.name)
         if compiled is None:
             where = self._prompt_files.get(prompt.name, f"prompt '{prompt.name}'")
@@ -97,7 +126,8 @@ class Renderer:
             for i, m in enumerate(prompt.messages):
                 label = f"templates/{m.template}" if m.template else where
                 try:
-                    tpl = self.env.from_string(m.source)
+                    tpl: Compiled = (self.env.from_string(m.source) if m.parts is None else
+                                     [(k, self.env.from_string(v)) for k, v in m.parts])
                 except jinja2.TemplateSyntaxError as exc:
                     at = (f"{label}:{exc.lineno}" if m.template else
                           f"{label}: prompts.{prompt.name}.messages[{i}].content line {exc.lineno}")
@@ -136,7 +166,7 @@ class Renderer:
         out: list[Message] = []
         for role, tpl, label in self._compile(prompt):
             try:
-                out.append({"role": role, "content": tpl.render(variables)})
+                out.append({"role": role, "content": self._content(tpl, variables, label)})
             except jinja2.UndefinedError as exc:
                 raise UserError(
                     f"{label}: {exc.message} in prompt '{prompt.name}' for {dataset} row "
@@ -152,3 +182,13 @@ class Renderer:
                                 f"'{prompt.name}' for {dataset} row '{row.id}'; fix the "
                                 "template") from None
         return out
+
+    def _content(self, tpl: Compiled, variables: dict[str, Any], label: str) -> Any:
+        if isinstance(tpl, jinja2.Template):
+            return tpl.render(variables)
+        parts: list[dict[str, str]] = []
+        for kind, part in tpl:
+            value = part.render(variables)
+            parts.append({"type": "text", "text": value} if kind == "text" else
+                         {"type": "image", "url": self.images.url(value.strip(), label)})
+        return parts

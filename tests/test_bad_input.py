@@ -337,7 +337,23 @@ def test_resume_checks_its_run_overrides_before_sending(
     assert main(["resume", "latest", "--db", db, "--no-progress", override]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert "experiments/run/" not in err  # the override is named, not a file it never set
     assert mock_server.request_count == sent
+
+
+def test_a_judge_model_file_with_broken_yaml_is_one_line(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(project)
+    (project / "templates/judge.j2").write_text("PASS: {{ output }}")
+    (project / "experiments/models/grader.yaml").write_text("model: [unclosed\n")
+    cfg = project / "experiments/config.yaml"
+    cfg.write_text(cfg.read_text() + "scorers:\n  judged:\n    type: judge\n"
+                                     "    model: grader\n    template: judge.j2\n")
+    assert main(["run", "--db", "j.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "grader.yaml" in err and "Traceback" not in err
+    assert mock_server.request_count == 0
 
 
 def test_no_experiments_directory_is_a_user_error(tmp_path: Path,

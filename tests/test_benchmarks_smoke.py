@@ -16,6 +16,6 @@ def test_benchmark_suite_runs_end_to_end(tmp_path: Path) -> None:
                            "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert len(rows) == 8
+    assert len(rows) == 9  # 9: promptlab serve over the report database
     assert "0 requests sent" in rows[3]["value"]  # the cached rerun sent nothing
     assert "calls/s" in rows[0]["value"] and "us/call" in rows[7]["value"]

@@ -68,6 +68,26 @@ def test_two_runs_of_models_with_different_fixed_params_pair(
     assert c["pairs"] == 6 * 2 * 2  # rows x prompts x temperatures
 
 
+def test_two_runs_that_differ_in_one_setting_pair_across_it(
+        project: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two jobs of a temperature sweep: each run fixes one temperature, which is what tells
+    them apart; their items pair on row x prompt x repeat."""
+    monkeypatch.chdir(project)
+    with_rows(project, 6)
+    add_scorer(project)
+    for t in ("0.0", "0.7"):
+        assert main(["run", "--db", "c.db", "models=[oa]", "grid.params.top_p=[1]",
+                     f"grid.params.temperature=[{t}]"]) == 0
+    from promptlab.store import Store
+
+    with Store.open(str(project / "c.db")) as store:
+        second, first = [r.id for r in store.runs()]
+    data = compare_json(first, second, "--db", "c.db", capsys=capsys)
+    [c] = data["comparisons"]  # type: ignore[misc]
+    assert c["pairs"] == 12  # 6 rows x 2 prompts
+
+
 def test_missing_pairs_name_the_keys_that_differ(
         project: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,22 +95,20 @@ def test_missing_pairs_name_the_keys_that_differ(
     with_rows(project, 6)
     add_scorer(project)
     assert main(["run", "--db", "c.db", "models=[oa]", "grid.params.top_p=[1]",
-                 "grid.params.temperature=[0.0]"]) == 0
+                 "grid.params.temperature=[0.0,0.5]"]) == 0
     assert main(["run", "--db", "c.db", "models=[oa]", "grid.params.top_p=[1]",
-                 "grid.params.temperature=[0.7]"]) == 0
+                 "grid.params.temperature=[0.7,1.0]"]) == 0
     from promptlab.store import Store
 
     with Store.open(str(project / "c.db")) as store:
         second, first = [r.id for r in store.runs()]
-    data = compare_json(first, second, "--db", "c.db", capsys=capsys)
-    [c] = data["comparisons"]  # type: ignore[misc]
-    assert c["pairs"] == 0
-    assert c["verdict"] == "0 pairs: side A has temperature in {0.0}, side B in {0.7}"
-    # The table says it too, and does not advise more rows.
-    assert main(["compare", first, second, "--db", "c.db"]) == 0
-    out = capsys.readouterr().out
-    assert "side A has temperature in {0.0}, side B in {0.7}" in out
-    assert "add dataset rows" not in out
+    capsys.readouterr()
+    # No item is on both sides: one line naming the key that differs, exit 2.
+    assert main(["compare", first, second, "--db", "c.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "side A has temperature in {0.0, 0.5}, side B in {0.7, 1.0}" in err
+    assert "add dataset rows" not in err
 
 
 def test_the_compare_models_recipe_pairs_its_two_models(
@@ -131,7 +149,8 @@ def test_a_param_swept_in_one_run_only_is_named(
 
     with Store.open(str(project / "c.db")) as store:
         second, first = [r.id for r in store.runs()]
-    data = compare_json(first, second, "--db", "c.db", capsys=capsys)
-    [c] = data["comparisons"]  # type: ignore[misc]
-    assert c["pairs"] == 0
-    assert c["verdict"] == "0 pairs: side A has top_p in {unset}, side B in {0.5, 1.0}"
+    capsys.readouterr()
+    assert main(["compare", first, second, "--db", "c.db", "--format", "json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "side A has top_p in {unset}, side B in {0.5, 1.0}" in err

@@ -134,10 +134,11 @@ def test_text_blocks_are_joined_and_tool_use_blocks_left_out() -> None:
     assert (r.text, r.finish_reason) == ("Let me check. Done.", "tool_use")
 
 
-def test_a_reply_of_only_tool_use_keeps_the_blocks_as_json_text() -> None:
+def test_a_reply_of_only_tool_use_is_a_tool_call_with_empty_text() -> None:
     block = {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"q": "x"}}
     r = P.parse_response(MODEL, 200, message([block]))
-    assert json.loads(r.text) == [block]
+    assert r.text == ""
+    assert [(c.name, c.arguments, c.id) for c in r.tool_calls] == [("lookup", {"q": "x"}, "t1")]
 
 
 def test_empty_content_is_empty_text() -> None:

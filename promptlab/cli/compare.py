@@ -54,6 +54,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         empty = a.label if not a.rows else b.label
         raise UserError(f"compare: no results match {empty}; check the value")
     results = [compare(a, b, s) for s in scorers]
+    if results and all(c.pairs == 0 for c in results):
+        raise UserError(f"compare: {results[0].mismatch or 'no item is on both sides'}; "
+                        "compare groups that share dataset rows, prompts and repeats")
     if args.format == "json":
         out: list[dict[str, Any]] = []
         for c in results:

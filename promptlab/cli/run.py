@@ -19,10 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.errors import UserError
 from promptlab.gate import Gate, check_names, evaluate, parse_gates
 
 if TYPE_CHECKING:
     from promptlab.config.loading import LoadedConfig
+    from promptlab.experiment.prepare import Prepared
     from promptlab.runner.session import RunOutcome
     from promptlab.store import Store
 
@@ -110,9 +112,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare(loaded)
     check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
+    if prepared.spec.run.shards > 1:
+        return _sharded(args, prepared, gates)
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
                                  progress=False if args.no_progress else None)
+        _summary(outcome, store, err)
+        return _exit_code(outcome, store, gates, err)
+
+
+def _sharded(args: argparse.Namespace, prepared: Prepared, gates: list[Gate]) -> int:
+    """`run.shards=N`: one run, its trials over N workers of the Hydra launcher."""
+    from promptlab.config.launch import task_overrides
+    from promptlab.experiment.prepare import prepare
+    from promptlab.experiment.shard import run_sharded
+
+    # The run records the experiment's overrides; the launcher's own stay on the command.
+    loaded = _load(args.experiments, task_overrides(args.overrides))
+    prepared = prepare(loaded)
+    err = err_console()
+    with open_store(args.db, loaded.config.get("db")) as store:
+        outcome = run_sharded(loaded, prepared, store, db=args.db, overrides=args.overrides,
+                              console=err)
         _summary(outcome, store, err)
         return _exit_code(outcome, store, gates, err)
 
@@ -128,34 +149,45 @@ def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Consol
 
 
 def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
+    """A sweep through Hydra's own sweeper and launcher (see promptlab.config.launch)."""
+    from promptlab.config.launch import hydra_overrides, multirun
     from promptlab.config.loading import find_experiments_dir, load
-    from promptlab.config.sweep import expand_sweep, new_sweep_id
-    from promptlab.experiment.launch import run_experiment
+    from promptlab.config.sweep import expand_sweep, new_sweep_id, uses_own_sweeper
     from promptlab.experiment.prepare import prepare
+    from promptlab.experiment.sweep import SweepContext, sweep_job
 
     config_dir = find_experiments_dir(args.experiments)
-    jobs = expand_sweep(args.overrides)
-    # Every job composes and renders before the first sends anything.
-    ready = []
-    for job in jobs:
-        loaded = load(config_dir, job)
-        prepared = prepare(loaded)
-        check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
-        ready.append((job, loaded, prepared))
+    if not uses_own_sweeper(args.overrides):
+        # Every job composes and renders before the first sends anything.
+        for job in expand_sweep(args.overrides):
+            prepared = prepare(load(config_dir, job))
+            check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
+            if prepared.spec.run.shards > 1:
+                raise UserError(f"job {' '.join(job)}: run.shards with -m: shard a single "
+                                "run, or sweep without run.shards")
     sweep_id = new_sweep_id()
     err = err_console()
-    err.print(f"sweep {sweep_id}: {len(jobs)} jobs")
-    shown_db = None
+    launcher = [o for o in hydra_overrides(args.overrides) if o.startswith("hydra/")]
+    err.print(f"sweep {sweep_id}" + (f" ({escape(' '.join(launcher))})" if launcher else ""))
+    results = multirun(config_dir, args.overrides, sweep_job,
+                       SweepContext(sweep_id, args.db, False, tuple(gates)))
     code = 0
-    for i, (job, loaded, prepared) in enumerate(ready):
-        err.print(f"[bold]job {i}:[/] {escape(' '.join(job))}")
-        with open_store(args.db, loaded.config.get("db")) as store:
-            outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
-                                     progress=False if args.no_progress else None,
-                                     sweep_id=sweep_id)
-            shown_db = store.display_url
-            _summary(outcome, store, err)
-            code = max(code, _exit_code(outcome, store, gates, err))
+    shown_db = None
+    for r in results:
+        label = escape(" ".join(r.overrides) or "(no overrides)")
+        if r.error is not None:
+            err.print(f"[red]job {r.num} failed:[/] {label}: {escape(r.error)}")
+            code = 1
+            continue
+        s = r.value
+        shown_db = s.db_url
+        mark = "[green]ok[/]" if s.all_ok else "[yellow]not ok[/]"
+        err.print(f"job {r.num} {mark}: {label}: run {s.run_id} {s.status}, {s.done:,} calls, "
+                  f"{s.errors:,} errors, ${s.cost_usd:.4f}"
+                  + "".join(f"; {escape(g)}" for g in s.failed_gates))
+        code = max(code, 0 if s.all_ok else 1)
+    failed = sum(r.error is not None for r in results)
+    err.print(f"sweep {sweep_id}: {len(results)} jobs, {failed} failed")
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
     return code
@@ -172,10 +204,13 @@ def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
     err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
               f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
-              f"in {stats.elapsed_s:.2f}s = {rate:,.0f} calls/s, ${stats.cost_usd:.4f}; saved "
+              f"in {stats.elapsed_s:.2f}s = {rate:,.{0 if rate >= 10 else 2}f} calls/s, "
+              f"${stats.cost_usd:.4f}; saved "
               f"to {escape(store.display_url)}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
+    for kind, error, count in store.common_errors(outcome.run_id):
+        err.print(f"[red]{count:,} x {escape(kind)}:[/] {escape(error)}")
     if stats.errors or stats.skipped:
         err.print(f"[yellow]{stats.errors + stats.skipped:,} trials without an ok result[/] "
                   f"({stats.errors:,} errors, {stats.skipped:,} skipped); send them again with: "
@@ -190,7 +225,7 @@ def _plan(loaded: LoadedConfig, db: str | None) -> int:
     from promptlab.experiment.estimate import estimate
     from promptlab.experiment.prepare import prepare
 
-    prepared = prepare(loaded)
+    prepared = prepare(loaded, check_api_keys=False)  # a plan sends nothing: no key needed
     with open_store(db, loaded.config.get("db")) as store:
         est = estimate(prepared, store, cache=prepared.spec.run.cache != "off")
     out = out_console()
@@ -227,7 +262,7 @@ def _count(loaded: LoadedConfig) -> int:
     from promptlab.experiment.prepare import prepare
     from promptlab.grid import Plan
 
-    plan = Plan(prepare(loaded).spec)
+    plan = Plan(prepare(loaded, check_api_keys=False).spec)
     out = out_console()
     out.print(f"{len(plan):,} trials")
     for label, index in (("first", 0), ("last", -1)):

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = sub.add_parser("runs", help="list runs in the database",
                           description="List runs, newest first.")
     runs.add_argument("--name", help="only runs whose name contains this")
-    runs.add_argument("--status", help="only runs with this status (running, completed, ...)")
+    runs.add_argument("--status", choices=["running", "completed", "stopped", "interrupted",
+                                           "failed"], help="only runs with this status")
     runs.add_argument("--since", metavar="DATE", help="only runs started on or after (UTC "
                                                        "date or ISO time)")
     runs.add_argument("--until", metavar="DATE", help="only runs started before")
@@ -68,7 +69,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     table = Table(title="runs", title_justify="left")
     for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors",
                 "parent / sweep"):
-        table.add_column(col, justify="right" if col in ("results", "errors") else "left")
+        # Fold rather than cut: the id is the value people copy, whatever the width.
+        table.add_column(col, justify="right" if col in ("results", "errors") else "left",
+                         overflow="fold", no_wrap=col == "id",
+                         min_width=22 if col == "id" else None)
     for r in runs:
         duration = (f"{(r.finished_at - r.created_at).total_seconds():.1f}s"
                     if r.finished_at else "-")
@@ -181,6 +185,7 @@ def _trial_text(record: dict[str, Any]) -> str:
             out += f"  error: {r['error']}\n"
         if r["output"] is not None:
             out += "  output:\n" + _block(r["output"])
+        out += _details_text(r)
         out += ("cache: " + (f"from the cache: {r['cache_source']}" if r["cache_hit"]
                              else (r["cache_source"] or "not from the cache")) + "\n")
     for a in record["attempts"]:
@@ -206,6 +211,22 @@ def _trial_text(record: dict[str, Any]) -> str:
                       if s["detail"] else "")
             out += f"  {name}: {value}{verdict}{detail}\n"
     return out
+
+
+def _details_text(r: dict[str, Any]) -> str:
+    """Tool calls, parsed structured output, reasoning and token detail, where present."""
+    out = ""
+    for i, call in enumerate(_json(r.get("tool_calls_json")) or []):
+        out += (f"  tool call {i + 1}: {call['name']}("
+                f"{json.dumps(call['arguments'], ensure_ascii=False, sort_keys=True)})\n")
+    if r.get("parsed_json") is not None:
+        out += "  parsed JSON:\n" + _block(_json(r["parsed_json"]))
+    if r.get("reasoning"):
+        out += "  reasoning:\n" + _block(r["reasoning"])
+    counts = [f"{r[k]} {label}" for k, label in (
+        ("reasoning_tokens", "reasoning"), ("cached_input_tokens", "cached input"),
+        ("cache_write_tokens", "cache write")) if r.get(k) is not None]
+    return out + (f"  tokens: {', '.join(counts)}\n" if counts else "")
 
 
 def _json(text: str | None) -> Any:

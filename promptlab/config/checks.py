@@ -59,7 +59,10 @@ def url_problem(url: str) -> str | None:
     server's port."""
     if any(c.isspace() for c in url):
         return "contains a space or line break; remove it (a space in a path is %20)"
-    parts = urlsplit(url.replace("{port}", "1"))
+    try:
+        parts = urlsplit(url.replace("{port}", "1"))
+    except ValueError as exc:  # e.g. "http://[::1": an unclosed IPv6 host
+        return f"cannot be read as a URL ({exc}); write it like http://[::1]:8080/v1"
     if parts.scheme in ("http", "https") and parts.netloc:
         try:
             parts.port  # noqa: B018 - parsing the port is the check

@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from promptlab.config.files import display
 from promptlab.config.loading import validate
 from promptlab.config.schema import ModelConfig
 from promptlab.errors import UserError
@@ -31,7 +34,13 @@ def judge_model_config(scorer: dict[str, Any], models: dict[str, Any], config_di
         if not path.is_file():
             raise UserError(f"scorer judge model '{alias}': no such model in the run or in "
                             f"{path}; create it or pick another alias")
-        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+        try:
+            loaded = OmegaConf.load(path)
+        except (yaml.YAMLError, OmegaConfBaseException, OSError, UnicodeDecodeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{display(path)}: {first}; fix the YAML of judge model "
+                            f"'{alias}'") from None
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), loaded)
         plain = OmegaConf.to_container(merged, resolve=True)
         assert isinstance(plain, dict)
         cfg = {str(k): v for k, v in plain.items()}

@@ -61,6 +61,8 @@ RANGES: tuple[Range, ...] = (
     Range("models.*.price.input_per_mtok", 0),
     Range("models.*.price.output_per_mtok", 0),
     Range("models.*.price.batch_discount", 0, above=True),
+    Range("models.*.price.cached_input_per_mtok", 0, none="input_per_mtok"),
+    Range("models.*.price.cache_write_per_mtok", 0, none="input_per_mtok"),
     Range("models.*.server.ready_timeout_s", 0, above=True),
     Range("models.*.server.latency_ms", 0),
     Range("models.*.server.n_ctx", 1),
@@ -75,7 +77,7 @@ ORDERED: tuple[tuple[str, str], ...] = (("run.backoff_base_s", "run.backoff_max_
 # Settings that take one of a few words (None, where the schema allows it, is fine).
 CHOICES: dict[str, tuple[str, ...]] = {
     "run.cache": ("off", "read", "readwrite"),
-    "models.*.endpoint": ("chat", "completions"),
+    "models.*.endpoint": ("chat", "completions", "responses"),
     "models.*.server.kind": ("mock", "llamacpp", "command"),
     "models.*.server.fallback": ("mock",),
     "prompts.*.messages.*.role": ("system", "user", "assistant"),

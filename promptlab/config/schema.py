@@ -51,6 +51,10 @@ class PriceConfig:
     output_per_mtok: float = 0.0
     # The share of the price a provider's batch API charges (run.batch=true).
     batch_discount: float = 0.5
+    # Input read from (cached) or written to (cache_write) the provider's prompt cache;
+    # unset, they cost input_per_mtok.
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
 
 
 @dataclass
@@ -100,6 +104,12 @@ class ModelConfig:
     repeats_as_n: bool = False
     # With run.batch=true, false sends this model's trials call by call.
     batch: bool = True
+    # Provider-neutral tools ({name, description, parameters}), tool_choice (auto, none,
+    # required or a tool name) and response_format (Chat Completions' form); see
+    # providers/tools.py. A prompt's own replace these.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass
@@ -115,6 +125,8 @@ class ScorerConfig:
 
     type: str = MISSING
     field: str | None = None
+    name: str | None = None  # tool_call: the expected tool's name (else the row's field)
+    arguments: dict[str, Any] | None = None  # tool_call: expected arguments (a subset)
     pattern: str | None = None
     case_sensitive: bool = False
     strip: bool = True
@@ -127,8 +139,11 @@ class ScorerConfig:
 
 @dataclass
 class MessageConfig:
+    """One message: ``content`` (text, or a list of parts ``{text: ...}`` / ``{image:
+    ...}``, each a template) or ``template`` (a file under templates/)."""
+
     role: str = "user"
-    content: str | None = None
+    content: Any = None
     template: str | None = None
 
 
@@ -137,6 +152,9 @@ class PromptConfig:
     messages: list[MessageConfig] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     scorers: dict[str, ScorerConfig] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass
@@ -168,6 +186,7 @@ class RunConfig:
     max_cost_usd: float | None = None
     # Send trials through the providers' batch APIs (OpenAI Batch, Anthropic Message Batches).
     batch: bool = False
+    shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
 
 
 @dataclass

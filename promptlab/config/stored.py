@@ -29,7 +29,7 @@ def from_stored(config: dict[str, Any], overrides: list[str], stored_overrides: 
                             "start a new run to change the experiment")
         merged = OmegaConf.merge(merged,  # type: ignore[assignment]
                                  OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    plain = validate(merged, choices, config_dir)
+    plain = validate(merged, choices, config_dir, tuple(overrides))
     return LoadedConfig(plain, tuple(stored_overrides), choices, config_dir)
 
 

@@ -1,8 +1,9 @@
 """Sweeps: `promptlab run -m model=a,b run.concurrency=8,16` runs one job per combination.
 
-Override values are expanded with Hydra's own override parser (so ``a,b``, ``range(0,3)``
-and ``choice(...)`` mean what they mean to Hydra); every job is composed and checked before
-the first one sends anything, and all share one sweep id.
+The jobs themselves go through Hydra's sweeper and launcher (`promptlab.config.launch`);
+here the basic sweeper's jobs are expanded beforehand with Hydra's own override parser
+(so ``a,b``, ``range(0,3)`` and ``choice(...)`` mean what they mean to Hydra), so that
+every job is composed and checked before the first one sends anything.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hydra.errors import HydraException
 
 from promptlab.errors import UserError
 
-__all__ = ["expand_sweep", "new_sweep_id"]
+__all__ = ["expand_sweep", "new_sweep_id", "uses_own_sweeper"]
 
 
 def new_sweep_id() -> str:
@@ -36,3 +37,10 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
         else:
             axes.append([text])
     return [list(job) for job in itertools.product(*axes)]
+
+
+def uses_own_sweeper(overrides: list[str]) -> bool:
+    """Whether the user chose a Hydra sweeper other than the basic one (e.g. optuna): its
+    jobs are not known before it runs, so each is checked as it starts."""
+    return any(o.split("=", 1)[0].lstrip("+") == "hydra/sweeper" and
+               o.split("=", 1)[1] != "basic" for o in overrides if "=" in o)

@@ -17,6 +17,7 @@ from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.dataset import load_dataset
 from promptlab.errors import UserError
 from promptlab.providers import ProviderRequest, get_provider
+from promptlab.providers.tools import spec_options
 from promptlab.scoring import ScorerSet, build_scorers
 from promptlab.scoring.judge import JudgeSpec
 from promptlab.spec import (
@@ -28,7 +29,7 @@ from promptlab.spec import (
     RunSettings,
     ServerSpec,
 )
-from promptlab.templates import Renderer
+from promptlab.templates import Renderer, message_spec
 
 __all__ = ["Prepared", "build_spec", "model_spec", "prepare", "resolve_judges"]
 
@@ -72,9 +73,9 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
                                  n_parallel=server["n_parallel"], fallback=server["fallback"])
     elif not cfg.get("base_url") and cfg["provider"] not in ("openai", "anthropic"):
         raise UserError(f"{where}: models.{alias}.base_url is required; set the API's URL")
-    if cfg["endpoint"] not in ("chat", "completions"):
+    if cfg["endpoint"] not in ("chat", "completions", "responses"):
         raise UserError(f"{where}: models.{alias}.endpoint: '{cfg['endpoint']}' is not an "
-                        "endpoint; use chat or completions")
+                        "endpoint; use chat, completions or responses")
     if cfg["provider"] == "http" and cfg.get("http") is None:
         raise UserError(f"{where}: models.{alias}.http is required for provider http; give "
                         "at least http.body and http.output_path")
@@ -90,6 +91,9 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
         endpoint=cfg["endpoint"], stream=cfg["stream"], http=cfg.get("http"),
         repeats_as_n=cfg["repeats_as_n"], batch=cfg.get("batch", True),
         batch_discount=float(price.get("batch_discount", 0.5)),
+        cached_input_per_mtok=price.get("cached_input_per_mtok"),
+        cache_write_per_mtok=price.get("cache_write_per_mtok"),
+        **spec_options(cfg, f"{where}: models.{alias}"),
     )
 
 
@@ -121,8 +125,10 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
                 source = renderer.load_source(m["template"], where)
                 messages.append(MessageSpec(m["role"], source, m["template"]))
             else:
-                messages.append(MessageSpec(m["role"], m["content"]))
-        prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"])))
+                messages.append(message_spec(m["role"], m["content"],
+                                             f"{where}: prompts.{name}.messages[{i}]"))
+        prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"]),
+                                  **spec_options(p, f"{where}: prompts.{name}")))
     dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"),
                                  stored_files)
     if text is not None and dataset.path is not None:
@@ -153,9 +159,16 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
 
 def check_keys(spec: ExperimentSpec, loaded: LoadedConfig) -> None:
     for m in spec.models:
-        if m.api_key_env and not os.environ.get(m.api_key_env):
+        key = os.environ.get(m.api_key_env) if m.api_key_env else None
+        if m.api_key_env and not key:
             raise UserError(f"{m.api_key_env} is not set: export it, or change api_key_env on "
                             f"model '{m.alias}' in {_where(loaded, 'models.' + m.alias)}")
+        if key is not None and (key != key.strip() or any(ord(c) < 32 or ord(c) == 127
+                                                           for c in key)):
+            # A key read from a CRLF .env file ends in \r: no HTTP header may carry it.
+            raise UserError(f"{m.api_key_env} holds a line break, a control character or "
+                            "spaces around the key; export the key alone (model "
+                            f"'{m.alias}')")
 
 
 def _check_requests(spec: ExperimentSpec, renderer: Renderer) -> None:
@@ -184,9 +197,11 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
             k.removeprefix("template:"): v for k, v in stored.items() if k.startswith("template:")}
         files: dict[str, str] | None = {
             k.removeprefix("dataset:"): v for k, v in stored.items() if k.startswith("dataset:")}
+        images: dict[str, str] | None = {
+            k.removeprefix("image:"): v for k, v in stored.items() if k.startswith("image:")}
     else:
-        templates, files = Path(loaded.root) / "templates", None
-    renderer = Renderer(templates, prompt_files)
+        templates, files, images = Path(loaded.root) / "templates", None, None
+    renderer = Renderer(templates, prompt_files, images)
     spec, artifacts = build_spec(loaded, renderer, files)
     if check_api_keys:
         check_keys(spec, loaded)
@@ -198,6 +213,8 @@ def prepare(loaded: LoadedConfig, stored: dict[str, str] | None = None,
                              renderer)
     for name, source in renderer.loader.sources.items():
         artifacts[f"template:{name}"] = source
+    for path, url in renderer.images.files.items():  # stored once; bodies reference them
+        artifacts[f"image:{path}"] = url
     return Prepared(spec=spec, renderer=renderer, loaded=loaded, artifacts=artifacts,
                     scorers=scorers)
 

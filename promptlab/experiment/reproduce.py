@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.cache import fingerprint
-from promptlab.canonical import canonical_json
+from promptlab.canonical import canonical_json, sha256_hex
 from promptlab.experiment.rebuild import from_database
 from promptlab.grid import Plan
 from promptlab.ids import new_run_id
+from promptlab.images import unpack
 from promptlab.manifest import collect_manifest
 from promptlab.providers import ProviderRequest, get_provider
+from promptlab.providers.tools import fingerprint_params, request_options
 from promptlab.reports.compare import Side, compare
 from promptlab.runner.records import trial_row
 from promptlab.runner.session import NewRun, Session
@@ -94,21 +96,26 @@ def reproduce(store: Store, run_id: str, live: bool = False) -> Drift:
                                    "choices": prepared.loaded.choices, "reproduces": run_id,
                                    "mode": drift.mode},
                          artifacts=store.artifacts(run_id), parent_run_id=run_id), child)
-    # Rebuild every request and check it against the stored one.
+    # Rebuild every request and check it against the stored one (images re-inflated).
+    images = {sha256_hex(url): url for name, url in store.artifacts(run_id).items()
+              if name.startswith("image:")}
     records: list[Record] = []
     for trial in plan:
         drift.trials += 1
         orig = original.get(trial.index)
         messages = prepared.renderer.render(trial.prompt, trial.row, prepared.spec.dataset.name)
         model = trial.model
+        options = request_options(model, trial.prompt)
         http = get_provider(model.provider).build_request(
-            model, ProviderRequest(model.model, messages, trial.params), "x")
+            model, ProviderRequest(model.model, messages, trial.params, **options), "x")
+        hashed = fingerprint_params(trial.params, options)
         if orig is None or orig["key"] != trial.key:
             same = False
         elif orig["request_body"] is not None:
-            same = _canonical(orig["request_body"]) == _canonical(http.body.decode())
+            same = (_canonical(unpack(orig["request_body"], images))
+                    == _canonical(http.body.decode()))
         else:  # a cache hit sent nothing: its fingerprint is the request's identity
-            same = orig["cache_key"] == fingerprint(model, messages, trial.params, trial.repeat)
+            same = orig["cache_key"] == fingerprint(model, messages, hashed, trial.repeat)
         if same:
             drift.requests_identical += 1
         else:
@@ -136,7 +143,8 @@ def _replayed(child: str, parent: str, idx: int, orig: dict[str, Any], trial: An
     row = trial_row(child, trial, params_json=json.dumps(trial.params, sort_keys=True),
                     row_json=json.dumps(trial.row.data, sort_keys=True),
                     messages_json=json.dumps(messages),
-                    cache_key=fingerprint(trial.model, messages, trial.params, trial.repeat))
+                    cache_key=fingerprint(trial.model, messages, fingerprint_params(
+                        trial.params, request_options(trial.model, trial.prompt)), trial.repeat))
     ok = orig["status"] == "ok"
     result = {
         "run_id": child, "idx": idx, "status": "ok" if ok else "skipped",

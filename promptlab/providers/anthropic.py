@@ -24,7 +24,9 @@ from promptlab.providers.normalize import (
     describe,
     load_json,
     make_response,
+    make_tool_call,
 )
+from promptlab.providers.tools import anthropic_tools
 from promptlab.spec import ModelSpec
 
 __all__ = ["AnthropicProvider", "AnthropicStream"]
@@ -40,11 +42,13 @@ class AnthropicProvider:
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest:
         # Anthropic takes the system prompt as a top-level field, not a message.
-        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
-        messages = [m for m in request.messages if m["role"] != "system"]
+        system = "\n\n".join(as_text(m["content"]) for m in request.messages
+                             if m["role"] == "system")
+        messages = [_message(m) for m in request.messages if m["role"] != "system"]
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         if system:
             body["system"] = system
+        body.update(anthropic_tools(request))
         body.update(request.params)
         if body.get("max_tokens") is None:  # required by the API, and null is refused
             body["max_tokens"] = DEFAULT_MAX_TOKENS
@@ -72,9 +76,19 @@ class AnthropicProvider:
         if "content" not in data:
             raise ProviderError(f"Anthropic reply has no content: {describe(data)}")
         usage = _object(data.get("usage"))
-        return make_response(data["content"], data.get("stop_reason"),
-                             usage.get("input_tokens"), usage.get("output_tokens"),
-                             data.get("model"))
+        content = data["content"]
+        calls, thinking = [], []
+        if isinstance(content, list):
+            blocks = [b for b in content if isinstance(b, dict)]
+            calls = [make_tool_call(b.get("name"), b.get("input"), b.get("id"))
+                     for b in blocks if b.get("type") == "tool_use"]
+            thinking = [as_text(b.get("thinking")) for b in blocks if b.get("type") == "thinking"]
+            if calls or thinking:  # the text is the text blocks; the rest is stored apart
+                content = [b for b in blocks if b.get("type", "text") == "text"]
+        return make_response(content, data.get("stop_reason"), _input_total(usage),
+                             usage.get("output_tokens"), data.get("model"), tool_calls=calls,
+                             reasoning="\n\n".join(thinking) if thinking else None,
+                             **_cache_counts(usage))
 
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
         # 529 is Anthropic's "overloaded": back off like a rate limit, as the API asks.
@@ -121,6 +135,41 @@ class AnthropicProvider:
                          f"unknown result type: {describe(result)}")
 
 
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    """A message with image parts as Anthropic image blocks (base64 for data URLs)."""
+    content = m["content"]
+    if not isinstance(content, list):
+        return m
+    blocks = []
+    for part in content:
+        if part.get("type") != "image":
+            blocks.append(part)
+            continue
+        url = str(part["url"])
+        if url.startswith("data:"):
+            head, _, data = url.partition(",")
+            media = head[5:].split(";")[0] or "image/png"
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": media,
+                                                       "data": data}})
+        else:
+            blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+    return {**m, "content": blocks}
+
+
+def _input_total(usage: dict[str, Any]) -> Any:
+    """All input tokens: Anthropic counts cache reads and writes apart from input_tokens."""
+    counts = [as_token_count(usage.get(k)) for k in (
+        "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
+    if counts[0] is None:
+        return usage.get("input_tokens")
+    return sum(c or 0 for c in counts)
+
+
+def _cache_counts(usage: dict[str, Any]) -> dict[str, Any]:
+    return {"cached_input_tokens": usage.get("cache_read_input_tokens"),
+            "cache_write_tokens": usage.get("cache_creation_input_tokens")}
+
+
 def _object(value: Any) -> dict[str, Any]:
     """A JSON object, or {} for anything else (a missing or malformed optional part)."""
     return value if isinstance(value, dict) else {}
@@ -135,6 +184,8 @@ class AnthropicStream:
         self.stop_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.cache: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}  # tool_use and thinking blocks by index
         self.done = False
 
     def feed(self, data: str) -> str:
@@ -154,8 +205,20 @@ class AnthropicStream:
             message = _object(event.get("message"))
             self.model = as_label(message.get("model"), MODEL_CHARS)
             self._count(_object(message.get("usage")))
+        elif kind == "content_block_start":
+            block = _object(event.get("content_block"))
+            if block.get("type") in ("tool_use", "thinking") and isinstance(
+                    event.get("index"), int):
+                self.blocks[event["index"]] = {"type": block["type"], "name": block.get("name"),
+                                               "id": block.get("id"), "text": ""}
         elif kind == "content_block_delta":
             delta = _object(event.get("delta"))
+            index = event.get("index")
+            held = self.blocks.get(index) if isinstance(index, int) else None
+            piece = delta.get("partial_json") if delta.get("type") == "input_json_delta" else (
+                delta.get("thinking") if delta.get("type") == "thinking_delta" else None)
+            if held is not None and isinstance(piece, str):
+                held["text"] += piece
             if delta.get("type") == "text_delta" and delta.get("text") is not None:
                 text = as_text(delta["text"])
                 if text:
@@ -171,7 +234,10 @@ class AnthropicStream:
         return ""
 
     def _count(self, usage: dict[str, Any]) -> None:
-        tokens_in = as_token_count(usage.get("input_tokens"))
+        for key in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+            if as_token_count(usage.get(key)) is not None:
+                self.cache[key] = usage[key]
+        tokens_in = as_token_count(_input_total({**self.cache, **usage}))
         tokens_out = as_token_count(usage.get("output_tokens"))
         self.input_tokens = self.input_tokens if tokens_in is None else tokens_in
         self.output_tokens = self.output_tokens if tokens_out is None else tokens_out
@@ -179,5 +245,11 @@ class AnthropicStream:
     def result(self) -> ProviderResponse:
         if not self.done:
             raise ProviderError("Anthropic stream ended before message_stop", "transient")
+        blocks = [b for _, b in sorted(self.blocks.items())]
+        calls = [make_tool_call(b["name"], b["text"], b["id"]) for b in blocks
+                 if b["type"] == "tool_use"]
+        thinking = [b["text"] for b in blocks if b["type"] == "thinking"]
         return make_response("".join(self.parts), self.stop_reason, self.input_tokens,
-                             self.output_tokens, self.model)
+                             self.output_tokens, self.model, tool_calls=calls,
+                             reasoning="\n\n".join(thinking) if thinking else None,
+                             **_cache_counts(self.cache))

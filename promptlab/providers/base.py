@@ -23,6 +23,7 @@ __all__ = [
     "BatchItem",
     "BatchLines",
     "has_batch_api",
+    "ToolCall",
     "base_headers",
     "classify_status",
     "dumps",
@@ -43,10 +44,28 @@ def dumps(value: Any) -> bytes:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One call a model asked for: the tool's name and its arguments (parsed JSON where the
+    server sent JSON text, else the text as is), with the server's id for the call."""
+
+    name: str
+    arguments: Any
+    id: str | None = None
+
+
+@dataclass(frozen=True)
 class ProviderRequest:
+    """What to send, provider-neutral. `messages` contents are text, or content parts
+    (``{"type": "text", "text": ...}``, ``{"type": "image", "url": ...}``). `tools` are
+    ``{name, description, parameters}``; `tool_choice` is auto, none, required or a tool
+    name; `response_format` is Chat Completions' form (see providers/tools.py)."""
+
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: dict[str, Any]
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: Any = None
+    response_format: Any = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,11 @@ class ProviderResponse:
     output_tokens: int | None
     model: str | None
     fingerprint: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None  # input read from the provider's prompt cache
+    cache_write_tokens: int | None = None   # input written to it (Anthropic)
+    reasoning: str | None = None  # reasoning summaries / thinking blocks, apart from text
 
 
 class StreamParser(Protocol):

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from promptlab.errors import ProviderError
-from promptlab.providers.base import ProviderResponse
+from promptlab.providers.base import ProviderResponse, ToolCall
 
 __all__ = [
     "FINGERPRINT_CHARS",
@@ -28,6 +28,7 @@ __all__ = [
     "describe",
     "load_json",
     "make_response",
+    "make_tool_call",
 ]
 
 # The sizes of the results columns they are stored in (store/models.py).
@@ -41,8 +42,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def make_response(text: Any, finish_reason: Any, input_tokens: Any, output_tokens: Any,
-                  model: Any, fingerprint: Any = None) -> ProviderResponse:
-    """A ProviderResponse from raw values as parsed from JSON, each made storable."""
+                  model: Any, fingerprint: Any = None, *, tool_calls: Any = (),
+                  reasoning_tokens: Any = None, cached_input_tokens: Any = None,
+                  cache_write_tokens: Any = None, reasoning: Any = None) -> ProviderResponse:
+    """A ProviderResponse from raw values as parsed from JSON, each made storable.
+
+    `tool_calls` are ToolCalls (from `make_tool_call`); `reasoning` is the text of
+    reasoning summaries or thinking blocks (content parts are joined as for `text`)."""
+    calls = tuple(c for c in tool_calls if isinstance(c, ToolCall)) if isinstance(
+        tool_calls, list | tuple) else ()
     return ProviderResponse(
         text=as_text(text),
         finish_reason=as_label(finish_reason, FINISH_REASON_CHARS),
@@ -50,7 +58,30 @@ def make_response(text: Any, finish_reason: Any, input_tokens: Any, output_token
         output_tokens=as_token_count(output_tokens),
         model=as_label(model, MODEL_CHARS),
         fingerprint=as_label(fingerprint, FINGERPRINT_CHARS),
+        tool_calls=calls,
+        reasoning_tokens=as_token_count(reasoning_tokens),
+        cached_input_tokens=as_token_count(cached_input_tokens),
+        cache_write_tokens=as_token_count(cache_write_tokens),
+        reasoning=None if reasoning is None else (as_text(reasoning) or None),
     )
+
+
+def make_tool_call(name: Any, arguments: Any, call_id: Any = None) -> ToolCall:
+    """A storable ToolCall: the name as a label, arguments parsed when they are JSON text
+    (kept as text when they are not: a model's broken JSON is a result, not a crash)."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except (ValueError, RecursionError):
+            arguments = _clean(arguments)
+    elif arguments is None:
+        arguments = {}
+    try:
+        json.dumps(arguments, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        arguments = describe(arguments)
+    return ToolCall(name=as_label(name, MODEL_CHARS) or "", arguments=arguments,
+                    id=as_label(call_id, FINGERPRINT_CHARS))
 
 
 def as_text(value: Any) -> str:

@@ -27,15 +27,31 @@ from promptlab.providers.normalize import (
     describe,
     load_json,
     make_response,
+    make_tool_call,
 )
+from promptlab.providers.responses import ResponsesStream, build_responses, parse_responses
+from promptlab.providers.tools import chat_tools
 from promptlab.spec import ModelSpec
 
 __all__ = ["OpenAIProvider", "OpenAIStream"]
 
 
-def completion_prompt(messages: list[dict[str, str]]) -> str:
+def completion_prompt(messages: list[dict[str, Any]]) -> str:
     """A text-completion prompt: the messages' contents, in order, one after another."""
-    return "\n".join(m["content"] for m in messages)
+    return "\n".join(as_text(m["content"]) for m in messages)
+
+
+def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages in Chat Completions' form: an image part becomes ``image_url``."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            content = [{"type": "image_url", "image_url": {"url": p["url"]}}
+                       if p.get("type") == "image" else p for p in content]
+            m = {**m, "content": content}
+        out.append(m)
+    return out
 
 
 class OpenAIProvider:
@@ -45,14 +61,20 @@ class OpenAIProvider:
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest:
         body: dict[str, Any] = {"model": request.model}
-        if model.endpoint == "completions":
+        if model.endpoint == "responses":
+            body, path = build_responses(model, request), "/responses"
+        elif model.endpoint == "completions":
             body["prompt"] = completion_prompt(request.messages)
             path = "/completions"
+            body.update(request.params)
         else:
-            body["messages"] = request.messages
+            body["messages"] = chat_messages(request.messages)
             path = "/chat/completions"
-        body.update(request.params)
-        if model.stream:
+            body.update(chat_tools(request))
+            body.update(request.params)
+        if model.stream and model.endpoint == "responses":
+            body["stream"] = True
+        elif model.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         headers = base_headers(model)
@@ -67,6 +89,8 @@ class OpenAIProvider:
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
+        if model.endpoint == "responses":
+            return parse_responses(body)
         return self.parse_choices(model, status, body)[0]
 
     def parse_choices(self, model: ModelSpec, status: int, body: bytes) -> list[ProviderResponse]:
@@ -84,15 +108,19 @@ class OpenAIProvider:
         usage = data.get("usage")
         if not isinstance(usage, dict):
             usage = {}
+        details = _usage_details(usage)
         out: list[ProviderResponse] = []
         for position, choice in sorted(enumerate(choices), key=_index_order):
             text = _choice_text(choice, position)
             first = not out
+            message = choice.get("message")
+            calls = _message_tool_calls(message) if isinstance(message, dict) else []
             out.append(make_response(
                 text, choice.get("finish_reason"),
                 usage.get("prompt_tokens") if first else None,
                 usage.get("completion_tokens") if first else None,
-                data.get("model"), data.get("system_fingerprint")))
+                data.get("model"), data.get("system_fingerprint"), tool_calls=calls,
+                **(details if first else {})))
         return out
 
     def classify(self, model: ModelSpec, status: int, body: bytes) -> ErrorKind:
@@ -143,6 +171,30 @@ class OpenAIProvider:
             return BatchItem(custom_id, None, status, "errored", str(exc))
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _usage_details(usage: dict[str, Any]) -> dict[str, Any]:
+    """Reasoning and cached token counts from a Chat Completions usage object."""
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    return {"cached_input_tokens": prompt.get("cached_tokens") if isinstance(prompt, dict)
+            else None,
+            "reasoning_tokens": completion.get("reasoning_tokens")
+            if isinstance(completion, dict) else None}
+
+
+def _message_tool_calls(message: dict[str, Any]) -> list[Any]:
+    calls = message.get("tool_calls")
+    out = []
+    for call in calls if isinstance(calls, list) else []:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            out.append(make_tool_call(fn.get("name"), fn.get("arguments"), call.get("id")))
+    return out
+
+
 def _index_order(item: tuple[int, Any]) -> tuple[int, int]:
     """Sort by the choice's own index where it has a usable one, else by position."""
     position, choice = item
@@ -167,18 +219,24 @@ def _choice_text(choice: Any, position: int) -> Any:
 
 
 class OpenAIStream:
-    """Chat (``delta.content``) and text (``text``) completion chunks, then ``[DONE]``."""
+    """Chat (``delta.content``) and text (``text``) completion chunks, then ``[DONE]``; or
+    the Responses API's typed events (``response.*``), told apart by their first event."""
 
     def __init__(self) -> None:
+        self.responses: ResponsesStream | None = None
+        self.calls: dict[int, dict[str, str]] = {}
         self.parts: list[str] = []
         self.finish_reason: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.model: str | None = None
         self.fingerprint: str | None = None
+        self.details: dict[str, Any] = {}
         self.done = False
 
     def feed(self, data: str) -> str:
+        if self.responses is not None:
+            return self.responses.feed(data)
         if data.strip() == "[DONE]":
             self.done = True
             return ""
@@ -186,6 +244,10 @@ class OpenAIStream:
         if not isinstance(chunk, dict):
             raise ProviderError(f"OpenAI stream chunk: expected a JSON object, got "
                                 f"{describe(chunk)}")
+        kind = chunk.get("type")
+        if isinstance(kind, str) and (kind.startswith("response.") or kind == "error"):
+            self.responses = ResponsesStream()
+            return self.responses.feed(data)
         if "error" in chunk:
             raise ProviderError(f"stream error: {describe(chunk['error'])}")
         # Labels and counts are made storable here, so a later chunk's garbage cannot
@@ -198,6 +260,7 @@ class OpenAIStream:
         if isinstance(usage, dict) and usage:
             self.input_tokens = as_token_count(usage.get("prompt_tokens"))
             self.output_tokens = as_token_count(usage.get("completion_tokens"))
+            self.details = _usage_details(usage)
         choices = chunk.get("choices")
         if choices is None:  # some servers send "choices": null with the usage
             choices = []
@@ -210,6 +273,8 @@ class OpenAIStream:
                 raise ProviderError(f"OpenAI stream chunk has a choice that is not an "
                                     f"object: {describe(choice)}")
             delta = choice.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                self._calls(delta["tool_calls"])
             piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
             if piece is not None:
                 text += as_text(piece)
@@ -220,8 +285,27 @@ class OpenAIStream:
             self.parts.append(text)
         return text
 
+    def _calls(self, deltas: list[Any]) -> None:
+        """Tool calls arrive in pieces: the name first, the arguments' JSON text in parts."""
+        for d in deltas:
+            if not isinstance(d, dict):
+                continue
+            given = d.get("index")
+            index = given if isinstance(given, int) else len(self.calls)
+            call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            fn = _object(d.get("function"))
+            for key, value in (("id", d.get("id")), ("name", fn.get("name")),
+                               ("arguments", fn.get("arguments"))):
+                if isinstance(value, str):
+                    call[key] += value
+
     def result(self) -> ProviderResponse:
+        if self.responses is not None:
+            return self.responses.result()
         if not self.done:
             raise ProviderError("OpenAI stream ended before [DONE]", "transient")
+        calls = [make_tool_call(c["name"], c["arguments"], c["id"] or None)
+                 for _, c in sorted(self.calls.items())]
         return make_response("".join(self.parts), self.finish_reason, self.input_tokens,
-                             self.output_tokens, self.model, self.fingerprint)
+                             self.output_tokens, self.model, self.fingerprint,
+                             tool_calls=calls, **self.details)

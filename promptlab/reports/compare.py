@@ -240,6 +240,13 @@ def _labels(rows: list[ScoredResult], selector: tuple[str, str] | None, dim: str
     return {dimension_value(r, dim) for r in rows if selector is None or _matches(r, *selector)}
 
 
+def _param_values(rows: list[ScoredResult], sel: tuple[str, str] | None,
+                  dim: str) -> set[str]:
+    """The values of a param among the rows a selector keeps."""
+    return {json.dumps(r.params.get(dim), sort_keys=True) for r in rows
+            if sel is None or _matches(r, *sel)}
+
+
 def sides(store: Store, run_a: str, run_b: str | None, between: str | None,
           and_: str | None) -> tuple[Side, Side, list[str]]:
     """The two sides of a comparison, keyed so that each pair differs only in what is
@@ -261,6 +268,10 @@ def sides(store: Store, run_a: str, run_b: str | None, between: str | None,
                 _check_dimension(sel[0], rows, run)
         chosen = {s[0] for s in (sel_a, sel_b) if s}
         swept = sorted(set(_swept(store, run_a)) | set(_swept(store, run_b)))
+        # A param with one value on each side (a sweep job's setting) is what tells the two
+        # runs apart, not an item: pair across it.
+        swept = [d for d in swept if len(_param_values(rows_a, sel_a, d)) > 1
+                 or len(_param_values(rows_b, sel_b, d)) > 1]
         labels = [d for d in _LABELS
                   if len(_labels(rows_a, sel_a, d)) > 1 or len(_labels(rows_b, sel_b, d)) > 1]
         key = [d for d in ["model", *BASE_DIMS, *swept]

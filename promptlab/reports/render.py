@@ -79,11 +79,11 @@ def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str,
     rows = _rows(groups, dims, scorers)
     columns = _columns(rows)
     for d in dims:
-        table.add_column(escape(d), style="bold")
+        table.add_column(escape(d), style="bold", overflow="fold")
     for name in scorers:
-        table.add_column(escape(name), justify="right", style="cyan")
+        table.add_column(escape(name), justify="right", style="cyan", overflow="fold")
     for c in columns:
-        table.add_column(_HEADERS[c], justify="right")
+        table.add_column(_HEADERS[c], justify="right", overflow="fold")
     for row in rows:
         table.add_row(*(escape(_cell(row[d])) for d in dims),
                       *(score_cell(row, s) for s in scorers), *(_cell(row[c]) for c in columns))

@@ -1,20 +1,39 @@
 """Per-endpoint limits: concurrency, requests and tokens per minute, and shared pauses.
 
 An endpoint is what a provider bills and throttles: provider + base URL + API key
-variable. Model aliases that share one share its limits, and a 429 pauses it for every
-worker, not only the one that saw it. Waits are single injected `sleep` calls (no polling),
-so tests run with a fake clock and no real waiting.
+variable. Model aliases that share one share its limits.
+
+Its concurrency adapts as TCP's window does (AIMD): every answer adds 1/limit to the
+limit (one per round of calls) up to the configured ceiling, and a 429 halves it, at most
+once per round (only a request sent after the last cut can cut again). The request that
+got the 429 waits its Retry-After alone; the whole endpoint pauses only when the
+provider's headers say its budget is spent, or when 429s keep coming at a limit of one.
+Waits are single injected `sleep` calls (no polling), so tests run with a fake clock and
+no real waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from promptlab.spec import ModelSpec
 
-__all__ = ["Endpoint", "EndpointLimits", "endpoint_key"]
+__all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key"]
+
+_REMAINING = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
+              "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-tokens-remaining")
+
+
+def budget_spent(headers: Mapping[str, str]) -> bool:
+    """Whether a provider's rate-limit headers say nothing is left until the reset."""
+    for name in _REMAINING:
+        value = headers.get(name)
+        if value is not None and value.strip() in ("0", "0.0"):
+            return True
+    return False
 
 
 def endpoint_key(model: ModelSpec) -> str:
@@ -41,27 +60,60 @@ class EndpointLimits:
 
 class Endpoint:
     def __init__(self, key: str, limits: EndpointLimits, clock: Callable[[], float],
-                 sleep: Callable[[float], Awaitable[None]]) -> None:
+                 sleep: Callable[[float], Awaitable[None]], ceiling: int | None = None) -> None:
         self.key = key
         self.limits = limits
         self.clock = clock
         self.sleep = sleep
-        self._sem = asyncio.Semaphore(limits.max_concurrency) if limits.max_concurrency else None
+        # The most requests in flight: the configured limit, else the run's concurrency.
+        self.ceiling = max(1, limits.max_concurrency or ceiling or 1_000_000)
+        self.limit = float(self.ceiling)
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sent = 0  # requests let through so far; a 429 names the one it answered
+        self._cut_at = 0  # the value of _sent at the last cut of the limit
         self._next_slot = 0.0
         self._tokens = float(limits.tpm or 0)
         self._tokens_at = clock()
         self.paused_until = 0.0
         self.pauses = 0
+        self.rate_limits = 0
         self.stopped: str | None = None
 
     def pause(self, seconds: float) -> None:
-        """Hold every request to this endpoint for `seconds` (a rate limit was hit)."""
+        """Hold every request to this endpoint for `seconds`."""
         until = self.clock() + seconds
         if until > self.paused_until:
             self.paused_until = until
             self.pauses += 1
 
-    async def acquire(self, est_tokens: int) -> None:
+    def rate_limited(self, seq: int, wait: float, spent: bool) -> bool:
+        """Request number `seq` got a 429 asking for `wait` s; True if the endpoint paused.
+
+        The limit halves once per round; the endpoint pauses for everyone only when the
+        budget is spent or the limit is already down to one.
+        """
+        self.rate_limits += 1
+        if spent or (self.limit <= 1.0 and seq > self._cut_at):
+            self.pause(wait)
+            self._cut_at = self._sent
+            return True
+        if seq > self._cut_at:
+            self.limit = max(1.0, self.limit / 2)
+            self._cut_at = self._sent
+        return False
+
+    def answered(self) -> None:
+        """A request got an answer that was not a 429: grow the limit by 1/limit."""
+        if self.limit < self.ceiling:
+            before = int(self.limit)
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            if int(self.limit) > before:
+                self._wake()
+
+    async def acquire(self, est_tokens: int) -> int:
+        """Wait for the pause, rate, token budget and a concurrency slot; the request's
+        sequence number (for `rate_limited`)."""
         wait = self.paused_until - self.clock()
         if wait > 0:
             await self.sleep(wait)
@@ -80,9 +132,27 @@ class Endpoint:
             self._tokens -= need
             if self._tokens < 0:
                 await self.sleep(-self._tokens / rate)
-        if self._sem is not None:
-            await self._sem.acquire()
+        while self.in_flight >= int(self.limit):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the slot it was given on
+                raise
+        self.in_flight += 1
+        self._sent += 1
+        return self._sent
 
     def release(self) -> None:
-        if self._sem is not None:
-            self._sem.release()
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = int(self.limit) - self.in_flight
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1

@@ -22,13 +22,15 @@ from typing import Any
 import httpx
 
 from promptlab.cache import estimate_tokens, fingerprint_from_parts
+from promptlab.canonical import canonical_json
 from promptlab.errors import ProviderError
 from promptlab.grid import Plan
 from promptlab.providers import ProviderRequest, get_provider
 from promptlab.providers.base import Provider, ProviderResponse
+from promptlab.providers.tools import fingerprint_params, request_options
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
-from promptlab.runner.endpoint import Endpoint, EndpointLimits, endpoint_key
+from promptlab.runner.endpoint import Endpoint, EndpointLimits, budget_spent, endpoint_key
 from promptlab.runner.exchange import Exchange, exchange
 from promptlab.runner.records import (
     Call,
@@ -87,13 +89,15 @@ class Runner:
             mine = EndpointLimits(m.max_concurrency, m.rpm, m.tpm)
             k = endpoint_key(m)
             limits[k] = limits[k].merge(mine) if k in limits else mine
-        self._endpoints = {k: Endpoint(k, v, clock, sleep) for k, v in limits.items()}
+        self._endpoints = {k: Endpoint(k, v, clock, sleep, run.concurrency)
+                           for k, v in limits.items()}
         self._endpoint_of = {m.alias: self._endpoints[endpoint_key(m)] for m in self.spec.models}
         self._headers_json: dict[str, str] = {}
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
         self._stopped: dict[str, str] = {}
-        self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache)
+        self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache,
+                                  images=renderer.images.payloads())
         self._reserved = 0.0  # estimated cost of calls sent but not finished
         self._finished_one = asyncio.Event()
 
@@ -186,9 +190,12 @@ class Runner:
         messages, messages_json, messages_canonical = self.renderer.render_with_json(
             trial.prompt, trial.row, self.spec.dataset.name)
         model = trial.model
-        request = ProviderRequest(model.model, messages, trial.params)
+        options = request_options(model, trial.prompt)
+        request = ProviderRequest(model.model, messages, trial.params, **options)
         http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
-        params_canonical = self._recorder.params_json(trial.params)[1]
+        hashed = fingerprint_params(trial.params, options)
+        params_canonical = (self._recorder.params_json(trial.params)[1] if hashed is trial.params
+                            else canonical_json(hashed))
         key = fingerprint_from_parts(model, messages_canonical, params_canonical, trial.repeat)
         prior = started.get(trial.index)
         return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),
@@ -306,7 +313,7 @@ class Runner:
         while True:
             number += 1
             tries += 1
-            await endpoint.acquire(call.est_tokens)
+            seq = await endpoint.acquire(call.est_tokens)
             if endpoint.stopped is not None:
                 endpoint.release()
                 return Outcome(None, attempts, None, "skipped", endpoint.stopped)
@@ -355,6 +362,8 @@ class Runner:
                 "error_kind": kind, "error": self._scrub(error),
                 "retry_after_ms": wait * 1000 if wait is not None else None,
             })
+            if kind != "rate_limit" and got.status is not None:
+                endpoint.answered()
             if kind is None:
                 outcome = Outcome(parsed, attempts, duration_ms, None, None, choices=choices)
                 if got.ttft_ms is not None and parsed is not None:
@@ -373,7 +382,8 @@ class Runner:
             if not self.policy.should_retry(kind, tries):
                 return Outcome(None, attempts, duration_ms, kind, self._scrub(error))
             delay = self.policy.delay(tries, wait, self.rng)
-            if kind == "rate_limit":
-                endpoint.pause(delay)  # everyone waits, in endpoint.acquire
-            else:
+            # A 429 halves the endpoint's concurrency; this request waits its Retry-After,
+            # everyone else waits only when the endpoint pauses (then in endpoint.acquire).
+            if not (kind == "rate_limit"
+                    and endpoint.rate_limited(seq, delay, budget_spent(got.headers))):
                 await self.sleep(delay)

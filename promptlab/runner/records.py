@@ -18,9 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptlab.canonical import canonical_json
+from promptlab.images import pack
 from promptlab.providers.base import HttpRequest, ProviderResponse, dumps
-from promptlab.spec import Trial
+from promptlab.providers.tools import request_options, tool_calls_value, wants_json
+from promptlab.spec import ModelSpec, Trial
 from promptlab.store import Record, utcnow
+from promptlab.store.tables import RESULT_DETAILS
 from promptlab.store.writer import LIMITS, fit_float, fit_int, fit_text
 
 __all__ = ["RunStats", "Call", "Outcome", "Recorder", "trial_row", "same_request", "with_n"]
@@ -100,8 +103,10 @@ def trial_row(run_id: str, trial: Trial, *, params_json: str, row_json: str,
 
 
 class Recorder:
-    def __init__(self, run_id: str, stats: RunStats, scrub: Scrub, cache_policy: str) -> None:
+    def __init__(self, run_id: str, stats: RunStats, scrub: Scrub, cache_policy: str,
+                 images: dict[str, str] | None = None) -> None:
         self.run_id = run_id
+        self._images = images or {}  # image payload -> artifact sha256, stored once
         self.stats = stats
         self._scrub = scrub
         self._cache_policy = cache_policy
@@ -121,11 +126,12 @@ class Recorder:
         row_json = self._row_json.get(trial.row.index)
         if row_json is None:
             row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
-            if len(self._row_json) < 200_000:
+            if len(self._row_json) < 20_000:
                 self._row_json[trial.row.index] = row_json
         return trial_row(self.run_id, trial,
                          params_json=self._scrub(self.params_json(trial.params)[0]) or "",
-                         row_json=row_json, messages_json=self._scrub(call.messages_json) or "",
+                         row_json=row_json,
+                         messages_json=pack(self._scrub(call.messages_json) or "", self._images),
                          cache_key=call.cache_key)
 
     def record(self, call: Call, outcome: Outcome) -> Record:
@@ -145,6 +151,7 @@ class Recorder:
                 "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
                 "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
                 "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
+                **{k: hit.get(k) for k in DETAIL_COLUMNS},
             }
             return Record(row, result, [], call.trial_exists)
         r = outcome.response
@@ -160,9 +167,10 @@ class Recorder:
                 unstorable = _not_text(text)
                 text = fit_text(text)
         cost = None
+        details = result_details(call, r, text) if r is not None else dict.fromkeys(
+            DETAIL_COLUMNS)
         if r is not None and (tokens_in is not None or tokens_out is not None):
-            cost = fit_float(((tokens_in or 0) * model.input_per_mtok
-                              + (tokens_out or 0) * model.output_per_mtok) / 1e6)
+            cost = fit_float(price(model, tokens_in, tokens_out, details))
             self.stats.cost_usd += cost or 0.0  # paid for, stored or not
         status = "ok" if r is not None and unstorable is None else (
             "skipped" if outcome.error_kind == "skipped" else "error")
@@ -176,6 +184,8 @@ class Recorder:
             attempt["status_code"] = fit_int(attempt["status_code"])
             attempt["error_kind"] = fit_text(attempt["error_kind"], _ATTEMPT_KIND)
             attempt["retry_after_ms"] = fit_float(attempt["retry_after_ms"])
+            if self._images:
+                attempt["request_body"] = pack(attempt["request_body"], self._images)
         result = {
             "run_id": self.run_id, "idx": trial.index, "status": status,
             "output": text, "finish_reason": finish,
@@ -188,9 +198,48 @@ class Recorder:
             "error": unstorable or outcome.error, "cache_hit": False,
             "cacheable": status == "ok" and self._cache_policy == "readwrite",
             "cache_source": f"n-sample of {outcome.sample_of}" if outcome.sample_of else None,
-            "finished_at": utcnow(),
+            "finished_at": utcnow(), **details,
         }
         return Record(row, result, outcome.attempts, call.trial_exists)
+
+
+DETAIL_COLUMNS = RESULT_DETAILS  # result columns beyond text and counts (0005)
+
+
+def result_details(call: Call, r: ProviderResponse, text: str | None) -> dict[str, Any]:
+    """Tool calls (JSON, in order), the parsed JSON of a structured-output request,
+    reasoning text and token detail, fitted to their columns."""
+    parsed = None
+    trial = call.trial
+    if isinstance(text, str) and wants_json(request_options(trial.model, trial.prompt),
+                                            trial.params):
+        try:
+            parsed = _json_text(json.loads(text))
+        except (ValueError, RecursionError):
+            parsed = None
+    return {
+        "tool_calls_json": _json_text(tool_calls_value(r.tool_calls)) if r.tool_calls else None,
+        "parsed_json": fit_text(parsed) if parsed is not None else None,
+        "reasoning": fit_text(r.reasoning) if r.reasoning else None,
+        "reasoning_tokens": fit_int(r.reasoning_tokens),
+        "cached_input_tokens": fit_int(r.cached_input_tokens),
+        "cache_write_tokens": fit_int(r.cache_write_tokens),
+    }
+
+
+def price(model: ModelSpec, tokens_in: int | None, tokens_out: int | None,
+          details: dict[str, Any]) -> float:
+    """USD for a call: input read from the prompt cache and written to it at their own
+    rates (input_per_mtok where unset); input tokens include both."""
+    cached = details.get("cached_input_tokens") or 0
+    written = details.get("cache_write_tokens") or 0
+    fresh = max((tokens_in or 0) - cached - written, 0)
+    cached_rate = (model.input_per_mtok if model.cached_input_per_mtok is None
+                   else model.cached_input_per_mtok)
+    write_rate = (model.input_per_mtok if model.cache_write_per_mtok is None
+                  else model.cache_write_per_mtok)
+    return (fresh * model.input_per_mtok + cached * cached_rate + written * write_rate
+            + (tokens_out or 0) * model.output_per_mtok) / 1e6
 
 
 def _not_text(value: object) -> str:
@@ -215,3 +264,13 @@ def with_n(leader: Call) -> Call:
         body["n"] = 1 + len(leader.siblings)
         leader.http = replace(leader.http, body=dumps(body))
     return leader
+
+
+def _json_text(value: Any) -> str:
+    """JSON text for a column; lone surrogates (from \\ud800 escapes) kept as escapes."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text

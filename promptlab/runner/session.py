@@ -28,7 +28,7 @@ import httpx
 
 from promptlab.batch import batched_models, run_batched
 from promptlab.errors import UserError
-from promptlab.grid import Plan
+from promptlab.grid import Plan, ShardPlan
 from promptlab.ids import new_run_id
 from promptlab.redaction import Scrubber
 from promptlab.runner.client import Sender
@@ -261,4 +261,49 @@ class Session:
             raise
         finally:
             self.store.release(run_id, token, status)
+        return RunOutcome(run_id, self.store.url, stats, status)
+
+    def run_shard(self, run_id: str, shard: int, shards: int) -> RunStats:
+        """Send one shard's trials of a run that another process owns (the one that
+        launched the shards: it heartbeats the run, scores it and sets its status).
+
+        A shard starts fresh: finishing a run whose shard died is `resume`'s work."""
+        stop = _Stop()
+        spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
+        with _sigterm_stops(stop), managed_servers(spec, self.where) as live_spec:
+            runner = Runner(live_spec, self.renderer, self.store, run_id, client=self.client,
+                            sleep=self.sleep, clock=self.clock, rng=self.rng)
+            runner.plan = ShardPlan(runner.plan, shard, shards)  # type: ignore[assignment]
+            return stop.run(runner.run())
+
+    def hold(self, run_id: str, work: Callable[[], str | None]) -> RunOutcome:
+        """Own a run while `work` (e.g. launching its shards) fills it; then, when every
+        trial has a result, `after` and status completed, else interrupted. `work` returns
+        why it failed, or None."""
+        token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
+        status = "failed"
+        stop = _Stop()
+        start = time.perf_counter()
+        try:
+            with (_heartbeat(self.store, run_id, token, self.heartbeat_s,
+                             lambda: stop.stop("taken over")), _sigterm_stops(stop)):
+                problem = work()
+                info = self.store.run(run_id)
+                if info.done >= info.planned:
+                    status = "completed"
+                    if self.after is not None:
+                        self.after(self.store, run_id)
+                else:
+                    status = "interrupted"
+                    self.notice("interrupted", f"{problem or 'a shard did not finish'}; "
+                                f"{info.planned - info.done:,} trials without a result; "
+                                f"finish with: promptlab resume {run_id}")
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.store.release(run_id, token, status)
+        info = self.store.run(run_id)
+        stats = RunStats(planned=info.planned, done=info.done, ok=info.done - info.errors,
+                         errors=info.errors, elapsed_s=time.perf_counter() - start)
         return RunOutcome(run_id, self.store.url, stats, status)

@@ -53,7 +53,8 @@ def score_run(store: Store, run_id: str, scorers: ScorerSet, spec: ExperimentSpe
         if scorer.fn is None:
             scores = run_judge(store, spec, renderer, run_id, name, scorers.judges[name], mine)
         else:
-            scores = {it["idx"]: scorer(it["output"], it["row"], it["params"]) for it in mine}
+            scores = {it["idx"]: scorer(it["output"], it["row"], it["params"], it)
+                      for it in mine}
         rows += [_row(run_id, idx, name, s) for idx, s in scores.items()]
     store.replace_scores(run_id, list(scorers.scorers), rows)
     return len(rows)

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlab.errors import UserError
+from promptlab.scoring.tool_call import tool_call_scorer
 
 __all__ = ["Score", "Scorer", "build_scorer", "SCORER_TYPES", "parse_judgement"]
 
-SCORER_TYPES = ("exact", "contains", "regex", "json", "json_schema", "python", "judge")
+SCORER_TYPES = ("exact", "contains", "regex", "json", "json_schema", "tool_call", "python",
+                "judge")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Score:
 
 
 ScoreFn = Callable[[str, dict[str, Any], dict[str, Any]], Score]
+# Scorers that read more of the result than its text: (output, row, params, result), the
+# result with ``tool_calls`` (name + arguments, in order) and ``parsed`` / ``has_parsed``.
+ResultFn = Callable[[str, dict[str, Any], dict[str, Any], dict[str, Any]], Score]
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,14 @@ class Scorer:
     type: str
     fn: ScoreFn | None  # None for the judge, which needs model calls
     config: dict[str, Any]
+    result_fn: ResultFn | None = None
 
-    def __call__(self, output: str, row: dict[str, Any], params: dict[str, Any]) -> Score:
+    def __call__(self, output: str, row: dict[str, Any], params: dict[str, Any],
+                 result: dict[str, Any] | None = None) -> Score:
         assert self.fn is not None
         try:
+            if self.result_fn is not None:
+                return self.result_fn(output, row, params, result or {})
             return self.fn(output, row, params)
         except Exception as exc:  # a scorer's failure is recorded, never a crash
             return Score(None, None, {"error": f"{type(exc).__name__}: {exc}"})
@@ -88,13 +97,24 @@ def build_scorer(name: str, cfg: dict[str, Any], where: str) -> Scorer:
         return Scorer(name, kind, rx, cfg)
 
     if kind == "json":
-        def valid_json(output: str, row: dict[str, Any], params: dict[str, Any]) -> Score:
+        def valid_json(output: str, row: dict[str, Any], params: dict[str, Any],
+                       result: dict[str, Any] | None = None) -> Score:
+            if result and result.get("has_parsed"):  # a structured output, parsed when stored
+                return Score(1.0, True, {"parsed": "stored"})
             try:
                 json.loads(_strip_fence(output))
             except ValueError as exc:
                 return Score(0.0, False, {"error": str(exc)})
             return Score(1.0, True, {})
-        return Scorer(name, kind, valid_json, cfg)
+        return Scorer(name, kind, valid_json, cfg, valid_json)
+
+    if kind == "tool_call":
+        check = tool_call_scorer(name, cfg, where)
+
+        def called(output: str, row: dict[str, Any], params: dict[str, Any],
+                   result: dict[str, Any] | None = None) -> Score:
+            return Score(*check(output, row, params, result or {}))
+        return Scorer(name, kind, called, cfg, called)
 
     if kind == "json_schema":
         import jsonschema
@@ -109,14 +129,18 @@ def build_scorer(name: str, cfg: dict[str, Any], where: str) -> Scorer:
             raise UserError(f"{where}: scorers.{name}.schema is not a valid JSON schema: "
                             f"{exc.message}") from None
 
-        def by_schema(output: str, row: dict[str, Any], params: dict[str, Any]) -> Score:
-            try:
-                data = json.loads(_strip_fence(output))
-            except ValueError as exc:
-                return Score(0.0, False, {"error": f"not JSON: {exc}"})
+        def by_schema(output: str, row: dict[str, Any], params: dict[str, Any],
+                      result: dict[str, Any] | None = None) -> Score:
+            if result and result.get("has_parsed"):
+                data = result["parsed"]
+            else:
+                try:
+                    data = json.loads(_strip_fence(output))
+                except ValueError as exc:
+                    return Score(0.0, False, {"error": f"not JSON: {exc}"})
             errors = [e.message for e in validator.iter_errors(data)]
             return Score(0.0 if errors else 1.0, not errors, {"errors": errors[:5]})
-        return Scorer(name, kind, by_schema, cfg)
+        return Scorer(name, kind, by_schema, cfg, by_schema)
 
     if kind == "python":
         ref = cfg.get("function") or ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, inspect, select, update
 
 from promptlab.store.tables import StoredBatch
 
@@ -114,6 +114,9 @@ class BatchQueries:
         else:
             stmt = stmt.order_by(StoredBatch.created_at.desc(), StoredBatch.number)
         with self.engine.connect() as conn:
+            # A database at 0005 (read-only opens accept it, never migrating) has no batches.
+            if not inspect(conn).has_table(StoredBatch.__tablename__):
+                return []
             rows = conn.execute(stmt).all()
         return [BatchInfo(
             run_id=r.run_id, number=r.number, model_alias=r.model_alias, api=r.api,

@@ -136,6 +136,16 @@ class RunQueries:
                 Result.run_id == run_id, Result.cache_hit.is_(True)))
         return statuses, int(attempts or 0), int(cached or 0)
 
+    def common_errors(self, run_id: str, limit: int = 3) -> list[tuple[str, str, int]]:
+        """The run's most frequent errors: (kind, message cut to one line, count)."""
+        stmt = (select(Result.error_kind, Result.error, func.count().label("n"))
+                .where(Result.run_id == run_id, Result.status != "ok")
+                .group_by(Result.error_kind, Result.error).order_by(func.count().desc())
+                .limit(limit))
+        with self.engine.connect() as conn:
+            return [(str(kind or "error"), " ".join(str(error or "").split())[:200], int(n))
+                    for kind, error, n in conn.execute(stmt)]
+
     def result_count(self, run_id: str) -> int:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(Result)

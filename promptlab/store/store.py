@@ -21,11 +21,15 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
 from promptlab.store.batches import BatchQueries
+from promptlab.store.browse import BrowseQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
+from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
+from promptlab.store.ratings import Curation
 from promptlab.store.tables import (
+    RESULT_DETAILS,
     Artifact,
     Attempt,
     Result,
@@ -53,7 +57,8 @@ class Record:
     trial_exists: bool = False  # resuming a trial whose error result was cleared
 
 
-class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BatchQueries):
+class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
+            StoreMerge, BatchQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:
@@ -136,7 +141,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BatchQueries)
             return {}
         stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.output,
                        Result.finish_reason, Result.input_tokens, Result.output_tokens,
-                       Result.response_model, Result.fingerprint, Result.finished_at)
+                       Result.response_model, Result.fingerprint, Result.finished_at,
+                       *(getattr(Result, c) for c in RESULT_DETAILS))
                 .join(Result, (Result.run_id == StoredTrial.run_id)
                       & (Result.idx == StoredTrial.idx))
                 .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
@@ -148,6 +154,31 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BatchQueries)
                 if prev is None or row.finished_at > prev["finished_at"]:
                     found[row.cache_key] = row._asdict()
         return found
+
+    def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
+        if not keys:
+            return set()
+        stmt = (select(StoredTrial.cache_key).distinct()
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
+                       Result.cacheable.is_(True)))
+        with self.engine.connect() as conn:
+            return set(conn.execute(stmt).scalars())
+
+    def cache_entries(self, limit: int) -> set[str] | None:
+        """Every fingerprint the cache would answer, if there are at most `limit` of them.
+
+        None when there are more: then look keys up a chunk at a time (`cached_keys`).
+        """
+        stmt = (select(StoredTrial.cache_key).distinct()
+                .join(Result, (Result.run_id == StoredTrial.run_id)
+                      & (Result.idx == StoredTrial.idx))
+                .where(Result.status == "ok", Result.cacheable.is_(True)).limit(limit + 1))
+        with self.engine.connect() as conn:
+            keys = set(conn.execute(stmt).scalars())
+        return keys if len(keys) <= limit else None
 
     def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
         """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.

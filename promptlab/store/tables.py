@@ -23,8 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt", "Result", "Score",
-           "StoredBatch"]
+__all__ = ["RESULT_DETAILS", "Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt",
+           "Result", "Score", "StoredBatch"]
 
 
 class Base(DeclarativeBase):
@@ -140,11 +140,24 @@ class Result(Base):
     cacheable: Mapped[bool] = mapped_column(Boolean, default=False)
     cache_source: Mapped[str | None] = mapped_column(String(100))
     finished_at: Mapped[datetime] = mapped_column(DateTime)
+    # 0005: tool calls (name + arguments, in order), the parsed JSON of a structured
+    # output, reasoning summaries / thinking apart from the output, token detail.
+    tool_calls_json: Mapped[str | None] = mapped_column(Text)
+    parsed_json: Mapped[str | None] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
         Index("ix_results_run_status", "run_id", "status"),
     )
+
+
+# The 0005 result columns, as the runner's records and the readers name them.
+RESULT_DETAILS = ("tool_calls_json", "parsed_json", "reasoning", "reasoning_tokens",
+                  "cached_input_tokens", "cache_write_tokens")
 
 
 class Score(Base):
@@ -190,3 +203,8 @@ class StoredBatch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     ingested_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# The viewer's matrix pages a run's trials by dataset row (store/browse.py): without this
+# index a page of a million-trial run sorts the whole run.
+Index("ix_trials_run_row", StoredTrial.run_id, StoredTrial.row_id, StoredTrial.idx)

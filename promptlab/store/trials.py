@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from promptlab.errors import UserError
-from promptlab.store.tables import Attempt, Result, Score, StoredTrial
+from promptlab.store.tables import RESULT_DETAILS, Attempt, Result, Score, StoredTrial
 
 __all__ = ["TrialQueries"]
 
@@ -144,20 +144,25 @@ class TrialQueries:
                     "result": {k: getattr(r, k) for k in (
                         "status", "output", "finish_reason", "input_tokens", "output_tokens",
                         "latency_ms", "ttft_ms", "cost_usd", "attempts", "response_model",
-                        "fingerprint", "error_kind", "error", "cache_hit", "cache_source")},
+                        "fingerprint", "error_kind", "error", "cache_hit", "cache_source",
+                        *RESULT_DETAILS)},
                 }
 
     def ok_outputs(self, run_id: str) -> list[dict[str, Any]]:
         """What scorers read: every ok result's output with its row, params and messages."""
         stmt = (select(StoredTrial.idx, StoredTrial.prompt, StoredTrial.row_json,
-                       StoredTrial.params_json, StoredTrial.messages_json, Result.output)
+                       StoredTrial.params_json, StoredTrial.messages_json, Result.output,
+                       Result.tool_calls_json, Result.parsed_json)
                 .join(Result, _ON_RESULT)
                 .where(StoredTrial.run_id == run_id, Result.status == "ok"))
         with self.engine.connect() as conn:
             return [{"idx": r.idx, "prompt": r.prompt, "row": json.loads(r.row_json),
                      "params": json.loads(r.params_json),
                      "messages": json.loads(r.messages_json),
-                     "output": r.output or ""} for r in conn.execute(stmt)]
+                     "output": r.output or "",
+                     "tool_calls": json.loads(r.tool_calls_json) if r.tool_calls_json else [],
+                     "parsed": json.loads(r.parsed_json) if r.parsed_json else None,
+                     "has_parsed": r.parsed_json is not None} for r in conn.execute(stmt)]
 
     def result_table(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Flat per-trial dicts for notebooks: identity, outcome, params and row fields."""

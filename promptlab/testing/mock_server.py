@@ -1,5 +1,6 @@
-"""A mock LLM server that is real HTTP: OpenAI chat and text completions, /v1/models,
-Anthropic Messages, and a Gemini-shaped generateContent; JSON or SSE streams.
+"""A mock LLM server that is real HTTP: OpenAI chat and text completions, the OpenAI
+Responses API, /v1/models, Anthropic Messages, and a Gemini-shaped generateContent; JSON
+or SSE streams; tool calls when a request gives tools (see mock_wire).
 
 Outputs are deterministic functions of the request (`mock_reply`), so tests can predict
 them. Latency is configurable per server (``latency_ms``) and per request (header
@@ -25,6 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from promptlab.testing.mock_batch import add_batch_routes
+from promptlab.testing.mock_responses import (
+    response_answer,
+    response_error_frame,
+    response_frames,
+)
 from promptlab.testing.mock_wire import answer, mock_reply, prompt_text, stream_frames
 
 __all__ = ["MockConfig", "MockServer", "mock_reply", "build_app", "serve", "watch_parent"]
@@ -99,9 +105,13 @@ async def _stream(request: web.Request, flavour: str, body: dict[str, Any],
     resp = web.StreamResponse(headers={"content-type": "text/event-stream",
                                        "cache-control": "no-cache"})
     await resp.prepare(request)
-    frames = stream_frames(flavour, body)
+    frames = response_frames(body) if flavour == "responses" else stream_frames(flavour, body)
     for i, frame in enumerate(frames):
         if midstream and i == 3:
+            if flavour == "responses":  # the Responses API sends an error event
+                await resp.write(response_error_frame(i))
+                await resp.write_eof()
+                return resp
             if flavour == "anthropic":  # Anthropic reports overload as an event mid-stream
                 await resp.write(b'event: error\ndata: {"type": "error", "error": {"type": '
                                  b'"overloaded_error", "message": "Overloaded"}}\n\n')
@@ -116,8 +126,12 @@ async def _stream(request: web.Request, flavour: str, body: dict[str, Any],
 
 
 def _replace_text(flavour: str, reply: dict[str, Any], text: str) -> None:
-    if flavour == "anthropic":
-        reply["content"][0]["text"] = text
+    if flavour == "responses":
+        for item in reply["output"]:
+            if item["type"] == "message":
+                item["content"][0]["text"] = text
+    elif flavour == "anthropic":
+        next(b for b in reply["content"] if b["type"] == "text")["text"] = text
     elif flavour == "gemini":
         reply["candidates"][0]["content"]["parts"][0]["text"] = text
     elif flavour == "completions":
@@ -184,7 +198,7 @@ def build_app(config: MockConfig | None = None) -> web.Application:
         state.counts["status:200"] += 1
         if body.get("stream") and flavour != "gemini":
             return await _stream(request, flavour, body, fault == "midstream")
-        reply = answer(flavour, body)
+        reply = response_answer(body) if flavour == "responses" else answer(flavour, body)
         text = prompt_text(body)
         for needle, replacement in state.config.alter.items():
             if needle in text:
@@ -200,6 +214,7 @@ def build_app(config: MockConfig | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", route("openai"))
     app.router.add_post("/v1/completions", route("completions"))
     app.router.add_post("/v1/messages", route("anthropic"))
+    app.router.add_post("/v1/responses", route("responses"))
     app.router.add_post("/v1beta/models/{model}:generateContent", route("gemini"))
     app.router.add_get("/_mock/stats", stats)
     app.router.add_get("/_mock/requests", received)

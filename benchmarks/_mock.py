@@ -1,0 +1,18 @@
+"""A mock server with any MockConfig (JSON in argv[1]) on port argv[2]; runs until killed.
+
+The `mock-server` command has no flag for the 429's Retry-After; the fault benchmark
+needs one second, as a real provider sends.
+"""
+
+import json
+import signal
+import sys
+import threading
+
+from promptlab.testing import MockConfig, MockServer
+
+server = MockServer(MockConfig(**json.loads(sys.argv[1])), port=int(sys.argv[2])).start()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+server.stop()
