@@ -177,6 +177,22 @@ def synth_results(db: Path, n: int) -> str:
     return run_id
 
 
+def bench_batch_ingest(sizes: tuple[int, ...] = (10_000, 50_000, 100_000)) -> list[dict[str, Any]]:
+    """Ingesting an N-line batch result file into SQLite (each size in a fresh process):
+    results per second (goal >= 20,000/s at 50,000) and peak memory (flat as N grows)."""
+    rows = []
+    for n in sizes:
+        done = subprocess.run([PY, str(HERE / "_batch_ingest.py"), str(n)], check=True,
+                              capture_output=True, text=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append({"name": f"batch ingest of {n:,} result lines into SQLite",
+                     "value": f"{r['rate']:,.0f} results/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                              f"(+{r['growth_mb']:.0f} MB while ingesting)",
+                     "target": ">= 20,000 results/s; memory flat",
+                     "ok": r["rate"] >= 20_000})
+    return rows
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -238,7 +254,13 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; no targets judged")
     parser.add_argument("--repeat", type=int, default=3, help="runs per small measurement")
     parser.add_argument("--json", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--batch-ingest", action="store_true",
+                        help="only the batch-ingest benchmark (10,000 / 50,000 / 100,000 lines)")
     args = parser.parse_args()
+    if args.batch_ingest:
+        for r in bench_batch_ingest((1000, 2000) if args.smoke else (10_000, 50_000, 100_000)):
+            print(f"{r['name']}: {r['value']}  (target {r['target']})")
+        return 0
     small, big, slow, plan_n, report_n = ((200, 1000, 64, 20_000, 20_000) if args.smoke
                                           else (10_000, 100_000, 2_000, 1_000_000, 1_000_000))
     repeat = 1 if args.smoke else args.repeat

@@ -54,6 +54,8 @@ class ModelSpec:
     stream: bool = False
     http: dict[str, Any] | None = field(default=None, hash=False)
     repeats_as_n: bool = False
+    batch: bool = True  # with run.batch: through the provider's batch API
+    batch_discount: float = 0.5  # the batch price as a share of the price
     cached_input_per_mtok: float | None = None  # None: cached input costs input_per_mtok
     cache_write_per_mtok: float | None = None   # None: cache writes cost input_per_mtok
     # Provider-neutral request options (see providers/tools.py); a prompt's own win.
@@ -148,6 +150,7 @@ class RunSettings:
     cache: str = "readwrite"
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    batch: bool = False
     shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
 
 

@@ -16,14 +16,26 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from promptlab import __version__
-from promptlab.cli import cache, compare, merge, mock, report, reproduce, run, runs, score, serve
+from promptlab.cli import (
+    batches,
+    cache,
+    compare,
+    merge,
+    mock,
+    report,
+    reproduce,
+    run,
+    runs,
+    score,
+    serve,
+)
 from promptlab.cli.common import RedactingConsole
 from promptlab.errors import UserError
 
 __all__ = ["EXIT_CLOSED_PIPE", "build_parser", "entry", "main"]
 
 EPILOG = "Run 'promptlab COMMAND --help' for a command's options."
-COMMANDS = (run, runs, report, compare, score, reproduce, cache, mock, merge, serve)
+COMMANDS = (run, runs, report, compare, score, reproduce, cache, mock, merge, serve, batches)
 # 128 + SIGPIPE: the status a shell reports for any tool its reader stopped early (`cat
 # big | head`), so `set -o pipefail` sees promptlab as it sees every other command.
 EXIT_CLOSED_PIPE = 141

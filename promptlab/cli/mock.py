@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mock.add_argument("--slow-ms", type=float, default=5000.0)
     mock.add_argument("--seed", type=int, default=0)
     mock.add_argument("--api-key", help="require this key (Bearer or x-api-key)")
+    mock.add_argument("--batch-delay-s", type=float, default=0.0,
+                      help="seconds until a batch (OpenAI Batch, Anthropic Message Batches) ends")
+    mock.add_argument("--batch-errored", type=float, default=0.0, metavar="RATE",
+                      help="fraction of batch items that error")
+    mock.add_argument("--batch-expired", type=float, default=0.0, metavar="RATE",
+                      help="fraction of batch items that expire")
     mock.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     mock.set_defaults(handler=cmd_mock_server)
 
@@ -30,7 +36,9 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
 
     faults = {k: getattr(args, f"fault_{k}") for k in FAULTS}
     config = MockConfig(latency_ms=args.latency_ms, faults={k: v for k, v in faults.items() if v},
-                        slow_ms=args.slow_ms, seed=args.seed, api_key=args.api_key)
+                        slow_ms=args.slow_ms, seed=args.seed, api_key=args.api_key,
+                        batch_delay_s=args.batch_delay_s, batch_errored=args.batch_errored,
+                        batch_expired=args.batch_expired)
     if args.parent_pid:
         watch_parent(args.parent_pid)
     print(f"mock LLM server on http://127.0.0.1:{args.port}/v1", flush=True)

@@ -242,6 +242,8 @@ def _plan(loaded: LoadedConfig, db: str | None) -> int:
                   f"{est.calls - est.cached:,}", f"{est.input_tokens:,}",
                   f"{est.output_tokens:,}", f"{est.cost_usd:.4f}")
     out.print(table)
+    if est.batch_calls:
+        out.print(f"by batch: {est.batch_calls:,} of the calls to send, priced at the batch price")
     out.print(f"first prompt (params {escape(json.dumps(est.first_params))}):")
     for m in est.first_messages:
         out.print(f"  [bold]{m['role']}:[/] {escape(m['content'])}")

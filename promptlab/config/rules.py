@@ -60,6 +60,7 @@ RANGES: tuple[Range, ...] = (
     Range("models.*.timeout_s", 0, above=True, none="run.timeout_s"),
     Range("models.*.price.input_per_mtok", 0),
     Range("models.*.price.output_per_mtok", 0),
+    Range("models.*.price.batch_discount", 0, above=True),
     Range("models.*.price.cached_input_per_mtok", 0, none="input_per_mtok"),
     Range("models.*.price.cache_write_per_mtok", 0, none="input_per_mtok"),
     Range("models.*.server.ready_timeout_s", 0, above=True),

@@ -49,6 +49,8 @@ class ServerConfig:
 class PriceConfig:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    # The share of the price a provider's batch API charges (run.batch=true).
+    batch_discount: float = 0.5
     # Input read from (cached) or written to (cache_write) the provider's prompt cache;
     # unset, they cost input_per_mtok.
     cached_input_per_mtok: float | None = None
@@ -100,6 +102,8 @@ class ModelConfig:
     # Send a trial's repeats as one call with n samples (OpenAI-compatible APIs that honour
     # n; where a server returns fewer choices, the rest are sent one by one).
     repeats_as_n: bool = False
+    # With run.batch=true, false sends this model's trials call by call.
+    batch: bool = True
     # Provider-neutral tools ({name, description, parameters}), tool_choice (auto, none,
     # required or a tool name) and response_format (Chat Completions' form); see
     # providers/tools.py. A prompt's own replace these.
@@ -180,6 +184,8 @@ class RunConfig:
     cache: str = "readwrite"
     max_calls: int | None = None
     max_cost_usd: float | None = None
+    # Send trials through the providers' batch APIs (OpenAI Batch, Anthropic Message Batches).
+    batch: bool = False
     shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
 
 

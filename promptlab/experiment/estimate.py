@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptlab.batch.choice import batched_models
 from promptlab.cache import fingerprint_from_parts
 from promptlab.canonical import canonical_json
 from promptlab.experiment.prepare import Prepared
@@ -35,6 +36,7 @@ class Estimate:
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
     first_messages: list[dict[str, str]] = field(default_factory=list)
     first_params: dict[str, Any] = field(default_factory=dict)
+    batch_calls: int = 0  # calls to send by batch (run.batch), priced at the batch price
 
 
 def _out_tokens(params: dict[str, Any]) -> int:
@@ -44,9 +46,11 @@ def _out_tokens(params: dict[str, Any]) -> int:
 def estimate(prepared: Prepared, store: Store | None, cache: bool = True) -> Estimate:
     """Input tokens ~ characters / 4 (+4 a message), output tokens = max_tokens or 256.
 
-    Cached calls cost nothing; the estimate counts them apart.
+    Cached calls cost nothing; the estimate counts them apart. With run.batch, the calls
+    of batched models are counted in `batch_calls` and cost the batch price.
     """
     spec = prepared.spec
+    batched = batched_models(spec)
     points = grid_points(spec.grid.params)
     rows = spec.dataset.rows
     repeats = spec.grid.repeats
@@ -87,6 +91,11 @@ def estimate(prepared: Prepared, store: Store | None, cache: bool = True) -> Est
                 cached_out += tout
         tin_sent, tout_sent = tin_total - cached_in, tout_total - cached_out
         cost = (tin_sent * model.input_per_mtok + tout_sent * model.output_per_mtok) / 1e6
+        if model.alias in batched:
+            cost *= model.batch_discount
+            if calls - cached:
+                m["batch_calls"] = calls - cached
+            est.batch_calls += calls - cached
         m.update(
             calls=calls,
             cached=cached,

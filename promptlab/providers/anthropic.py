@@ -6,6 +6,7 @@ from typing import Any
 
 from promptlab.errors import ProviderError
 from promptlab.providers.base import (
+    BatchItem,
     ErrorKind,
     HttpRequest,
     ProviderRequest,
@@ -97,6 +98,41 @@ class AnthropicProvider:
 
     def stream_parser(self) -> AnthropicStream:
         return AnthropicStream()
+
+    # -- Message Batches (a request of the batch; a line of its results) ----------------
+
+    batch_api = "anthropic"
+
+    def batch_line(self, model: ModelSpec, http: HttpRequest,
+                   custom_id: str) -> dict[str, Any]:
+        """The request as one of a Message Batch's requests (a batch never streams)."""
+        params = load_json(http.body, "request")
+        params.pop("stream", None)
+        return {"custom_id": custom_id, "params": params}
+
+    def parse_batch_result(self, model: ModelSpec, line: dict[str, Any]) -> BatchItem:
+        """A results line: succeeded (a message), errored, canceled or expired."""
+        custom_id = str(line.get("custom_id"))
+        result = _object(line.get("result"))
+        kind = result.get("type")
+        if kind == "succeeded":
+            try:
+                return BatchItem(custom_id, self.parse_response(
+                    model, 200, dumps(result.get("message"))), 200)
+            except ProviderError as exc:
+                return BatchItem(custom_id, None, 200, "errored", str(exc))
+        if kind == "errored":
+            error = _object(_object(result.get("error")).get("error"))
+            code = str(error.get("type") or "error")
+            return BatchItem(custom_id, None, None, "errored",
+                             f"{code}: {error.get('message') or ''}".strip(),
+                             retryable=code in ("api_error", "overloaded_error",
+                                                "rate_limit_error"))
+        if kind in ("expired", "canceled"):
+            return BatchItem(custom_id, None, None, str(kind), f"the batch item was {kind}",
+                             retryable=kind == "expired")
+        return BatchItem(custom_id, None, None, "errored",
+                         f"unknown result type: {describe(result)}")
 
 
 def _message(m: dict[str, Any]) -> dict[str, Any]:

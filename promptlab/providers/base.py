@@ -20,6 +20,9 @@ __all__ = [
     "ProviderRequest",
     "ProviderResponse",
     "StreamParser",
+    "BatchItem",
+    "BatchLines",
+    "has_batch_api",
     "ToolCall",
     "base_headers",
     "classify_status",
@@ -146,3 +149,38 @@ def base_headers(model: ModelSpec) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "application/json"}
     headers.update((name.lower(), value) for name, value in model.headers)
     return headers
+
+
+# -- batch APIs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One line of a batch's results, read: the answer, or why there is none.
+
+    `error_kind` is the provider's word ("errored", "expired", "canceled", or an error
+    code); `retryable` says whether the same request may be sent again in a new batch."""
+
+    custom_id: str
+    response: ProviderResponse | None
+    status_code: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+class BatchLines(Protocol):
+    """A provider with a batch API: one built request becomes one line of a batch, and one
+    line of the results becomes a `BatchItem`. Pure translation, like the rest."""
+
+    batch_api: str  # which batch API: "openai" (files + /batches) or "anthropic"
+
+    def batch_line(self, model: ModelSpec, http: HttpRequest,
+                   custom_id: str) -> dict[str, Any]: ...
+
+    def parse_batch_result(self, model: ModelSpec, line: dict[str, Any]) -> BatchItem: ...
+
+
+def has_batch_api(provider: object) -> bool:
+    return callable(getattr(provider, "batch_line", None)) and isinstance(
+        getattr(provider, "batch_api", None), str)

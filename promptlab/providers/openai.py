@@ -3,10 +3,12 @@ Ollama, llama.cpp, LM Studio, ...), streaming or not."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from promptlab.errors import ProviderError
 from promptlab.providers.base import (
+    BatchItem,
     ErrorKind,
     HttpRequest,
     ProviderRequest,
@@ -126,6 +128,47 @@ class OpenAIProvider:
 
     def stream_parser(self) -> OpenAIStream:
         return OpenAIStream()
+
+    # -- the Batch API (a line of the input file; a line of the output or error file) --
+
+    batch_api = "openai"
+
+    def batch_line(self, model: ModelSpec, http: HttpRequest,
+                   custom_id: str) -> dict[str, Any]:
+        """The request as a line of a Batch API input file (a batch never streams)."""
+        body = json.loads(http.body)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        path = "/v1/completions" if model.endpoint == "completions" else "/v1/chat/completions"
+        return {"custom_id": custom_id, "method": "POST", "url": path, "body": body}
+
+    def parse_batch_result(self, model: ModelSpec, line: dict[str, Any]) -> BatchItem:
+        """A line of the output or error file: ``response`` (status and body) or ``error``
+        (e.g. code batch_expired for a request the batch did not reach in time)."""
+        custom_id = str(line.get("custom_id"))
+        error = line.get("error")
+        response = line.get("response")
+        if isinstance(error, dict):
+            code = str(error.get("code") or "errored")
+            kind = {"batch_expired": "expired", "batch_cancelled": "canceled"}.get(code, code)
+            return BatchItem(custom_id, None, None, kind,
+                             f"{code}: {error.get('message') or ''}".strip(),
+                             retryable=code in ("batch_expired", "server_error", "timeout"))
+        if not isinstance(response, dict):
+            return BatchItem(custom_id, None, None, "errored",
+                             f"result line without response or error: {describe(line)}")
+        status = response.get("status_code")
+        status = status if isinstance(status, int) else None
+        body = dumps(response.get("body"))
+        if status is None or status >= 400:
+            kind = classify_status(status or 500)
+            return BatchItem(custom_id, None, status, "errored",
+                             f"HTTP {status}: {body[:500].decode('utf-8', 'replace')}",
+                             retryable=kind in ("rate_limit", "transient"))
+        try:
+            return BatchItem(custom_id, self.parse_response(model, status, body), status)
+        except ProviderError as exc:
+            return BatchItem(custom_id, None, status, "errored", str(exc))
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from promptlab.batch import batched_models, run_batched
 from promptlab.errors import UserError
 from promptlab.grid import Plan, ShardPlan
 from promptlab.ids import new_run_id
@@ -188,6 +189,7 @@ class Session:
 
     def start(self, new: NewRun, run_id: str | None = None) -> str:
         """Record the run (status running, owned by this process); returns its id."""
+        batched_models(self.spec)  # a model without a batch API: refused before the run row
         run_id = run_id or new_run_id()
         token = new_token()
         self.store.create_run(
@@ -239,7 +241,10 @@ class Session:
                             else nullcontext(None))
                     with view as on_progress:
                         runner.on_progress = on_progress
-                        stats = stop.run(runner.run(frozenset(done), started, prior_cost))
+                        batched = batched_models(live_spec)
+                        stats = stop.run(
+                            run_batched(runner, batched, frozenset(done), started, prior_cost)
+                            if batched else runner.run(frozenset(done), started, prior_cost))
                 status = "stopped" if stats.budget_stop else "completed"
                 if self.after is not None:
                     self.after(self.store, run_id)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
+from promptlab.store.batches import BatchQueries
 from promptlab.store.browse import BrowseQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
@@ -57,7 +58,7 @@ class Record:
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
-            StoreMerge):
+            StoreMerge, BatchQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["RESULT_DETAILS", "Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt",
-           "Result", "Score"]
+           "Result", "Score", "StoredBatch"]
 
 
 class Base(DeclarativeBase):
@@ -173,6 +173,36 @@ class Score(Base):
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
     )
+
+
+class StoredBatch(Base):
+    """A batch sent to a provider's batch API (see promptlab/batch): its ids, status and
+    counts, written before polling starts, so a resumed run polls the same batches.
+
+    ``idx_json`` holds the trials in it as [first, last] ranges; ``round`` is the attempt
+    (1 for the first batch of a trial, 2 for its retry, ...)."""
+
+    __tablename__ = "batches"
+
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Mapped[str] = mapped_column(String(200))
+    api: Mapped[str] = mapped_column(String(20))
+    round: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    batch_id: Mapped[str | None] = mapped_column(String(200))
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    results_url: Mapped[str | None] = mapped_column(Text)
+    request_count: Mapped[int] = mapped_column(Integer)
+    completed_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    idx_json: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    ingested_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 # The viewer's matrix pages a run's trials by dataset row (store/browse.py): without this

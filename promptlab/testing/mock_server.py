@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from promptlab.testing.mock_batch import add_batch_routes
 from promptlab.testing.mock_responses import (
     response_answer,
     response_error_frame,
@@ -50,6 +51,11 @@ class MockConfig:
     # Replies to change: a prompt containing a key is answered with its value instead, so
     # a test can make the "model" drift on chosen rows.
     alter: dict[str, str] = field(default_factory=dict)
+    # The batch APIs (mock_batch.py): seconds until a batch ends; shares of items that error
+    # and that expire.
+    batch_delay_s: float = 0.0
+    batch_errored: float = 0.0
+    batch_expired: float = 0.0
 
 
 class _State:
@@ -136,8 +142,9 @@ def _replace_text(flavour: str, reply: dict[str, Any], text: str) -> None:
 
 def build_app(config: MockConfig | None = None) -> web.Application:
     state = _State(config or MockConfig())
-    app = web.Application()
+    app = web.Application(client_max_size=256 * 2**20)  # a batch file may be 200 MB
     app[STATE] = state
+    add_batch_routes(app, state)
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [

@@ -1,0 +1,318 @@
+"""The batch executor: submit, poll, ingest; the I/O of a run's batch path.
+
+Trials of the batched models that the cache does not answer are grouped per model into
+batches no larger than the API allows (requests and bytes), submitted, and recorded in the
+database (ids, status, counts) before any polling. Then every live batch is polled with
+backoff until it ends; its results are streamed line by line into records, and items that
+expired or errored (retryable) go in a new batch until ``run.max_attempts``, after which
+they are recorded as errors with the provider's reason. A resumed run polls the live
+batches it finds in the database first and sends only trials that no batch holds.
+
+The HTTP goes through the runner's `Sender` seam; the providers and `wire` only translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import httpx
+
+from promptlab.batch.ingest import Calls, Ingest, index_of
+from promptlab.batch.wire import AnthropicBatches, BatchState, OpenAIBatches, wire_for
+from promptlab.errors import UserError
+from promptlab.providers.base import BatchItem, HttpRequest, dumps
+from promptlab.redaction import Scrubber
+from promptlab.runner.client import Reply, Sender, SendError, as_sender
+from promptlab.runner.engine import Runner
+from promptlab.runner.records import Call, Outcome, Recorder, RunStats
+from promptlab.spec import ExperimentSpec
+from promptlab.store import Store
+from promptlab.store.batches import BatchInfo
+from promptlab.store.writer import BatchWriter
+from promptlab.templates import Renderer
+
+__all__ = ["BatchExecutor", "BatchFailed", "cancel_batches", "run_batched"]
+
+Wire = OpenAIBatches | AnthropicBatches
+CHUNK = 1024  # trials looked up in the cache with one query
+
+
+class BatchFailed(UserError):
+    """A batch API refused a call (not a transient fault)."""
+
+
+def poll_interval() -> tuple[float, float]:
+    """First and longest wait between polls; PROMPTLAB_BATCH_POLL_S=first[,max]."""
+    raw = os.environ.get("PROMPTLAB_BATCH_POLL_S", "")
+    parts = [float(p) for p in raw.split(",") if p.strip()]
+    first = parts[0] if parts else 2.0
+    return first, parts[1] if len(parts) > 1 else max(first, 60.0)
+
+
+class BatchExecutor:
+    def __init__(self, spec: ExperimentSpec, renderer: Renderer, store: Store, run_id: str,
+                 models: frozenset[str], *, client: httpx.AsyncClient | Sender | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 stats: RunStats | None = None,
+                 on_progress: Callable[[RunStats], None] | None = None,
+                 limits: tuple[int, int] | None = None) -> None:
+        self.spec, self.store, self.run_id, self.models = spec, store, run_id, models
+        self.client, self.sleep, self.on_progress = client, sleep, on_progress
+        self.stats = stats or RunStats(planned=0)
+        self.limits = limits  # (requests, bytes) per batch; None: the API's own
+        self.scrub = Scrubber(spec.models)
+        self.recorder = Recorder(run_id, self.stats, self.scrub, spec.run.cache)
+        keys = {m.alias: (os.environ.get(m.api_key_env) if m.api_key_env else None)
+                for m in spec.models}
+        self.calls = Calls(spec, renderer, self.recorder, keys)
+        self._wires: dict[str, Wire] = {}
+        self.poll_first_s, self.poll_max_s = poll_interval()
+
+    # -- the run ------------------------------------------------------------------------
+
+    async def run(self, done: Iterable[int], started: dict[int, int]) -> RunStats:
+        """Send (or, after a crash, go on polling) every batched trial not in `done`."""
+        done = set(done)
+        t0 = time.perf_counter()
+        client, own = as_sender(self.client, 8)
+        self._client = client
+        self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
+        self._ingest = Ingest(self.run_id, self.calls, self.recorder, self.scrub, started,
+                              self.spec.run.max_attempts)
+        self._started = started
+        try:
+            live = [b for b in self.store.batches(self.run_id) if b.live]
+            held = {i for b in live for i in b.indexes}
+            pending = (t for t in self.calls.plan if t.model.alias in self.models
+                       and t.index not in done and t.index not in held)
+            live += await self._submit_new(pending, round_=1)
+            await self._poll(live, done)
+        finally:
+            await asyncio.shield(asyncio.to_thread(self._writer.close))
+            self.stats.elapsed_s += time.perf_counter() - t0
+            if own:
+                await asyncio.shield(client.aclose())
+            if self.on_progress:
+                self.on_progress(self.stats)
+        return self.stats
+
+    async def _submit_new(self, trials: Iterable[Any], round_: int) -> list[BatchInfo]:
+        """Cache hits recorded at once; the rest grouped per model and submitted."""
+        out: list[BatchInfo] = []
+        groups: dict[str, tuple[list[int], list[bytes], int]] = {}
+        chunk: list[Call] = []
+
+        async def flush_chunk() -> None:
+            hits: dict[str, dict[str, Any]] = {}
+            if self.spec.run.cache != "off" and round_ == 1 and chunk:
+                hits = await asyncio.to_thread(self.store.lookup_cache,
+                                               [c.cache_key for c in chunk])
+            for call in chunk:
+                hit = hits.get(call.cache_key)
+                if hit is not None:
+                    self._writer.put(self.recorder.record(call, Outcome(
+                        None, [], None, None, None, cache=hit)))
+                    continue
+                alias = call.trial.model.alias
+                line = dumps(self.calls.line(call))
+                wire = self._wire(call)
+                max_n, max_bytes = self.limits or (wire.max_requests, wire.max_bytes)
+                idxs, lines, size = groups.get(alias, ([], [], 0))
+                if idxs and (len(idxs) >= max_n or size + len(line) + 1 > max_bytes):
+                    out.append(await self._submit(wire, idxs, lines, round_))
+                    idxs, lines, size = [], [], 0
+                idxs.append(call.trial.index)
+                lines.append(line)
+                groups[alias] = (idxs, lines, size + len(line) + 1)
+            chunk.clear()
+
+        for trial in trials:
+            chunk.append(self.calls.call(trial, self._started))
+            if len(chunk) >= CHUNK:
+                await flush_chunk()
+        await flush_chunk()
+        for alias, (idxs, lines, _) in groups.items():
+            if idxs:
+                out.append(await self._submit(self._wires[alias], idxs, lines, round_))
+        self._writer.flush()
+        return out
+
+    def _wire(self, call: Call) -> Wire:
+        alias = call.trial.model.alias
+        wire = self._wires.get(alias)
+        if wire is None:
+            provider = self.calls.batch_lines[alias]
+            wire = self._wires[alias] = wire_for(provider.batch_api, call.trial.model,
+                                                 call.http,
+                                                 self.calls.providers[alias].default_base_url)
+        return wire
+
+    async def _submit(self, wire: Wire, idxs: list[int], lines: list[bytes],
+                      round_: int) -> BatchInfo:
+        file_id = None
+        if isinstance(wire, OpenAIBatches):
+            reply = await self._send(wire.upload(b"\n".join(lines) + b"\n"), "upload")
+            file_id = wire.file_id(reply.body)
+        reply = await self._send(wire.create(lines, file_id, self.run_id), "create a batch")
+        state = wire.state(reply.body)
+        # Written before any polling: a crash from here on resumes this very batch.
+        number = self.store.add_batch(
+            self.run_id, model_alias=wire.model.alias, api=wire.api, round=round_,
+            indexes=idxs, status=state.status, batch_id=state.batch_id, input_file_id=file_id)
+        self.stats.calls += len(idxs)
+        return self._info(number)
+
+    def _info(self, number: int) -> BatchInfo:
+        return next(b for b in self.store.batches(self.run_id) if b.number == number)
+
+    # -- polling and ingestion ------------------------------------------------------------
+
+    async def _poll(self, live: list[BatchInfo], done: set[int]) -> None:
+        wait = self.poll_first_s
+        while live:
+            still: list[BatchInfo] = []
+            for batch in live:
+                wire = self._wire_of(batch)
+                assert batch.batch_id is not None
+                state = wire.state((await self._send(wire.poll(batch.batch_id), "poll")).body)
+                if (state.status, state.completed, state.failed) != (
+                        batch.status, batch.completed_count, batch.failed_count):
+                    self.store.update_batch(
+                        self.run_id, batch.number, status=state.status,
+                        completed_count=state.completed, failed_count=state.failed,
+                        output_file_id=state.output_file_id, error_file_id=state.error_file_id,
+                        results_url=state.results_url, error=state.error)
+                    batch = self._info(batch.number)
+                if not state.ended:
+                    still.append(batch)
+                    continue
+                retry = await self._ingest_batch(batch, wire, state, done)
+                if retry:
+                    trials = [self.calls.plan.trial(i) for i in sorted(retry)]
+                    still += await self._submit_new(trials, batch.round + 1)
+                self.store.mark_ingested(self.run_id, batch.number)
+            live = still
+            if self.on_progress:
+                self.on_progress(self.stats)
+            if live:
+                await self.sleep(wait)
+                wait = min(wait * 1.5, self.poll_max_s)
+
+    def _wire_of(self, batch: BatchInfo) -> Wire:
+        wire = self._wires.get(batch.model_alias)
+        if wire is None:
+            first = next(i for i in batch.indexes)
+            self._wire(self.calls.call(self.calls.plan.trial(first), {}))
+            wire = self._wires[batch.model_alias]
+        return wire
+
+    async def _ingest_batch(self, batch: BatchInfo, wire: Wire, state: BatchState,
+                            done: set[int]) -> set[int]:
+        """Stream the results into records; returns the trials to send again."""
+        mine = set(batch.indexes) - done
+        for later in self.store.batches(self.run_id):  # already sent again (a resume)
+            if later.number > batch.number and later.live:
+                mine -= set(later.indexes)
+        retry: set[int] = set()
+        url = wire.url_of(state.batch_id)
+        provider = self.calls.batch_lines[batch.model_alias]
+        model = next(m for m in self.spec.models if m.alias == batch.model_alias)
+        for request in wire.results(state):
+            async with self._client.stream(request, self.spec.run.timeout_s) as resp:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
+                                      f"{resp.status}: {body[:200].decode('utf-8', 'replace')}")
+                async for raw in resp.lines():
+                    if not raw.strip():
+                        continue
+                    line = json.loads(raw)
+                    item = provider.parse_batch_result(model, line)
+                    idx = index_of(item.custom_id)
+                    if idx is None or idx not in mine:
+                        continue
+                    mine.discard(idx)
+                    self.stats.attempts += 1
+                    record = self._ingest.take(idx, item, raw, url)
+                    if record is None:
+                        retry.add(idx)
+                    else:
+                        self._writer.put(record)
+                        done.add(idx)
+        # Items the results never mention: the batch ended before them.
+        reason = state.error or f"batch {state.status} before this request ran"
+        for idx in sorted(mine):
+            item = BatchItem(f"t{idx}", None, None, "expired" if state.status in (
+                "expired", "ended", "completed") else state.status, reason,
+                retryable=state.status in ("expired", "ended", "completed"))
+            record = self._ingest.take(idx, item, "", url)
+            if record is None:
+                retry.add(idx)
+            else:
+                self._writer.put(record)
+                done.add(idx)
+        # Every record of this batch committed before the batch is marked read.
+        self._writer.flush()
+        await asyncio.to_thread(self._writer.close)
+        self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
+        return retry
+
+    async def _send(self, request: HttpRequest, what: str) -> Reply:
+        """A control call, transient faults retried with backoff."""
+        wait = 0.5
+        for attempt in range(1, 6):
+            try:
+                reply = await self._client.send(request, self.spec.run.timeout_s * 4)
+            except SendError as exc:
+                if attempt == 5:
+                    raise BatchFailed(f"batch API ({what}): {exc}") from None
+            else:
+                if reply.status < 400:
+                    return reply
+                if reply.status not in (408, 429, 529) and reply.status < 500 or attempt == 5:
+                    text = self.scrub(reply.body[:300].decode("utf-8", "replace"))
+                    raise BatchFailed(f"batch API ({what}) at {self.scrub(request.url)}: HTTP "
+                                      f"{reply.status}: {text}")
+            await self.sleep(wait)
+            wait *= 2
+        raise AssertionError("unreachable")
+
+
+async def cancel_batches(store: Store, spec: ExperimentSpec, renderer: Renderer, run_id: str,
+                         client: httpx.AsyncClient | Sender | None = None) -> list[str]:
+    """Ask the provider to cancel every live batch of the run; returns their ids."""
+    executor = BatchExecutor(spec, renderer, store, run_id, frozenset(), client=client)
+    sender, own = as_sender(client, 4)
+    executor._client = sender
+    ids: list[str] = []
+    try:
+        for batch in store.batches(run_id):
+            if not batch.live or batch.batch_id is None:
+                continue
+            wire = executor._wire_of(batch)
+            state = wire.state((await executor._send(wire.cancel(batch.batch_id),
+                                                      "cancel")).body)
+            store.update_batch(run_id, batch.number, status=state.status)
+            ids.append(batch.batch_id)
+    finally:
+        if own:
+            await sender.aclose()
+    return ids
+
+
+async def run_batched(runner: Runner, models: frozenset[str], done: frozenset[int],
+                      started: dict[int, int] | None, prior_cost: float) -> RunStats:
+    """The run's trials: those of models not batched call by call through the runner,
+    then the batched ones through their batch APIs."""
+    batched = {t.index for t in runner.plan if t.model.alias in models} - set(done)
+    stats = await runner.run(frozenset(done) | batched, started, prior_cost)
+    stats.planned += len(batched)
+    executor = BatchExecutor(runner.spec, runner.renderer, runner.store, runner.run_id, models,
+                             client=runner.client, sleep=runner.sleep, stats=stats,
+                             on_progress=runner.on_progress)
+    return await executor.run(done, started or {})
