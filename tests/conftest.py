@@ -107,3 +107,13 @@ def project(tmp_path: Path, mock_server: MockServer) -> Path:
 def _test_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMPTLAB_TEST_OA_KEY", "sk-test-SECRET-4242")
     monkeypatch.delenv("PROMPTLAB_DB", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect after every test, so a socket or loop a test leaves open warns (an error
+    here) in that test, not in whichever later test the collector happens to run in."""
+    yield
+    import gc
+
+    gc.collect()

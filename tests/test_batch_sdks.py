@@ -14,9 +14,11 @@ openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
 
 
-def test_openai_sdk_uploads_creates_polls_and_reads_a_batch() -> None:
+def test_openai_sdk_uploads_creates_polls_and_reads_a_batch(
+        request: pytest.FixtureRequest) -> None:
     with MockServer(MockConfig(batch_delay_s=0.0)) as server:
         client = openai.OpenAI(api_key="k", base_url=server.url + "/v1", max_retries=0)
+        request.addfinalizer(client.close)  # its pooled sockets, closed before the server
         lines = [{"custom_id": f"t{i}", "method": "POST", "url": "/v1/chat/completions",
                   "body": {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]}}
                  for i in range(3)]
@@ -34,9 +36,11 @@ def test_openai_sdk_uploads_creates_polls_and_reads_a_batch() -> None:
         assert cancelled.id == batch.id
 
 
-def test_anthropic_sdk_creates_polls_and_streams_message_batch_results() -> None:
+def test_anthropic_sdk_creates_polls_and_streams_message_batch_results(
+        request: pytest.FixtureRequest) -> None:
     with MockServer(MockConfig(batch_delay_s=0.0, batch_expired=0.0)) as server:
         client = anthropic.Anthropic(api_key="k", base_url=server.url, max_retries=0)
+        request.addfinalizer(client.close)
         batch = client.messages.batches.create(requests=[
             {"custom_id": f"t{i}", "params": {"model": "m", "max_tokens": 10, "messages": [
                 {"role": "user", "content": f"MOCK_BATCH=expired q{i}" if i == 1 else "q"}]}}

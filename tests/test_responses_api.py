@@ -109,9 +109,11 @@ def test_error_event_mid_stream_is_a_transient_error() -> None:
         cut.result()
 
 
-def test_official_sdk_accepts_the_mock(mock_server: MockServer) -> None:
+def test_official_sdk_accepts_the_mock(mock_server: MockServer,
+                                       request: pytest.FixtureRequest) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=mock_server.url + "/v1", api_key="sk-test")
+    request.addfinalizer(client.close)  # its pooled sockets: no ResourceWarning later
     resp = client.responses.create(model="mock-small", input="Capital of Spain?",
                                    instructions="Be brief.", reasoning={"effort": "low"})
     assert resp.output_text.startswith("Capital of Spain? ->")
