@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from promptlab.canonical import canonical_json
 from promptlab.errors import UserError
 from promptlab.images import ImageLoader
+from promptlab.sandbox import BoundedSandbox, render_bounded
 from promptlab.spec import MessageSpec, PromptSpec, Row
 
 __all__ = ["RecordingLoader", "Renderer", "message_spec", "render_text"]
@@ -67,8 +67,8 @@ class RecordingLoader(jinja2.BaseLoader):
         return source, filename, uptodate
 
 
-def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+def _environment(loader: jinja2.BaseLoader | None) -> BoundedSandbox:
+    return BoundedSandbox(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
@@ -78,7 +78,7 @@ def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
 
 def render_text(source: str, variables: dict[str, Any]) -> str:
     """Render one inline template string (no file loader)."""
-    return _environment(None).from_string(source).render(variables)
+    return render_bounded(_environment(None).from_string(source), variables)
 
 
 Compiled = jinja2.Template | list[tuple[str, jinja2.Template]]
@@ -185,10 +185,10 @@ class Renderer:
 
     def _content(self, tpl: Compiled, variables: dict[str, Any], label: str) -> Any:
         if isinstance(tpl, jinja2.Template):
-            return tpl.render(variables)
+            return render_bounded(tpl, variables)
         parts: list[dict[str, str]] = []
         for kind, part in tpl:
-            value = part.render(variables)
+            value = render_bounded(part, variables)
             parts.append({"type": "text", "text": value} if kind == "text" else
                          {"type": "image", "url": self.images.url(value.strip(), label)})
         return parts

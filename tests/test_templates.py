@@ -50,3 +50,27 @@ def test_file_templates_record_their_includes(tmp_path: Path) -> None:
     p = PromptSpec("p", (MessageSpec("user", source, "base.j2"),))
     assert r.render(p, Row("r", 0, {"q": "hi"}))[0]["content"] == "Q: hi"
     assert set(r.loader.sources) == {"base.j2", "part.j2"}
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'a' * 10**9 }}",
+    "{{ 10**9 * ['x'] }}",
+    "{{ 7 ** (10 ** 9) }}",
+    "{% for i in range(100000) %}{{ 'b' * 1000 }}{% endfor %}",
+])
+def test_a_template_cannot_build_gigabytes(tmp_path: Path, source: str) -> None:
+    # Before the bound these built 1 GB strings (or ran for hours) before any request.
+    import resource
+    import time
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match=r"prompt 'p'.*(at most|passed|more than).*fix the"):
+        Renderer(tmp_path).render(prompt(("user", source)), Row("r", 0, {}))
+    assert time.perf_counter() - start < 5
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 200_000
+
+
+def test_bounded_sandbox_still_renders_ordinary_arithmetic(tmp_path: Path) -> None:
+    out = Renderer(tmp_path).render(
+        prompt(("user", "{{ '-' * 3 }} {{ 2 ** 10 }} {{ [0] * 2 }} {{ 3 * 4 }}")), Row("r", 0, {}))
+    assert out[0]["content"] == "--- 1024 [0, 0] 12"

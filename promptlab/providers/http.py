@@ -12,7 +12,6 @@ import json
 from typing import Any, cast
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from promptlab.errors import ProviderError, UserError
 from promptlab.providers.base import (
@@ -26,6 +25,7 @@ from promptlab.providers.base import (
     dumps,
 )
 from promptlab.providers.normalize import describe, load_json, make_response
+from promptlab.sandbox import BoundedSandbox, render_bounded
 from promptlab.spec import ModelSpec
 
 __all__ = ["HttpProvider", "dig"]
@@ -55,7 +55,7 @@ class HttpProvider:
     default_base_url = ""
 
     def __init__(self) -> None:
-        self._env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self._env = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
         # `tojson` would hand an undefined name to json.dumps and fail with a TypeError;
         # this makes it the same "'x' is undefined" error as a plain {{ x }}.
         self._env.policies["json.dumps_kwargs"] = {
@@ -83,7 +83,7 @@ class HttpProvider:
                           if m["role"] == "user"), ""),
         }
         try:
-            text = tpl.render(variables)
+            text = render_bounded(tpl, variables)
         except jinja2.UndefinedError as exc:
             raise UserError(f"models.{model.alias}.http.body: {exc.message}; the body can use "
                             "messages, params, model, prompt, system and user") from None
