@@ -76,3 +76,19 @@ def test_request_goes_through_an_httpx_transport_unchanged() -> None:
         resp = client.request(http.method, http.url, headers=http.headers, content=http.body)
     assert seen[0].content == http.body and "authorization" not in seen[0].headers
     assert p.parse_response(M, resp.status_code, resp.content).text == "ok"
+
+
+@pytest.mark.parametrize(("provider", "base", "url"), [
+    # Azure OpenAI: the deployment's query string stays a query string after the path.
+    ("openai", "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+     "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21"),
+    ("anthropic", "http://127.0.0.1:9/v1/?tenant=a", "http://127.0.0.1:9/v1/messages?tenant=a"),
+    ("openai", "http://127.0.0.1:9/v1#frag", "http://127.0.0.1:9/v1/chat/completions"),
+])
+def test_base_url_query_string_stays_after_the_api_path(provider: str, base: str,
+                                                        url: str) -> None:
+    # Before: the path was appended to the whole URL, landing inside the query string.
+    model = ModelSpec("m", provider, "x", base)
+    http = get_provider(provider).build_request(model, ProviderRequest("x", MESSAGES, {
+        "max_tokens": 5}), "k")
+    assert http.url == url

@@ -11,6 +11,7 @@ from promptlab.providers.base import (
     HttpRequest,
     ProviderRequest,
     ProviderResponse,
+    api_url,
     base_headers,
     classify_status,
     dumps,
@@ -62,8 +63,8 @@ class AnthropicProvider:
         if api_key:
             headers["x-api-key"] = api_key
             secret.add("x-api-key")
-        base = (model.base_url or self.default_base_url).rstrip("/")
-        return HttpRequest("POST", f"{base}/messages", headers, dumps(body),
+        url = api_url(model.base_url or self.default_base_url, "/messages")
+        return HttpRequest("POST", url, headers, dumps(body),
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from promptlab.spec import ModelSpec
 
@@ -96,6 +97,16 @@ class ProviderResponse:
     cached_input_tokens: int | None = None  # input read from the provider's prompt cache
     cache_write_tokens: int | None = None   # input written to it (Anthropic)
     reasoning: str | None = None  # reasoning summaries / thinking blocks, apart from text
+
+
+def api_url(base: str, path: str) -> str:
+    """`path` appended to the base URL's path, keeping the base's query string where it
+    is (Azure's ``?api-version=...``) and joining any query the path brings."""
+    path, _, path_query = path.partition("?")
+    parts = urlsplit(base)
+    query = "&".join(q for q in (parts.query, path_query) if q)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path, query=query,
+                                     fragment=""))
 
 
 class StreamParser(Protocol):

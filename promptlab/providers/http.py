@@ -20,6 +20,7 @@ from promptlab.providers.base import (
     ProviderRequest,
     ProviderResponse,
     StreamParser,
+    api_url,
     base_headers,
     classify_status,
     dumps,
@@ -98,8 +99,7 @@ class HttpProvider:
                             ) from None
         headers = base_headers(model)
         secret = {h.lower() for h in model.secret_headers}
-        url = (model.base_url or "").rstrip("/") + cfg.get("path", "").replace(
-            "{model}", request.model)
+        url = api_url(model.base_url or "", cfg.get("path", "").replace("{model}", request.model))
         if api_key and cfg.get("api_key_header"):
             headers[cfg["api_key_header"].lower()] = api_key
             secret.add(cfg["api_key_header"].lower())

@@ -13,6 +13,7 @@ from promptlab.providers.base import (
     HttpRequest,
     ProviderRequest,
     ProviderResponse,
+    api_url,
     base_headers,
     classify_status,
     dumps,
@@ -84,8 +85,8 @@ class OpenAIProvider:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
             secret.add("authorization")
-        base = (model.base_url or self.default_base_url).rstrip("/")
-        return HttpRequest("POST", base + path, headers, dumps(body),
+        url = api_url(model.base_url or self.default_base_url, path)
+        return HttpRequest("POST", url, headers, dumps(body),
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
