@@ -190,7 +190,7 @@ def _fill_score_cells(conn: Connection, run_id: str) -> None:
     values = (select(*_KEY, Score.scorer, StoredTrial.idx, Score.value)
               .join(Score, _ON_SCORE)
               .where(where, Score.passed.is_(None), Score.value.is_not(None))
-              .order_by(StoredTrial.idx))
+              .order_by(Score.idx))
     for model, prompt, params, scorer, idx, value in raw_rows(conn, values):
         c = cell((scorer, model, prompt, params))
         c["idxs"].append(idx)

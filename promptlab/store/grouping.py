@@ -81,7 +81,7 @@ class ReportQueries:
         values = (select(*key_cols, Score.scorer, Score.value).join(Score, on_score)
                   .where(StoredTrial.run_id.in_(ids), Score.passed.is_(None),
                          Score.value.is_not(None))
-                  .order_by(StoredTrial.run_id, StoredTrial.idx))
+                  .order_by(Score.run_id, Score.idx))
         with self.engine.connect() as conn:
             for row in conn.execute(sums):
                 yield "sums", tuple(row)
