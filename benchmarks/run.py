@@ -380,11 +380,23 @@ def main() -> int:
         # 7. A report over a million stored results.
         dbr = work / "report.db"
         run_id = synth_results(dbr, report_n)
+        # Written around the store, the run has no report cells yet: the report reads rows.
+        from_rows = promptlab(work, "report", run_id, "--db", str(dbr), "--by", "model")
+        from promptlab.store import Store
+
+        with Store.open(str(dbr)) as cells_store:  # what the end of a run does
+            t_fill = time.perf_counter()
+            cells_store.refresh_cells(run_id)
+            t_fill = time.perf_counter() - t_fill
         rr = median_of(repeat, lambda i: promptlab(work, "report", run_id, "--db", str(dbr),
                                                    "--by", "model,temperature"))
         rows.append({"name": f"promptlab report over {report_n:,} results",
-                     "value": f"{rr['wall_s']:.2f} s", "target": "<= 1 s",
-                     "ok": rr["wall_s"] <= 1, "data": rr})
+                     "value": f"{rr['wall_s']:.2f} s, {rr['cpu_s']:.2f} s CPU (from the rows, "
+                              f"before the cells: {from_rows['wall_s']:.2f} s, "
+                              f"{from_rows['cpu_s']:.2f} s CPU; the cells filled at the run's "
+                              f"end in {t_fill:.2f} s)",
+                     "target": "<= 1 s", "ok": rr["wall_s"] <= 1,
+                     "data": {**rr, "from_rows": from_rows, "fill_s": t_fill}})
         # 7b. Start-up.
         for cmd, target in ((("--help",), 0.25), (("runs", "--db", str(dbr)), 0.5)):
             rs = median_of(repeat, lambda i, c=cmd: promptlab(work, *c))

@@ -100,6 +100,8 @@ class MessageSpec:
     # Content parts instead of one text: (kind, source) pairs, kind "text" or "image", each
     # source a template rendered per row (see templates.py).
     parts: tuple[tuple[str, str], ...] | None = None
+    # Anthropic's prompt-cache marker for this message, as JSON text (templates.py)
+    cache_control: str | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,22 @@ def message_spec(role: str, content: Any, where: str) -> MessageSpec:
     return MessageSpec(role, json.dumps([[k, v] for k, v in parts]), None, tuple(parts))
 
 
+CACHE_TTLS = ("5m", "1h")
+
+
+def cache_control(value: Any, where: str) -> str | None:
+    """A message's ``cache_control`` as JSON text: ``{type: ephemeral}``, with an optional
+    ``ttl`` of 5m or 1h (Anthropic's prompt cache); None when not given."""
+    if value is None:
+        return None
+    fix = (f"{where}.cache_control must be {{type: ephemeral}} or {{type: ephemeral, "
+           f"ttl: 1h}} (ttl one of {', '.join(CACHE_TTLS)})")
+    if not isinstance(value, dict) or value.get("type") != "ephemeral" or not set(
+            value) <= {"type", "ttl"} or value.get("ttl", "5m") not in CACHE_TTLS:
+        raise UserError(fix)
+    return json.dumps(dict(sorted(value.items())))
+
+
 class RecordingLoader(jinja2.BaseLoader):
     """Wraps a loader and remembers the source of every template it loads (includes too)."""
 
@@ -103,7 +119,7 @@ class Renderer:
             inner = jinja2.FileSystemLoader(str(templates))
         self.loader = RecordingLoader(inner)
         self.env = _environment(self.loader)
-        self._compiled: dict[str, list[tuple[str, Compiled, str]]] = {}
+        self._compiled: dict[str, list[tuple[str, Compiled, str, str | None]]] = {}
         self._prompt_files = prompt_files or {}
         # Rendering is pure, and a plan renders each (prompt, row) once per model, grid
         # point and repeat: remember them (bounded), with their JSON forms.
@@ -118,7 +134,7 @@ class Renderer:
                             "create it or fix the name") from None
         return source
 
-    def _compile(self, prompt: PromptSpec) -> list[tuple[str, Compiled, str]]:
+    def _compile(self, prompt: PromptSpec) -> list[tuple[str, Compiled, str, str | None]]:
         compiled = self._compiled.get(prompt.name)
         if compiled is None:
             where = self._prompt_files.get(prompt.name, f"prompt '{prompt.name}'")
@@ -137,7 +153,7 @@ class Renderer:
                         "literal {{ or {% need {% raw %}...{% endraw %}")
                     raise UserError(f"{at}: template syntax error: {str(exc.message).rstrip('.')}; "
                                     f"{fix}") from None
-                compiled.append((m.role, tpl, label))
+                compiled.append((m.role, tpl, label, m.cache_control))
             self._compiled[prompt.name] = compiled
         return compiled
 
@@ -164,9 +180,12 @@ class Renderer:
     def _render(self, prompt: PromptSpec, row: Row, dataset: str) -> list[Message]:
         variables = {**prompt.vars, **row.data, "row": row.data}
         out: list[Message] = []
-        for role, tpl, label in self._compile(prompt):
+        for role, tpl, label, marker in self._compile(prompt):
             try:
-                out.append({"role": role, "content": self._content(tpl, variables, label)})
+                message = {"role": role, "content": self._content(tpl, variables, label)}
+                if marker is not None:
+                    message["cache_control"] = json.loads(marker)
+                out.append(message)
             except jinja2.UndefinedError as exc:
                 raise UserError(
                     f"{label}: {exc.message} in prompt '{prompt.name}' for {dataset} row "

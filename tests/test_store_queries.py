@@ -99,7 +99,7 @@ def test_grouped_rows_aggregate_like_the_rows_themselves(store: Store) -> None:
     by_model = {g.key: g for g in aggregate_runs(store, ["run-a"], ["model"])}
     assert by_model[("x",)].calls == 2 and by_model[("x",)].ok == 2
     assert by_model[("y",)].errors == 1
-    assert by_model[("x",)].latencies == [10.0, 30.0]
+    assert list(by_model[("x",)].sorted_latencies()) == [10.0, 30.0]
     assert by_model[("x",)].score_summary("exact")["value"] == 0.5
     by_temp = {g.key: g for g in aggregate_runs(store, ["run-a", "run-b"], ["temperature"])}
     assert by_temp[(1.0,)].calls == 2 and by_temp[(0.0,)].calls == 6

@@ -140,11 +140,14 @@ class ScorerConfig:
 @dataclass
 class MessageConfig:
     """One message: ``content`` (text, or a list of parts ``{text: ...}`` / ``{image:
-    ...}``, each a template) or ``template`` (a file under templates/)."""
+    ...}``, each a template) or ``template`` (a file under templates/); ``cache_control``
+    (``{type: ephemeral}``, optionally ``ttl: 1h``) marks the prompt up to this message for
+    Anthropic's prompt cache (OpenAI caches by itself and is sent no marker)."""
 
     role: str = "user"
     content: Any = None
     template: str | None = None
+    cache_control: Any = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ raised before the first request.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from promptlab.spec import (
     RunSettings,
     ServerSpec,
 )
-from promptlab.templates import Renderer, message_spec
+from promptlab.templates import Renderer, cache_control, message_spec
 
 __all__ = ["Prepared", "build_spec", "model_spec", "prepare", "resolve_judges"]
 
@@ -121,12 +121,14 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
             if m["role"] not in ("system", "user", "assistant"):
                 raise UserError(f"{where}: prompts.{name}.messages[{i}].role: '{m['role']}' is "
                                 "not a role; use system, user or assistant")
+            at = f"{where}: prompts.{name}.messages[{i}]"
             if m.get("template") is not None:
                 source = renderer.load_source(m["template"], where)
-                messages.append(MessageSpec(m["role"], source, m["template"]))
+                message = MessageSpec(m["role"], source, m["template"])
             else:
-                messages.append(message_spec(m["role"], m["content"],
-                                             f"{where}: prompts.{name}.messages[{i}]"))
+                message = message_spec(m["role"], m["content"], at)
+            marker = cache_control(m.get("cache_control"), at)
+            messages.append(replace(message, cache_control=marker) if marker else message)
         prompts.append(PromptSpec(name=name, messages=tuple(messages), vars=dict(p["vars"]),
                                   **spec_options(p, f"{where}: prompts.{name}")))
     dataset, text = load_dataset(cfg["dataset"], loaded.root, _where(loaded, "dataset"),

@@ -43,10 +43,9 @@ class AnthropicProvider:
     def build_request(self, model: ModelSpec, request: ProviderRequest,
                       api_key: str | None) -> HttpRequest:
         # Anthropic takes the system prompt as a top-level field, not a message.
-        system = "\n\n".join(as_text(m["content"]) for m in request.messages
-                             if m["role"] == "system")
         messages = [_message(m) for m in request.messages if m["role"] != "system"]
         body: dict[str, Any] = {"model": request.model, "messages": messages}
+        system = _system([m for m in request.messages if m["role"] == "system"])
         if system:
             body["system"] = system
         body.update(anthropic_tools(request))
@@ -136,8 +135,26 @@ class AnthropicProvider:
                          f"unknown result type: {describe(result)}")
 
 
+def _system(messages: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """The system prompt: one text, or text blocks when a system message carries a
+    prompt-cache marker (``cache_control`` is set on blocks, not on a plain string)."""
+    if not any("cache_control" in m for m in messages):
+        return "\n\n".join(as_text(m["content"]) for m in messages)
+    return [{"type": "text", "text": as_text(m["content"]),
+             **({"cache_control": m["cache_control"]} if "cache_control" in m else {})}
+            for m in messages]
+
+
 def _message(m: dict[str, Any]) -> dict[str, Any]:
-    """A message with image parts as Anthropic image blocks (base64 for data URLs)."""
+    """A message with image parts as Anthropic image blocks (base64 for data URLs); its
+    prompt-cache marker goes on its last block, where Anthropic reads it."""
+    if "cache_control" in m:
+        m = dict(m)
+        marker = m.pop("cache_control")
+        content = m["content"]
+        blocks = _message(m)["content"] if isinstance(content, list) else [
+            {"type": "text", "text": as_text(content)}]
+        return {**m, "content": [*blocks[:-1], {**blocks[-1], "cache_control": marker}]}
     content = m["content"]
     if not isinstance(content, list):
         return m

@@ -43,9 +43,12 @@ def completion_prompt(messages: list[dict[str, Any]]) -> str:
 
 
 def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages in Chat Completions' form: an image part becomes ``image_url``."""
+    """Messages in Chat Completions' form: an image part becomes ``image_url``; an
+    Anthropic prompt-cache marker is left out (OpenAI caches long prompts by itself)."""
     out = []
     for m in messages:
+        if "cache_control" in m:
+            m = {k: v for k, v in m.items() if k != "cache_control"}
         content = m["content"]
         if isinstance(content, list):
             content = [{"type": "image_url", "image_url": {"url": p["url"]}}

@@ -21,14 +21,20 @@ from promptlab.reports.aggregate import GroupStats
 
 __all__ = ["COLUMNS", "FORMATS", "md_escape", "render_text", "rich_table", "score_cell"]
 
-COLUMNS = ("calls", "ok", "errors", "cached", "latency_p50_ms", "latency_p95_ms",
-           "ttft_p50_ms", "ttft_p95_ms", "input_tokens", "output_tokens", "cost_usd")
-_OPTIONAL = ("ttft_p50_ms", "ttft_p95_ms")  # shown when some group has them
+COLUMNS = ("calls", "ok", "errors", "cached", "tool_call_rate", "latency_p50_ms",
+           "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms", "input_tokens", "output_tokens",
+           "reasoning_tokens", "cached_input_tokens", "cache_write_tokens", "cost_usd")
+# Shown when some group has a value (TTFT) or a non-zero one (tool calls, token detail), so
+# a plain run's report stays narrow. JSON always carries every field.
+_OPTIONAL = ("ttft_p50_ms", "ttft_p95_ms", "tool_call_rate", "reasoning_tokens",
+             "cached_input_tokens", "cache_write_tokens")
 FORMATS = ("table", "markdown", "csv", "json")
 _HEADERS = {"calls": "calls", "ok": "ok", "errors": "err", "cached": "cached",
             "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "ttft_p50_ms": "ttft p50",
             "ttft_p95_ms": "ttft p95", "input_tokens": "tok in",
-            "output_tokens": "tok out", "cost_usd": "cost $"}
+            "output_tokens": "tok out", "cost_usd": "cost $", "tool_call_rate": "tool rate",
+            "reasoning_tokens": "reasoning", "cached_input_tokens": "cached in",
+            "cache_write_tokens": "cache wr"}
 
 
 def _cell(v: Any) -> str:
@@ -68,7 +74,9 @@ def score_cell(row: dict[str, Any], name: str) -> str:
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    return [c for c in COLUMNS if c not in _OPTIONAL or any(r[c] is not None for r in rows)]
+    """The columns to show: every fixed one, and the optional ones some group fills."""
+    return [c for c in COLUMNS if c not in _OPTIONAL or any(
+        r[c] is not None if c.startswith("ttft") else r[c] for r in rows)]
 
 
 def rich_table(groups: Sequence[GroupStats], dims: Sequence[str], title: str,

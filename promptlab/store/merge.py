@@ -10,7 +10,7 @@ after the merge a run is completed when every planned trial has a result.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,12 @@ def _rows(conn: Connection, table: Table) -> Iterator[list[dict[str, Any]]]:
 
 class StoreMerge:
     engine: Engine
+    refresh_cells: Callable[..., bool]  # CellQueries (store/cells.py)
 
     def merge_from(self, source: Engine, where: str) -> MergeCounts:
         """Copy every row of `source` that this database lacks; refuse a conflicting one."""
         counts = MergeCounts()
+        touched: set[str] = set()
         with source.connect() as src, self.engine.begin() as dst:
             for model in _TABLES:
                 table: Table = model.__table__  # type: ignore[assignment]
@@ -75,10 +77,14 @@ class StoreMerge:
                         same += 1
                     if new:
                         dst.execute(table.insert(), new)
+                        if model in (Result, Score):
+                            touched.update(r["run_id"] for r in new)
                     added += len(new)
                 counts.added[table.name] = added
                 counts.same[table.name] = same
             self._complete_runs(dst)
+        for run_id in sorted(touched):  # the report cells the merged rows dropped
+            self.refresh_cells(run_id)
         return counts
 
     @staticmethod

@@ -109,6 +109,7 @@ def _owner(row: Any) -> Owner:
 
 
 class RunOwnership(RunQueries):
+    refresh_cells: Callable[..., bool]  # CellQueries (store/cells.py)
     """A mixin of `Store`: run owners and heartbeats, and run statuses as they are now."""
 
     def _state(self, run_id: str) -> tuple[str, Owner]:
@@ -169,6 +170,7 @@ class RunOwnership(RunQueries):
         with self.engine.begin() as conn:
             result = conn.execute(update(Run).where(Run.id == run_id, Run.owner_token == token)
                                   .values(status=status, finished_at=now, heartbeat_at=now))
+        self.refresh_cells(run_id)  # the report cells (store/cells.py), for fast reports
         return result.rowcount == 1
 
     # -- reads, with the status as it is now -----------------------------------------------

@@ -6,7 +6,7 @@ A mixin of `Store`; every method reads through the store's engine.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,15 +71,20 @@ def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
 
 class RunQueries:
     engine: Engine
+    cell_counts: Callable[[Sequence[str]], dict[str, tuple[int, int]]]  # store/cells.py
 
     def _counts(self, run_ids: list[str]) -> dict[str, tuple[int, int]]:
         if not run_ids:
             return {}
+        known = self.cell_counts(run_ids)  # runs with report cells: no rows to count
+        run_ids = [r for r in run_ids if r not in known]
+        if not run_ids:
+            return known
         stmt = (select(Result.run_id, func.count(), func.sum(
             (Result.status != "ok").cast(type_=Result.idx.type)))
             .where(Result.run_id.in_(run_ids)).group_by(Result.run_id))
         with self.engine.connect() as conn:
-            return {r[0]: (int(r[1]), int(r[2] or 0)) for r in conn.execute(stmt)}
+            return {**known, **{r[0]: (int(r[1]), int(r[2] or 0)) for r in conn.execute(stmt)}}
 
     def runs(self, name: str | None = None, status: str | None = None, limit: int = 50,
              since: datetime | None = None, until: datetime | None = None,

@@ -9,6 +9,7 @@ true for thumbs up, false for down; value 1 or 0; the comment and the time in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ HUMAN = "human"
 
 class Curation:
     engine: Engine
+    refresh_cells: Callable[..., bool]  # CellQueries (store/cells.py)
 
     def rate(self, run_id: str, idx: int, *, up: bool, comment: str = "") -> dict[str, Any]:
         """Store (or replace) a person's rating of one trial; returns it as a score."""
@@ -39,6 +41,7 @@ class Curation:
             conn.execute(insert(Score).values(run_id=run_id, idx=idx, scorer=HUMAN,
                                               value=1.0 if up else 0.0, passed=up,
                                               detail_json=json.dumps(detail)))
+        self.refresh_cells(run_id, scores_only=True)
         return {"value": 1.0 if up else 0.0, "passed": up, "detail": detail}
 
     def unrate(self, run_id: str, idx: int) -> bool:
@@ -46,6 +49,7 @@ class Curation:
         with self.engine.begin() as conn:
             done = conn.execute(delete(Score).where(Score.run_id == run_id, Score.idx == idx,
                                                     Score.scorer == HUMAN))
+        self.refresh_cells(run_id, scores_only=True)
         return bool(done.rowcount)
 
     def delete_run(self, run_id: str) -> list[str]:

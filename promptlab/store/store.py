@@ -22,6 +22,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from promptlab.canonical import sha256_hex
 from promptlab.store.batches import BatchQueries
 from promptlab.store.browse import BrowseQueries
+from promptlab.store.cells import CellQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
 from promptlab.store.merge import StoreMerge
@@ -58,7 +59,7 @@ class Record:
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
-            StoreMerge, BatchQueries):
+            StoreMerge, BatchQueries, CellQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:
@@ -211,6 +212,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             conn.execute(delete(Score).where(Score.run_id == run_id, Score.scorer.in_(scorers)))
             for i in range(0, len(rows), 5000):
                 conn.execute(insert(Score), list(rows[i:i + 5000]))
+        self.refresh_cells(run_id, scores_only=True)
 
     def stored_keys(self, run_id: str) -> dict[int, str]:
         with self.engine.connect() as conn:
@@ -226,3 +228,4 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         with self.engine.begin() as conn:
             conn.execute(update(Run).where(Run.id == run_id).values(
                 status=status, finished_at=utcnow()))
+        self.refresh_cells(run_id)

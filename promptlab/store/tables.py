@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -18,13 +19,14 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["RESULT_DETAILS", "Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt",
-           "Result", "Score", "StoredBatch"]
+           "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore"]
 
 
 class Base(DeclarativeBase):
@@ -208,3 +210,49 @@ class StoredBatch(Base):
 # The viewer's matrix pages a run's trials by dataset row (store/browse.py): without this
 # index a page of a million-trial run sorts the whole run.
 Index("ix_trials_run_row", StoredTrial.run_id, StoredTrial.row_id, StoredTrial.idx)
+
+
+class ReportCell(Base):
+    """0008: a run's results summed per (model, prompt, params) cell, for reports; a cache
+    that triggers drop on any write to the run's results (store/cells.py fills it)."""
+
+    __tablename__ = "report_cells"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(String(200))
+    params_json: Mapped[str] = mapped_column(Text)
+    calls: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[int] = mapped_column(Integer)
+    cached: Mapped[int] = mapped_column(Integer)
+    tool_call_ok: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    # float64 arrays, sorted: the ok, non-cached latencies and TTFTs (exact percentiles)
+    latencies: Mapped[bytes] = mapped_column(LargeBinary)
+    ttfts: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReportCellScore(Base):
+    """0008: a run's scores per cell and scorer: pass counts, and the mean-type values
+    with their trial indexes (int64 / float64 arrays, in index order); dropped by triggers
+    on any write to the run's scores. Keyed apart from `ReportCell`: either may be refilled
+    without the other."""
+
+    __tablename__ = "report_cell_scores"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scorer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(String(200))
+    params_json: Mapped[str] = mapped_column(Text)
+    n: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    idxs: Mapped[bytes] = mapped_column(LargeBinary)
+    vals: Mapped[bytes] = mapped_column(LargeBinary)
