@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,7 +133,8 @@ def _sharded(args: argparse.Namespace, prepared: Prepared, gates: list[Gate]) ->
     prepared = prepare(loaded)
     err = err_console()
     with open_store(args.db, loaded.config.get("db")) as store:
-        outcome = run_sharded(loaded, prepared, store, db=args.db, overrides=args.overrides,
+        outcome = run_sharded(loaded, prepared, store, db=args.db or os.environ.get("PROMPTLAB_DB"),
+                              overrides=args.overrides,
                               console=err)
         _summary(outcome, store, err)
         return _exit_code(outcome, store, gates, err)
@@ -169,8 +171,9 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     err = err_console()
     launcher = [o for o in hydra_overrides(args.overrides) if o.startswith("hydra/")]
     err.print(f"sweep {sweep_id}" + (f" ({escape(' '.join(launcher))})" if launcher else ""))
+    db = args.db or os.environ.get("PROMPTLAB_DB")
     results = multirun(config_dir, args.overrides, sweep_job,
-                       SweepContext(sweep_id, args.db, False, tuple(gates)))
+                       SweepContext(sweep_id, db, False, tuple(gates), os.getcwd()))
     code = 0
     shown_db = None
     for r in results:

@@ -39,6 +39,8 @@ from promptlab.errors import ConfigError, UserError
 __all__ = ["Failed", "JobResult", "LaunchJob", "hydra_overrides", "launch_copies", "multirun",
            "task_overrides"]
 
+RAY_MEMORY = "hydra.launcher.ray.init.object_store_memory"
+
 # target(loaded config, job number, context) -> a picklable summary
 Target = Callable[[LoadedConfig, int, Any], Any]
 
@@ -125,6 +127,11 @@ def _quiet(overrides: Sequence[str], sweep_dir: str) -> list[str]:
     for group in ("hydra/job_logging", "hydra/hydra_logging"):
         if group not in keys:
             extra.append(f"{group}=none")
+    if "hydra/launcher=ray" in overrides and RAY_MEMORY not in keys:
+        # hydra-ray-launcher 1.2.2 sets object_store_memory for its own CI, and current
+        # Ray refuses it when connecting to an existing cluster ("When connecting to an
+        # existing cluster, object_store_memory must not be provided"): leave it to Ray.
+        extra.append(f"+{RAY_MEMORY}=null")
     return [*overrides, *extra]
 
 

@@ -45,8 +45,10 @@ def _rows(conn: Connection, table: Table) -> Iterator[list[dict[str, Any]]]:
 class StoreMerge:
     engine: Engine
 
-    def merge_from(self, source: Engine, where: str) -> MergeCounts:
-        """Copy every row of `source` that this database lacks; refuse a conflicting one."""
+    def merge_from(self, source: Engine, where: str, *, complete: bool = True) -> MergeCounts:
+        """Copy every row of `source` that this database lacks; refuse a conflicting one.
+        With `complete`, a run whose every planned trial now has a result is completed
+        (off for a run whose owner finishes it, as the launcher of shards does)."""
         counts = MergeCounts()
         with source.connect() as src, self.engine.begin() as dst:
             for model in _TABLES:
@@ -78,7 +80,8 @@ class StoreMerge:
                     added += len(new)
                 counts.added[table.name] = added
                 counts.same[table.name] = same
-            self._complete_runs(dst)
+            if complete:
+                self._complete_runs(dst)
         return counts
 
     @staticmethod
