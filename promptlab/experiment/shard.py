@@ -30,7 +30,8 @@ from promptlab.experiment.launch import session_for
 from promptlab.experiment.prepare import Prepared, prepare
 from promptlab.experiment.sweep import job_db
 from promptlab.manifest import collect_manifest
-from promptlab.runner.session import NewRun, RunOutcome, RunStats
+from promptlab.runner.records import RunStats
+from promptlab.runner.session import NewRun, RunOutcome
 from promptlab.store import Store
 
 __all__ = ["ShardContext", "ShardSummary", "run_sharded", "shard_file", "shard_job"]
@@ -61,7 +62,7 @@ def shard_file(pattern: str, shard: int, cwd: str) -> str:
 def _check_shard_db(pattern: str | None) -> None:
     if pattern is None:
         return
-    fix = 'give a SQLite file name with {shard} in it, e.g. run.shard_db="results-{shard}.db"'
+    fix = "give a SQLite file name with {shard} in it, e.g. run.shard_db='results-{shard}.db'"
     if "://" in pattern:
         raise UserError(f"run.shard_db={pattern}: each shard writes a SQLite file; {fix} (a "
                         "shared database is --db, without run.shard_db)")
