@@ -187,10 +187,13 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
         mark = "[green]ok[/]" if s.all_ok else "[yellow]not ok[/]"
         err.print(f"job {r.num} {mark}: {label}: run {s.run_id} {s.status}, {s.done:,} calls, "
                   f"{s.errors:,} errors, ${s.cost_usd:.4f}"
+                  + (f"; {escape(s.problem[:160])}" if s.problem else "")
                   + "".join(f"; {escape(g)}" for g in s.failed_gates))
         code = max(code, 0 if s.all_ok else 1)
     failed = sum(r.error is not None for r in results)
-    err.print(f"sweep {sweep_id}: {len(results)} jobs, {failed} failed")
+    ok = sum(r.error is None and r.value.all_ok for r in results)
+    err.print(f"sweep {sweep_id}: {len(results)} jobs: {ok} ok, {len(results) - ok - failed} "
+              f"not ok, {failed} failed")
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
     return code

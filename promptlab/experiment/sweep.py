@@ -56,6 +56,7 @@ class JobSummary:
     finished_s: float
     failed_gates: tuple[str, ...]
     db_url: str
+    problem: str | None = None  # the commonest error, "24 x auth: ..."
 
     @property
     def all_ok(self) -> bool:
@@ -72,9 +73,11 @@ def sweep_job(loaded: LoadedConfig, num: int, ctx: SweepContext) -> JobSummary:
                                  progress=ctx.progress, sweep_id=ctx.sweep_id)
         info = store.run(outcome.run_id)
         gates = tuple(evaluate(store, [outcome.run_id], list(ctx.gates)))
+        problem = next((f"{n:,} x {kind}: {error}"
+                        for kind, error, n in store.common_errors(outcome.run_id, 1)), None)
         summary = JobSummary(
             outcome.run_id, outcome.status, info.done, info.done - info.errors, info.errors,
-            outcome.stats.cost_usd, started, time.time(), gates, store.display_url)
+            outcome.stats.cost_usd, started, time.time(), gates, store.display_url, problem)
     print(f"job {num}: run {summary.run_id} {summary.status}, {summary.done:,} calls "
           f"({summary.errors:,} errors) in {summary.finished_s - summary.started_s:.2f}s",
           file=sys.stderr, flush=True)
