@@ -38,3 +38,46 @@ def test_a_job_whose_model_refuses_the_key_does_not_stop_the_other(project: Path
     assert "not ok" in bad and re.search(r"auth|401", bad), bad
     [end] = [x for x in lines if x.startswith("sweep ") and " jobs: " in x]
     assert end.endswith("2 jobs: 1 ok, 1 not ok, 0 failed"), end
+
+
+def test_a_worker_killed_under_the_launcher_ends_in_a_summary_not_a_traceback(
+        project: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_scale_shards import _descendants, _env
+
+    with MockServer(MockConfig(latency_ms=100)) as slow:
+        _point(project, "oa", slow.url + "/v1")
+        _point(project, "an", slow.url + "/v1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promptlab", "run", "-m", "--db", "k.db",
+             "models=[oa],[an]", "grid.repeats=10", "run.concurrency=2",
+             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if slow.request_count >= 20:
+                workers = [p for p in _descendants(proc.pid)
+                           if "promptlab" not in Path(f"/proc/{p}/cmdline").read_text()]
+                if workers:
+                    break
+        assert workers, "no joblib workers seen"
+        os.kill(workers[-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    [failed] = [x for x in lines if x.startswith("the launcher failed:")]
+    assert "TerminatedWorkerError" in failed or "killed" in failed.lower()
+    with Store.open(str(project / "k.db")) as store:
+        runs = store.runs(limit=10)
+    assert runs and all(r.status != "completed" for r in runs)
+    for r in runs:  # every run of the sweep, one line each, with how to finish it
+        [line] = [x for x in lines if r.id in x and x.startswith("run ")]
+        assert "interrupted" in line and f"promptlab resume {r.id}" in line

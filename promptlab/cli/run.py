@@ -152,17 +152,19 @@ def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Consol
 
 def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     """A sweep through Hydra's own sweeper and launcher (see promptlab.config.launch)."""
-    from promptlab.config.launch import hydra_overrides, multirun
+    from promptlab.config.launch import LaunchFailed, hydra_overrides, multirun
     from promptlab.config.loading import find_experiments_dir, load
     from promptlab.config.sweep import expand_sweep, new_sweep_id, uses_own_sweeper
     from promptlab.experiment.prepare import prepare
-    from promptlab.experiment.sweep import SweepContext, sweep_job
+    from promptlab.experiment.sweep import SweepContext, job_db, sweep_job
 
     config_dir = find_experiments_dir(args.experiments)
+    configured = None
     if not uses_own_sweeper(args.overrides):
         # Every job composes and renders before the first sends anything.
         for job in expand_sweep(args.overrides):
             prepared = prepare(load(config_dir, job))
+            configured = prepared.loaded.config.get("db")
             check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
             if prepared.spec.run.shards > 1:
                 raise UserError(f"job {' '.join(job)}: run.shards with -m: shard a single "
@@ -172,8 +174,13 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     launcher = [o for o in hydra_overrides(args.overrides) if o.startswith("hydra/")]
     err.print(f"sweep {sweep_id}" + (f" ({escape(' '.join(launcher))})" if launcher else ""))
     db = args.db or os.environ.get("PROMPTLAB_DB")
-    results = multirun(config_dir, args.overrides, sweep_job,
-                       SweepContext(sweep_id, db, False, tuple(gates), os.getcwd()))
+    try:
+        results = multirun(config_dir, args.overrides, sweep_job,
+                           SweepContext(sweep_id, db, False, tuple(gates), os.getcwd()))
+    except LaunchFailed as exc:
+        err.print(f"the launcher failed: {escape(str(exc))}")
+        _list_sweep(sweep_id, job_db(db, configured, os.getcwd()), err)
+        return 1
     code = 0
     shown_db = None
     for r in results:
@@ -197,6 +204,17 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
     return code
+
+
+def _list_sweep(sweep_id: str, db: str, err: Console) -> None:
+    """The runs a sweep recorded before its launcher failed, one line each."""
+    with open_store(db, read_only=True) as store:
+        runs = store.runs(sweep=sweep_id, limit=10_000)
+    for r in reversed(runs):
+        finish = "" if r.status == "completed" else f"; finish with: promptlab resume {r.id}"
+        err.print(f"run {r.id} {r.status}: {r.done:,} of {r.planned:,} calls, {r.errors:,} "
+                  f"errors{finish}", soft_wrap=True)
+    err.print(f"sweep {sweep_id}: {len(runs)} runs recorded before the launcher failed")
 
 
 def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:

@@ -52,6 +52,9 @@ class ShardSummary:
     done: int
     errors: int
     elapsed_s: float
+    cached: int = 0
+    attempts: int = 0
+    cost_usd: float = 0.0
 
 
 def shard_file(pattern: str, shard: int, cwd: str) -> str:
@@ -107,7 +110,8 @@ def shard_job(loaded: LoadedConfig, num: int, ctx: ShardContext) -> ShardSummary
             session.start(_new_run(loaded, prepared), ctx.run_id)
             session.hold(ctx.run_id, work)
             stats = done[0]
-    return ShardSummary(num, stats.done, stats.errors, time.perf_counter() - start)
+    return ShardSummary(num, stats.done, stats.errors, time.perf_counter() - start,
+                        stats.cached, stats.attempts, stats.cost_usd)
 
 
 def _merge_shard_files(store: Store, ctx: ShardContext, console: Console) -> list[str]:
@@ -141,6 +145,8 @@ def run_sharded(loaded: LoadedConfig, prepared: Prepared, store: Store, *,
     console.print(f"run {run_id}: {shards} shards")
     ctx = ShardContext(run_id, shards, db, str(Path.cwd()), prepared.spec.run.shard_db)
 
+    finished: list[ShardSummary] = []
+
     def work() -> str | None:
         try:
             results = launch(Path(loaded.config_dir), list(overrides), shards, shard_job, ctx)
@@ -153,6 +159,7 @@ def run_sharded(loaded: LoadedConfig, prepared: Prepared, store: Store, *,
                 console.print(f"[red]shard {r.num} failed:[/] {r.error}")
             else:
                 s = r.value
+                finished.append(s)
                 rate = s.done / s.elapsed_s if s.elapsed_s > 0 else 0.0
                 console.print(f"shard {s.shard}: {s.done:,} calls ({s.errors:,} errors) in "
                               f"{s.elapsed_s:.2f}s = {rate:,.0f} calls/s")
@@ -160,4 +167,9 @@ def run_sharded(loaded: LoadedConfig, prepared: Prepared, store: Store, *,
             problems += _merge_shard_files(store, ctx, console)
         return "; ".join(problems) or None
 
-    return session.hold(run_id, work)
+    outcome = session.hold(run_id, work)
+    # What only the shards saw: their cache hits, attempts and cost.
+    outcome.stats.cached = sum(s.cached for s in finished)
+    outcome.stats.attempts = sum(s.attempts for s in finished)
+    outcome.stats.cost_usd = sum(s.cost_usd for s in finished)
+    return outcome
