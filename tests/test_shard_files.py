@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_scale_shards import _promptlab
+from test_scale_shards import _promptlab, _runs
 
 from promptlab.cli.main import main
 
@@ -29,11 +29,6 @@ def _rows(db: Path) -> list[tuple[object, ...]]:
             "select t.idx, t.key, r.status, r.output, s.scorer, s.value from trials t join "
             "results r on r.run_id = t.run_id and r.idx = t.idx left join scores s on "
             "s.run_id = t.run_id and s.idx = t.idx order by t.idx, s.scorer").fetchall()
-
-
-def _runs(db: Path) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("select id, status, planned from runs").fetchall()
 
 
 def test_four_shard_files_merged_by_hand_equal_the_unsharded_run(project: Path) -> None:

@@ -4,16 +4,13 @@ finished by `resume` with nothing lost and nothing sent twice that was recorded.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from test_postgres import postgres_url, pytestmark  # noqa: F401
-from test_scale_shards import SHARDS, _descendants, _env, _point_at, _promptlab, _trials
+from test_scale_shards import SHARDS, _env, _point_at, _promptlab, _trials, kill_a_worker
 
 from promptlab.testing import MockConfig, MockServer
 
@@ -53,17 +50,7 @@ def test_four_shards_into_postgres_killed_one_resumed_equal_to_the_unsharded_run
             [sys.executable, "-m", "promptlab", "run", "--db", postgres_url, "grid.repeats=10",
              "run.cache=off", "run.concurrency=2", *SHARDS],
             cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if slow.request_count >= 40:
-                workers = [p for p in _descendants(proc.pid)
-                           if "promptlab" not in Path(f"/proc/{p}/cmdline").read_text()]
-                if workers:
-                    break
-        assert workers, "no shard workers seen"
-        os.kill(workers[-1], signal.SIGKILL)  # one loky worker, mid-run
+        kill_a_worker(proc, slow, 40)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
         assert "resume" in err

@@ -4,10 +4,12 @@ and each failure in one line with its reason."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from test_scale_shards import _promptlab
+from test_scale_shards import _env, _promptlab, kill_a_worker
 
 from promptlab.store import Store
 from promptlab.testing import MockConfig, MockServer
@@ -42,14 +44,6 @@ def test_a_job_whose_model_refuses_the_key_does_not_stop_the_other(project: Path
 
 def test_a_worker_killed_under_the_launcher_ends_in_a_summary_not_a_traceback(
         project: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from test_scale_shards import _descendants, _env
-
     with MockServer(MockConfig(latency_ms=100)) as slow:
         _point(project, "oa", slow.url + "/v1")
         _point(project, "an", slow.url + "/v1")
@@ -58,17 +52,7 @@ def test_a_worker_killed_under_the_launcher_ends_in_a_summary_not_a_traceback(
              "models=[oa],[an]", "grid.repeats=10", "run.concurrency=2",
              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
             cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if slow.request_count >= 20:
-                workers = [p for p in _descendants(proc.pid)
-                           if "promptlab" not in Path(f"/proc/{p}/cmdline").read_text()]
-                if workers:
-                    break
-        assert workers, "no joblib workers seen"
-        os.kill(workers[-1], signal.SIGKILL)
+        kill_a_worker(proc, slow, 20)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "Traceback" not in err, err

@@ -99,7 +99,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     gates = parse_gates(args.fail_under)
     if args.multirun:
         return _multirun(args, gates)
-    loaded = _load(args.experiments, args.overrides)
+    from promptlab.config.launch import hydra_overrides, task_overrides
+
+    loaded = _load(args.experiments, args.overrides)  # the launcher's overrides checked too
+    if hydra_overrides(args.overrides):
+        # A run records the experiment's overrides; the launcher's own (hydra/launcher=...,
+        # for run.shards) stay on the command.
+        loaded = _load(args.experiments, task_overrides(args.overrides))
     if args.cfg:
         from promptlab.config.stored import to_yaml
 
@@ -114,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
     if prepared.spec.run.shards > 1:
-        return _sharded(args, prepared, gates)
+        return _sharded(args, loaded, prepared, gates)
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
                                  progress=False if args.no_progress else None)
@@ -122,15 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _exit_code(outcome, store, gates, err)
 
 
-def _sharded(args: argparse.Namespace, prepared: Prepared, gates: list[Gate]) -> int:
+def _sharded(args: argparse.Namespace, loaded: LoadedConfig, prepared: Prepared,
+             gates: list[Gate]) -> int:
     """`run.shards=N`: one run, its trials over N workers of the Hydra launcher."""
-    from promptlab.config.launch import task_overrides
-    from promptlab.experiment.prepare import prepare
     from promptlab.experiment.shard import run_sharded
 
-    # The run records the experiment's overrides; the launcher's own stay on the command.
-    loaded = _load(args.experiments, task_overrides(args.overrides))
-    prepared = prepare(loaded)
     err = err_console()
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_sharded(loaded, prepared, store, db=args.db or os.environ.get("PROMPTLAB_DB"),
