@@ -256,7 +256,14 @@ def main() -> int:
     parser.add_argument("--json", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--batch-ingest", action="store_true",
                         help="only the batch-ingest benchmark (10,000 / 50,000 / 100,000 lines)")
+    parser.add_argument("--shards", action="store_true",
+                        help="only the shard benchmarks (benchmarks/_shards.py)")
     args = parser.parse_args()
+    if args.shards:
+        from _shards import main as shards_main
+
+        sys.argv = [sys.argv[0], *(["--smoke"] if args.smoke else [])]
+        return shards_main()
     if args.batch_ingest:
         for r in bench_batch_ingest((1000, 2000) if args.smoke else (10_000, 50_000, 100_000)):
             print(f"{r['name']}: {r['value']}  (target {r['target']})")

@@ -154,6 +154,8 @@ class RunSettings:
     max_cost_usd: float | None = None
     batch: bool = False
     shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
+    # run.shard_db="results-{shard}.db": each shard writes its own SQLite file (merge them)
+    shard_db: str | None = None
 
 
 @dataclass(frozen=True)

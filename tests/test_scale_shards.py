@@ -84,6 +84,22 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def kill_a_worker(proc: subprocess.Popen[str], mock: MockServer, after_requests: int) -> None:
+    """SIGKILL one of the launcher's workers (a loky process, not promptlab's own command)
+    once the mock has seen `after_requests` requests; within 60 s."""
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if mock.request_count >= after_requests:
+            workers = [p for p in _descendants(proc.pid)
+                       if "promptlab" not in Path(f"/proc/{p}/cmdline").read_text()]
+            if workers:
+                break
+    assert workers, "no launcher workers seen"
+    os.kill(workers[-1], signal.SIGKILL)
+
+
 def test_a_killed_shard_is_finished_by_resume_with_nothing_lost_or_doubled(
         project: Path) -> None:
     with MockServer(MockConfig(latency_ms=100)) as slow:
@@ -92,18 +108,7 @@ def test_a_killed_shard_is_finished_by_resume_with_nothing_lost_or_doubled(
             [sys.executable, "-m", "promptlab", "run", "--db", "k.db", "grid.repeats=10",
              "run.cache=off", "run.concurrency=2", *SHARDS],
             cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            if (project / "k.db").exists() and slow.request_count >= 40:
-                workers = [p for p in _descendants(proc.pid)
-                           if "promptlab" not in Path(f"/proc/{p}/cmdline").read_text()]
-                if workers:
-                    break
-        assert workers, "no shard workers seen"
-        # A loky worker: kill one with SIGKILL mid-run.
-        os.kill(workers[-1], signal.SIGKILL)
+        kill_a_worker(proc, slow, 40)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
         [(run_id, status, planned)] = _runs(project / "k.db")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +99,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     gates = parse_gates(args.fail_under)
     if args.multirun:
         return _multirun(args, gates)
-    loaded = _load(args.experiments, args.overrides)
+    from promptlab.config.launch import hydra_overrides, task_overrides
+
+    loaded = _load(args.experiments, args.overrides)  # the launcher's overrides checked too
+    if hydra_overrides(args.overrides):
+        # A run records the experiment's overrides; the launcher's own (hydra/launcher=...,
+        # for run.shards) stay on the command.
+        loaded = _load(args.experiments, task_overrides(args.overrides))
     if args.cfg:
         from promptlab.config.stored import to_yaml
 
@@ -113,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
     if prepared.spec.run.shards > 1:
-        return _sharded(args, prepared, gates)
+        return _sharded(args, loaded, prepared, gates)
     with open_store(args.db, loaded.config.get("db")) as store:
         outcome = run_experiment(loaded, store=store, console=err, prepared=prepared,
                                  progress=False if args.no_progress else None)
@@ -121,18 +128,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _exit_code(outcome, store, gates, err)
 
 
-def _sharded(args: argparse.Namespace, prepared: Prepared, gates: list[Gate]) -> int:
+def _sharded(args: argparse.Namespace, loaded: LoadedConfig, prepared: Prepared,
+             gates: list[Gate]) -> int:
     """`run.shards=N`: one run, its trials over N workers of the Hydra launcher."""
-    from promptlab.config.launch import task_overrides
-    from promptlab.experiment.prepare import prepare
     from promptlab.experiment.shard import run_sharded
 
-    # The run records the experiment's overrides; the launcher's own stay on the command.
-    loaded = _load(args.experiments, task_overrides(args.overrides))
-    prepared = prepare(loaded)
     err = err_console()
     with open_store(args.db, loaded.config.get("db")) as store:
-        outcome = run_sharded(loaded, prepared, store, db=args.db, overrides=args.overrides,
+        outcome = run_sharded(loaded, prepared, store, db=args.db or os.environ.get("PROMPTLAB_DB"),
+                              overrides=args.overrides,
                               console=err)
         _summary(outcome, store, err)
         return _exit_code(outcome, store, gates, err)
@@ -150,17 +154,19 @@ def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Consol
 
 def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     """A sweep through Hydra's own sweeper and launcher (see promptlab.config.launch)."""
-    from promptlab.config.launch import hydra_overrides, multirun
+    from promptlab.config.launch import LaunchFailed, hydra_overrides, multirun
     from promptlab.config.loading import find_experiments_dir, load
     from promptlab.config.sweep import expand_sweep, new_sweep_id, uses_own_sweeper
     from promptlab.experiment.prepare import prepare
-    from promptlab.experiment.sweep import SweepContext, sweep_job
+    from promptlab.experiment.sweep import SweepContext, job_db, sweep_job
 
     config_dir = find_experiments_dir(args.experiments)
+    configured = None
     if not uses_own_sweeper(args.overrides):
         # Every job composes and renders before the first sends anything.
         for job in expand_sweep(args.overrides):
             prepared = prepare(load(config_dir, job))
+            configured = prepared.loaded.config.get("db")
             check_names(gates, prepared.scorers.scorers, f"job {' '.join(job)}")
             if prepared.spec.run.shards > 1:
                 raise UserError(f"job {' '.join(job)}: run.shards with -m: shard a single "
@@ -169,8 +175,14 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     err = err_console()
     launcher = [o for o in hydra_overrides(args.overrides) if o.startswith("hydra/")]
     err.print(f"sweep {sweep_id}" + (f" ({escape(' '.join(launcher))})" if launcher else ""))
-    results = multirun(config_dir, args.overrides, sweep_job,
-                       SweepContext(sweep_id, args.db, False, tuple(gates)))
+    db = args.db or os.environ.get("PROMPTLAB_DB")
+    try:
+        results = multirun(config_dir, args.overrides, sweep_job,
+                           SweepContext(sweep_id, db, False, tuple(gates), os.getcwd()))
+    except LaunchFailed as exc:
+        err.print(f"the launcher failed: {escape(str(exc))}")
+        _list_sweep(sweep_id, job_db(db, configured, os.getcwd()), err)
+        return 1
     code = 0
     shown_db = None
     for r in results:
@@ -184,13 +196,27 @@ def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
         mark = "[green]ok[/]" if s.all_ok else "[yellow]not ok[/]"
         err.print(f"job {r.num} {mark}: {label}: run {s.run_id} {s.status}, {s.done:,} calls, "
                   f"{s.errors:,} errors, ${s.cost_usd:.4f}"
+                  + (f"; {escape(s.problem[:160])}" if s.problem else "")
                   + "".join(f"; {escape(g)}" for g in s.failed_gates))
         code = max(code, 0 if s.all_ok else 1)
     failed = sum(r.error is not None for r in results)
-    err.print(f"sweep {sweep_id}: {len(results)} jobs, {failed} failed")
+    ok = sum(r.error is None and r.value.all_ok for r in results)
+    err.print(f"sweep {sweep_id}: {len(results)} jobs: {ok} ok, {len(results) - ok - failed} "
+              f"not ok, {failed} failed")
     err.print(f"compare the jobs: promptlab report --sweep {sweep_id} --by model,prompt"
               + (f" --db {escape(shown_db)}" if args.db and shown_db else ""))
     return code
+
+
+def _list_sweep(sweep_id: str, db: str, err: Console) -> None:
+    """The runs a sweep recorded before its launcher failed, one line each."""
+    with open_store(db, read_only=True) as store:
+        runs = store.runs(sweep=sweep_id, limit=10_000)
+    for r in reversed(runs):
+        finish = "" if r.status == "completed" else f"; finish with: promptlab resume {r.id}"
+        err.print(f"run {r.id} {r.status}: {r.done:,} of {r.planned:,} calls, {r.errors:,} "
+                  f"errors{finish}", soft_wrap=True)
+    err.print(f"sweep {sweep_id}: {len(runs)} runs recorded before the launcher failed")
 
 
 def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -36,8 +36,13 @@ from promptlab.config.loading import LoadedConfig, validate
 from promptlab.config.overrides import force, key_of
 from promptlab.errors import ConfigError, UserError
 
-__all__ = ["Failed", "JobResult", "LaunchJob", "hydra_overrides", "launch_copies", "multirun",
-           "task_overrides"]
+if TYPE_CHECKING:
+    from hydra._internal.hydra import Hydra
+
+__all__ = ["Failed", "JobResult", "LaunchFailed", "LaunchJob", "hydra_overrides", "launch_copies",
+           "multirun", "task_overrides"]
+
+RAY_MEMORY = "hydra.launcher.ray.init.object_store_memory"
 
 # target(loaded config, job number, context) -> a picklable summary
 Target = Callable[[LoadedConfig, int, Any], Any]
@@ -125,7 +130,21 @@ def _quiet(overrides: Sequence[str], sweep_dir: str) -> list[str]:
     for group in ("hydra/job_logging", "hydra/hydra_logging"):
         if group not in keys:
             extra.append(f"{group}=none")
+    if "hydra/launcher=ray" in overrides and RAY_MEMORY not in keys:
+        # hydra-ray-launcher 1.2.2 sets object_store_memory for its own CI, and current
+        # Ray refuses it when connecting to an existing cluster ("When connecting to an
+        # existing cluster, object_store_memory must not be provided"): leave it to Ray.
+        extra.append(f"+{RAY_MEMORY}=null")
     return [*overrides, *extra]
+
+
+class LaunchFailed(Exception):
+    """The launcher itself failed while the jobs ran (a worker killed, a lost node); its
+    message is one line. Jobs that finished before are recorded; the others are not."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def _hydra_error(exc: BaseException) -> ConfigError:
@@ -145,10 +164,31 @@ def _results(returns: Sequence[Any], first_num: int = 0) -> list[JobResult]:
         elif ret.status == JobStatus.COMPLETED:
             out.append(JobResult(num, overrides, ret._return_value, None))
         else:
-            exc = ret._return_value
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            out.append(JobResult(num, overrides, None, f"{type(exc).__name__}: {line}"))
+            out.append(JobResult(num, overrides, None, _first_line(ret._return_value)))
     return out
+
+
+def _launch(config_dir: Path, overrides: Sequence[str], job: LaunchJob, prefix: str,
+            body: Callable[[Hydra, list[str]], Sequence[Any]]) -> Sequence[Any]:
+    """Hydra set up for `config_dir` around `body(hydra, overrides)`: a temporary sweep
+    directory (removed afterwards), Hydra's state cleared before and after. Config errors
+    become one line (exit 2); anything else the launcher raises (a worker killed, a lost
+    node) becomes `LaunchFailed`."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir),
+                                   job_name="promptlab"):
+            hydra = GlobalHydra.instance().hydra
+            assert hydra is not None
+            return body(hydra, _quiet(overrides, tmp))
+    except (HydraException, OmegaConfBaseException, ValueError, OSError) as exc:
+        raise _hydra_error(exc) from None
+    except Exception as exc:
+        raise LaunchFailed(_first_line(exc)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def multirun(config_dir: Path, overrides: Sequence[str], target: Target,
@@ -156,20 +196,8 @@ def multirun(config_dir: Path, overrides: Sequence[str], target: Target,
     """Run a sweep through Hydra's configured sweeper and launcher; one result per job."""
     forced, keys = _forced(overrides)
     job = LaunchJob(target, str(config_dir), keys, context)
-    tmp = tempfile.mkdtemp(prefix="promptlab-sweep-")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir),
-                                   job_name="promptlab"):
-            hydra = GlobalHydra.instance().hydra
-            assert hydra is not None
-            batches = hydra.multirun("config", job, _quiet(forced, tmp),
-                                     with_log_configuration=False)
-    except (HydraException, OmegaConfBaseException, ValueError, OSError) as exc:
-        raise _hydra_error(exc) from None
-    finally:
-        GlobalHydra.instance().clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    batches = _launch(config_dir, forced, job, "promptlab-sweep-", lambda hydra, quiet:
+                      hydra.multirun("config", job, quiet, with_log_configuration=False))
     out: list[JobResult] = []
     for batch in batches or []:
         out += _results(batch, len(out))
@@ -179,35 +207,23 @@ def multirun(config_dir: Path, overrides: Sequence[str], target: Target,
 def launch_copies(config_dir: Path, overrides: Sequence[str], n: int, target: Target,
                   context: Any = None) -> list[JobResult]:
     """N copies of one job through the configured launcher (no sweeper): the shards."""
-    from hydra.core.plugins import Plugins
-    from hydra.core.utils import setup_globals
-    from hydra.types import HydraContext, RunMode
-
     forced, keys = _forced(overrides)
     job = LaunchJob(target, str(config_dir), keys, context)
-    tmp = tempfile.mkdtemp(prefix="promptlab-shards-")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir),
-                                   job_name="promptlab"):
-            hydra = GlobalHydra.instance().hydra
-            assert hydra is not None
-            setup_globals()
-            cfg = hydra.compose_config("config", _quiet(forced, tmp),
-                                       run_mode=RunMode.MULTIRUN,
-                                       with_log_configuration=False)
-            HydraConfig.instance().set_config(cfg)
-            from hydra._internal.callbacks import Callbacks
 
-            context_ = HydraContext(config_loader=hydra.config_loader,
-                                    callbacks=Callbacks(cfg))
-            launcher = Plugins.instance().instantiate_launcher(
-                config=cfg, hydra_context=context_, task_function=job)
-            task = [str(o) for o in cfg.hydra.overrides.task]
-            returns = launcher.launch([task] * n, initial_job_idx=0)
-    except (HydraException, OmegaConfBaseException, ValueError, OSError) as exc:
-        raise _hydra_error(exc) from None
-    finally:
-        GlobalHydra.instance().clear()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _results(returns)
+    def copies(hydra: Hydra, quiet: list[str]) -> Sequence[Any]:
+        from hydra._internal.callbacks import Callbacks
+        from hydra.core.plugins import Plugins
+        from hydra.core.utils import setup_globals
+        from hydra.types import HydraContext, RunMode
+
+        setup_globals()
+        cfg = hydra.compose_config("config", quiet, run_mode=RunMode.MULTIRUN,
+                                   with_log_configuration=False)
+        HydraConfig.instance().set_config(cfg)
+        context_ = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
+        launcher = Plugins.instance().instantiate_launcher(
+            config=cfg, hydra_context=context_, task_function=job)
+        task = [str(o) for o in cfg.hydra.overrides.task]
+        return launcher.launch([task] * n, initial_job_idx=0)
+
+    return _results(_launch(config_dir, forced, job, "promptlab-shards-", copies))

@@ -190,6 +190,8 @@ class RunConfig:
     # Send trials through the providers' batch APIs (OpenAI Batch, Anthropic Message Batches).
     batch: bool = False
     shards: int = 1  # run.shards=N: N workers through the Hydra launcher (config/launch.py)
+    # run.shard_db="results-{shard}.db": each shard writes its own SQLite file (merge them)
+    shard_db: str | None = None
 
 
 @dataclass

@@ -46,8 +46,10 @@ class StoreMerge:
     engine: Engine
     refresh_cells: Callable[..., bool]  # CellQueries (store/cells.py)
 
-    def merge_from(self, source: Engine, where: str) -> MergeCounts:
-        """Copy every row of `source` that this database lacks; refuse a conflicting one."""
+    def merge_from(self, source: Engine, where: str, *, complete: bool = True) -> MergeCounts:
+        """Copy every row of `source` that this database lacks; refuse a conflicting one.
+        With `complete`, a run whose every planned trial now has a result is completed
+        (off for a run whose owner finishes it, as the launcher of shards does)."""
         counts = MergeCounts()
         touched: set[str] = set()
         with source.connect() as src, self.engine.begin() as dst:
@@ -82,7 +84,8 @@ class StoreMerge:
                     added += len(new)
                 counts.added[table.name] = added
                 counts.same[table.name] = same
-            self._complete_runs(dst)
+            if complete:
+                self._complete_runs(dst)
         for run_id in sorted(touched):  # the report cells the merged rows dropped
             self.refresh_cells(run_id)
         return counts
