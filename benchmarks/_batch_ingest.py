@@ -4,7 +4,10 @@ the writer thread in big transactions); prints JSON with the rate and the peak m
 
 The send side (the trial rows and pending attempts the executor stores when it sends a
 batch, and the result file) is prepared in another process, so the peak memory measured
-is the ingest's alone; its time is reported apart (``send_side_s``)."""
+is the ingest's alone; its time is reported apart (``send_side_s``). ``--synthetic``
+stores plain rows on the send side instead of rendering each trial (quicker; the test
+uses it). ``cpu_s`` is the process's CPU time (both threads) while ingesting: this
+machine is shared, so the wall-clock rate depends on its load."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from promptlab.batch.executor import BatchExecutor
 from promptlab.batch.ingest import Ingest
@@ -81,9 +86,10 @@ def setup(n: int, work: Path) -> tuple[ExperimentSpec, Path]:
     return spec, work / "db.sqlite"
 
 
-def prepare(n: int, work: Path) -> None:
+def prepare(n: int, work: Path, synthetic: bool) -> None:
     """The send side, as the executor does it: the result file the provider would return,
-    and in the database the run, the trial rows and pending attempts, and the batch."""
+    and in the database the run, the trial rows and pending attempts, and the batch.
+    `synthetic` (for the test) stores plain rows instead of rendering each trial."""
     spec, db = setup(n, work)
     with (work / "out.jsonl").open("w") as f:
         for i in range(n):
@@ -99,8 +105,12 @@ def prepare(n: int, work: Path) -> None:
     for first in range(0, n, 1024):
         trials, attempts = [], []
         for i in range(first, min(first + 1024, n)):
-            call = calls.call(calls.plan.trial(i), {})
-            trial, attempt = calls.pending(call, dumps(calls.line(call)), "http://x/v1", True)
+            if synthetic:
+                trial, attempt = synthetic_rows(i)
+            else:
+                call = calls.call(calls.plan.trial(i), {})
+                trial, attempt = calls.pending(call, dumps(calls.line(call)), "http://x/v1",
+                                               True)
             trials.append(trial)
             attempts.append(attempt)
         store.add_pending("r", trials, attempts)
@@ -110,10 +120,23 @@ def prepare(n: int, work: Path) -> None:
     store.close()
 
 
-def main(n: int) -> None:
+def synthetic_rows(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    trial = {"run_id": "r", "idx": i, "key": f"k{i}", "model_alias": "oa", "provider": "openai",
+             "model": "m", "prompt": "p", "params_json": "{}", "row_id": f"r{i}",
+             "row_json": "{}", "repeat": 0, "messages_json": "[]", "endpoint": "x",
+             "cache_key": f"c{i}"}
+    attempt = {"run_id": "r", "idx": i, "started_at": datetime.now(UTC).replace(tzinfo=None),
+               "duration_ms": 0.0, "url": "http://x/v1", "request_headers_json": "{}",
+               "request_body": f'{{"custom_id": "t{i}"}}', "status_code": None,
+               "response_body": None, "error": None, "retry_after_ms": None}
+    return trial, attempt
+
+
+def main(n: int, synthetic: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="promptlab-ingest-"))
-    sent = json.loads(subprocess.run([sys.executable, __file__, str(n), "prepare", str(work)],
-                                     check=True, capture_output=True, text=True).stdout)
+    sent = json.loads(subprocess.run(
+        [sys.executable, __file__, str(n), "prepare", str(work), str(synthetic)],
+        check=True, capture_output=True, text=True).stdout)
     spec, db = setup(n, work)
     store = Store.open(str(db))
     batch = store.batches("r")[0]
@@ -142,6 +165,6 @@ def main(n: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[2] == "prepare":
-        prepare(int(sys.argv[1]), Path(sys.argv[3]))
+        prepare(int(sys.argv[1]), Path(sys.argv[3]), sys.argv[4] == "True")
     else:
-        main(int(sys.argv[1]))
+        main(int(sys.argv[1]), "--synthetic" in sys.argv)

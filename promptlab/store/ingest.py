@@ -43,6 +43,32 @@ def _max_numbers(conn: Any, run_id: str, idxs: Sequence[int],
     return out
 
 
+class _NotAllPending(Exception):
+    """Some attempt read back has no pending attempt to complete (rolls the batch back)."""
+
+
+_COMPLETE = update(Attempt).where(Attempt.run_id == bindparam("b_run"),
+                                  Attempt.idx == bindparam("b_idx"))
+
+
+def _set(attempt: dict[str, Any], **keys: Any) -> dict[str, Any]:
+    """An attempt read back as the parameters of `_COMPLETE`: the columns to set, and the
+    trial (and more) to find the row by."""
+    out = {k: v for k, v in attempt.items() if k not in ("run_id", "idx", "number")}
+    out.update(b_run=attempt["run_id"], b_idx=attempt["idx"], **keys)
+    return out
+
+
+def _complete_pending(conn: Any, attempts: Sequence[dict[str, Any]]) -> bool:
+    """Complete each trial's one pending attempt with what was read back; False when some
+    trial had none (or the database cannot count the rows an executemany changed)."""
+    if not conn.dialect.supports_sane_multi_rowcount:
+        return False
+    changed = conn.execute(_COMPLETE.where(Attempt.error_kind == PENDING),
+                           [_set(a) for a in attempts]).rowcount
+    return bool(changed == len(attempts))
+
+
 class BatchRecording:
     """The batch path's writes: pending attempts when sending, results when reading back."""
 
@@ -74,29 +100,29 @@ class BatchRecording:
             return
         attempts = [a for r in records for a in r.attempts]
         results = [r.result for r in records if r.result]
-        with self.engine.begin() as conn:
-            if attempts:
-                run_id = attempts[0]["run_id"]
-                idxs = [a["idx"] for a in attempts]
-                pending = _max_numbers(conn, run_id, idxs, pending_only=True)
-                done = [{**a, "b_run": a["run_id"], "b_idx": a["idx"],
-                         "b_number": pending[a["idx"]]}
-                        for a in attempts if a["idx"] in pending]
-                if done:
-                    conn.execute(update(Attempt).where(
-                        Attempt.run_id == bindparam("b_run"),
-                        Attempt.idx == bindparam("b_idx"),
-                        Attempt.number == bindparam("b_number")), [
-                        {k: v for k, v in a.items() if k not in ("run_id", "idx", "number")}
-                        for a in done])
-                missing = [a for a in attempts if a["idx"] not in pending]
-                if missing:
-                    numbers = _max_numbers(conn, run_id, [a["idx"] for a in missing], False)
-                    conn.execute(insert(Attempt), [
-                        {"started_at": datetime.now(UTC).replace(tzinfo=None),
-                         "duration_ms": 0.0, "request_headers_json": "{}",
-                         "request_body": "", "retry_after_ms": None, **a,
-                         "number": numbers.get(a["idx"], 0) + 1} for a in missing])
+        try:
+            with self.engine.begin() as conn:
+                if attempts and not _complete_pending(conn, attempts):
+                    raise _NotAllPending
+                if results:
+                    conn.execute(insert(Result), results)
+            return
+        except _NotAllPending:
+            pass
+        with self.engine.begin() as conn:  # some without a pending attempt: one by one
+            run_id = attempts[0]["run_id"]
+            pending = _max_numbers(conn, run_id, [a["idx"] for a in attempts], True)
+            if pending:
+                conn.execute(_COMPLETE.where(Attempt.number == bindparam("b_number")), [
+                    _set(a, b_number=pending[a["idx"]]) for a in attempts if a["idx"] in pending])
+            missing = [a for a in attempts if a["idx"] not in pending]
+            if missing:
+                numbers = _max_numbers(conn, run_id, [a["idx"] for a in missing], False)
+                conn.execute(insert(Attempt), [
+                    {"started_at": datetime.now(UTC).replace(tzinfo=None),
+                     "duration_ms": 0.0, "request_headers_json": "{}",
+                     "request_body": "", "retry_after_ms": None, **a,
+                     "number": numbers.get(a["idx"], 0) + 1} for a in missing])
             if results:
                 conn.execute(insert(Result), results)
 
