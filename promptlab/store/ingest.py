@@ -99,7 +99,7 @@ class BatchRecording:
         if not records:
             return
         attempts = [a for r in records for a in r.attempts]
-        results = [r.result for r in records if r.result]
+        results = [r.result for r in records if "idx" in r.result]  # none: sent again
         try:
             with self.engine.begin() as conn:
                 if attempts and not _complete_pending(conn, attempts):
