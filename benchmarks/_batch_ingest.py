@@ -43,7 +43,7 @@ from promptlab.testing.mock_wire import answer
 
 
 class FileSender:
-    """A Sender whose every stream is the result file on disk, read line by line."""
+    """A Sender whose every stream is the result file on disk, read in chunks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,10 +55,10 @@ class FileSender:
             status = 200
             headers: dict[str, str] = {}
 
-            async def lines(self):  # type: ignore[no-untyped-def]
-                with path.open() as f:
-                    for line in f:
-                        yield line
+            async def chunks(self):  # type: ignore[no-untyped-def]
+                with path.open("rb") as f:
+                    while chunk := f.read(1 << 16):
+                        yield chunk
 
             async def read(self) -> bytes:
                 return b""

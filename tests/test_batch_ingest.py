@@ -1,4 +1,5 @@
-"""100,000 result lines read back into SQLite, with memory flat as the file grows.
+"""Reading result files back: 100,000 lines into SQLite with memory flat as the file grows;
+result files over the 64 MB cap on one reply read whole.
 
 Slow-ish by design (two child processes ingest 10,000 and 100,000 lines; ~10 s of CPU,
 longer in wall time on a loaded machine): the benchmark child (benchmarks/_batch_ingest.py)
@@ -6,11 +7,19 @@ is run as is, with its quick send side, and checks that every result is stored."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from conftest import REPO
+from test_batch_run import batch_project, run
+
+from promptlab.batch.results import result_lines
+from promptlab.testing import MockConfig, MockServer
 
 
 def ingest(n: int) -> dict[str, float]:
@@ -27,3 +36,49 @@ def test_100000_result_lines_are_all_stored_and_memory_stays_flat() -> None:
     # Ten times the lines, not ten times the memory: growth while ingesting stays within a
     # few MB of the small file's (it was +143 MB at 100,000 lines before streaming).
     assert large["growth_mb"] < small["growth_mb"] + 25, (small, large)
+
+
+class ChunkedReply:
+    """A result file of `n` chunks of 1 MB, each a thousand 1,000-byte lines."""
+
+    status = 200
+    headers: dict[str, str] = {}
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        line = b"x" * 999 + b"\n"
+        for _ in range(self.n):
+            yield line * 1000
+
+    def lines(self) -> AsyncIterator[str]:
+        raise AssertionError("a result file is read in chunks")
+
+    async def read(self) -> bytes:
+        raise AssertionError("a result file is never read whole")
+
+
+def test_a_result_file_over_the_64_mb_reply_cap_is_read_to_the_end() -> None:
+    async def count() -> tuple[int, int]:
+        lines = size = 0
+        async for line in result_lines(ChunkedReply(80), "batch_x"):
+            lines += 1
+            size += len(line) + 1
+        return lines, size
+
+    assert asyncio.run(count()) == (80_000, 80_000_000)
+
+
+def test_a_result_file_over_64_mb_from_the_server_is_stored_whole(tmp_path: Path) -> None:
+    long = "word " * 700_000  # 3.5 MB an answer, 20 answers: a 70 MB output file
+    with MockServer(MockConfig(batch_delay_s=0.05, alter={"What is item": long})) as server:
+        root = batch_project(tmp_path / "p", server.url + "/v1", rows=20)
+        over = ("run.batch=true", "models.an.batch=false")
+        assert run(root, tmp_path / "b.db", *over) == "completed"
+        assert server.state.counts["batches:openai"] == 1
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        rows = conn.execute("select r.status, length(r.output) = ? from results r join "
+                            "trials t using (run_id, idx) where t.model_alias = 'oa'",
+                            (len(long),)).fetchall()
+    assert rows == [("ok", 1)] * 20

@@ -1,6 +1,8 @@
 """Reading an ended batch back: its result files streamed line by line into records.
 
-Which trials the batch still owes is a bitmap over its index range (a byte a trial), so
+The files are read in chunks and split into lines here: a reply's lines are capped at
+64 MB in all (runner/client.py), and a result file may be gigabytes. Which trials
+the batch still owes is a bitmap over its index range (a byte a trial), so
 nothing grows with the file but that; the records go to a writer thread in big
 transactions (`Store.write_ingested`), and reading waits while the thread is behind, so
 memory stays flat however many lines there are.
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from promptlab.batch.ingest import IngestWriter, index_of
 from promptlab.batch.wire import AnthropicBatches, BatchState, OpenAIBatches
 from promptlab.errors import UserError
 from promptlab.providers.base import BatchItem
+from promptlab.runner.client import StreamReply
 from promptlab.store.batches import BatchInfo
 
 if TYPE_CHECKING:
@@ -24,11 +28,30 @@ if TYPE_CHECKING:
 __all__ = ["BatchFailed", "ingest_batch"]
 
 WRITE_SIZE = 2000  # records a transaction
+MAX_LINE = 64 * 2**20  # bytes of one result line
 MAX_BEHIND = 4  # transactions the writer thread may be behind before reading waits
 
 
 class BatchFailed(UserError):
     """A batch API refused a call (not a transient fault)."""
+
+
+async def result_lines(resp: StreamReply, batch_id: str) -> AsyncIterator[bytes]:
+    """The lines of a result file as its chunks come in: no cap on the file (a batch's
+    output may be gigabytes), only on one line (`MAX_LINE`)."""
+    buf = bytearray()
+    async for chunk in resp.chunks():
+        buf += chunk
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            yield bytes(buf[start:end])
+            start = end + 1
+        del buf[:start]
+        if len(buf) > MAX_LINE:
+            raise BatchFailed(f"batch {batch_id}: a result line over {MAX_LINE >> 20} MB; "
+                              "not read further")
+    if buf:
+        yield bytes(buf)
 
 
 async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
@@ -58,9 +81,10 @@ async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
                     raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
                                       f"{resp.status}: {body[:200].decode('utf-8', 'replace')}")
                 n = 0
-                async for raw in resp.lines():
-                    if not raw.strip():
+                async for line in result_lines(resp, state.batch_id):
+                    if not line.strip():
                         continue
+                    raw = line.decode("utf-8", "replace")
                     item = provider.parse_batch_result(model, json.loads(raw))
                     idx = index_of(item.custom_id)
                     if idx is None or not lo <= idx <= hi or not owed[idx - lo]:
