@@ -1,9 +1,13 @@
 """The batch executor: submit, poll, ingest; the I/O of a run's batch path.
 
-Trials of the batched models that the cache does not answer are grouped per model into
-batches no larger than the API allows (requests and bytes), submitted, and recorded in the
-database (ids, status, counts) before any polling. Then every live batch is polled with
-backoff until it ends; its results are streamed line by line into records, and items that
+Trials of the batched models that the cache does not answer, within the budgets
+(`budget`), are stored as they are sent (their trial rows and a pending attempt holding the
+request line) and grouped per model into batches no larger than the API allows (requests
+and bytes; PROMPTLAB_BATCH_MAX lowers both). A batch's row is written (status
+"submitting", with its uploaded file) before the create call, and its id as soon as the
+reply comes; a resumed run that finds a row without an id looks the batch up on the server
+(`_recover`) and creates it only if it is not there. Then every live batch is polled with
+backoff until it ends and its results are streamed into records (`results`); items that
 expired or errored (retryable) go in a new batch until ``run.max_attempts``, after which
 they are recorded as errors with the provider's reason. A resumed run polls the live
 batches it finds in the database first and sends only trials that no batch holds.
@@ -219,9 +223,10 @@ class BatchExecutor:
                 return self._info(batch.number)
             if after is None:
                 break
-        lines = [dumps(self.calls.line(self.calls.call(self.calls.plan.trial(i), {})))
-                 for i in batch.indexes]
         file_id = batch.input_file_id
+        lines = [] if file_id is not None else [
+            dumps(self.calls.line(self.calls.call(self.calls.plan.trial(i), {})))
+            for i in batch.indexes]  # the same lines: the plan and the renderer are pure
         if isinstance(wire, OpenAIBatches) and file_id is None:
             reply = await self._send(wire.upload(b"\n".join(lines) + b"\n"), "upload")
             file_id = wire.file_id(reply.body)
