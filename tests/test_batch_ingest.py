@@ -15,10 +15,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 from conftest import REPO
 from test_batch_run import batch_project, run
 
 from promptlab.batch.results import result_lines
+from promptlab.providers.base import HttpRequest
+from promptlab.runner.client import as_sender
 from promptlab.testing import MockConfig, MockServer
 
 
@@ -82,3 +85,18 @@ def test_a_result_file_over_64_mb_from_the_server_is_stored_whole(tmp_path: Path
                             "trials t using (run_id, idx) where t.model_alias = 'oa'",
                             (len(long),)).fetchall()
     assert rows == [("ok", 1)] * 20
+
+
+def test_an_injected_httpx_client_streams_result_lines_too() -> None:
+    body = b"".join(b'{"custom_id": "t%d"}\n' % i for i in range(5000))
+
+    async def read() -> list[bytes]:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+        async with httpx.AsyncClient(transport=transport) as client:
+            sender, _ = as_sender(client, 1)
+            request = HttpRequest("GET", "http://127.0.0.1:9/v1/files/f/content", {}, b"")
+            async with sender.stream(request, 10.0) as resp:
+                return [line async for line in result_lines(resp, "batch_x")]
+
+    lines = asyncio.run(read())
+    assert lines == body.splitlines()

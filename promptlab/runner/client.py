@@ -177,13 +177,8 @@ class _HttpxStream:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.aiter_bytes():
-                yield chunk
-        except httpx.TimeoutException:
-            raise SendTimeout("timeout mid-stream") from None
-        except httpx.TransportError as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}") from None
+        async for line in self.lines():  # httpx's line reader has no cap
+            yield line.encode() + b"\n"
 
     async def read(self) -> bytes:
         return await self._resp.aread()
