@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import REPO
 from test_batch_run import batch_project, run
 
@@ -100,3 +101,33 @@ def test_an_injected_httpx_client_streams_result_lines_too() -> None:
 
     lines = asyncio.run(read())
     assert lines == body.splitlines()
+
+
+def test_a_result_without_a_pending_attempt_gets_an_attempt_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results of a batch sent before pending attempts existed (or read twice) are not lost:
+    their attempt is added after the trial's others, in the same transaction."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from _batch_ingest import synthetic_rows
+
+    from promptlab.store import Record, Store
+
+    with Store.open(str(tmp_path / "x.db")) as store:
+        store.create_run(run_id="r", name="x", planned=3, config={}, overrides=[],
+                         manifest={}, artifacts={})
+        rows = [synthetic_rows(i) for i in range(3)]
+        store.add_pending("r", [t for t, _ in rows], [a for _, a in rows[:2]])
+        store.add_pending("r", [], [rows[1][1]])  # already pending: kept, not doubled
+
+        def back(i: int) -> Record:
+            attempt = {"run_id": "r", "idx": i, "url": "u", "status_code": 200,
+                       "response_body": f"line {i}", "error_kind": None, "error": None}
+            return Record({}, {}, [attempt], True)
+
+        store.write_ingested([back(0), back(1), back(2)])
+        store.write_ingested([back(0)])  # read twice: a second attempt, nothing lost
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        got = conn.execute("select idx, number, error_kind, response_body from attempts "
+                           "order by idx, number").fetchall()
+    assert got == [(0, 1, None, "line 0"), (0, 2, None, "line 0"), (1, 1, None, "line 1"),
+                   (2, 1, None, "line 2")]
