@@ -1,19 +1,32 @@
 """Child process of `run.py --batch-ingest`: ingest an N-line OpenAI batch output file into
-a new SQLite database the way the batch executor does (line by line, records through the
-writer thread); prints JSON with the rate and the peak memory."""
+a SQLite database the way the batch executor does (streamed line by line, records through
+the writer thread in big transactions); prints JSON with the rate and the peak memory.
+
+The send side (the trial rows and pending attempts the executor stores when it sends a
+batch, and the result file) is prepared in another process, so the peak memory measured
+is the ingest's alone; its time is reported apart (``send_side_s``). ``--synthetic``
+stores plain rows on the send side instead of rendering each trial (quicker; the test
+uses it). ``cpu_s`` is the process's CPU time (both threads) while ingesting: this
+machine is shared, so the wall-clock rate depends on its load."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from promptlab.batch.executor import BatchExecutor
+from promptlab.batch.ingest import Ingest
+from promptlab.batch.results import ingest_batch
 from promptlab.batch.wire import BatchState
+from promptlab.providers.base import dumps
 from promptlab.spec import (
     DatasetSpec,
     ExperimentSpec,
@@ -30,7 +43,7 @@ from promptlab.testing.mock_wire import answer
 
 
 class FileSender:
-    """A Sender whose every stream is the result file on disk, read line by line."""
+    """A Sender whose every stream is the result file on disk, read in chunks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -42,10 +55,10 @@ class FileSender:
             status = 200
             headers: dict[str, str] = {}
 
-            async def lines(self):  # type: ignore[no-untyped-def]
-                with path.open() as f:
-                    for line in f:
-                        yield line
+            async def chunks(self):  # type: ignore[no-untyped-def]
+                with path.open("rb") as f:
+                    while chunk := f.read(1 << 16):
+                        yield chunk
 
             async def read(self) -> bytes:
                 return b""
@@ -63,53 +76,95 @@ class FileSender:
         return None
 
 
-def main(n: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="promptlab-ingest-"))
+def setup(n: int, work: Path) -> tuple[ExperimentSpec, Path]:
     model = ModelSpec("oa", "openai", "m", "http://127.0.0.1:9/v1", input_per_mtok=1.0,
                       output_per_mtok=2.0)
     rows = tuple(Row(f"r{i}", i, {"n": i}) for i in range(n))
     spec = ExperimentSpec("ingest", (model,), (PromptSpec("p", (MessageSpec(
         "user", "What is item {{ n }}?"),)),), DatasetSpec("d", None, rows),
         GridSpec({}), RunSettings(batch=True, batch_size=1000))
-    results = work / "out.jsonl"
-    with results.open("w") as f:
+    return spec, work / "db.sqlite"
+
+
+def prepare(n: int, work: Path, synthetic: bool) -> None:
+    """The send side, as the executor does it: the result file the provider would return,
+    and in the database the run, the trial rows and pending attempts, and the batch.
+    `synthetic` (for the test) stores plain rows instead of rendering each trial."""
+    spec, db = setup(n, work)
+    with (work / "out.jsonl").open("w") as f:
         for i in range(n):
             body = {"model": "m", "messages": [{"role": "user", "content": f"What is item {i}?"}]}
             f.write(json.dumps({"id": f"b{i}", "custom_id": f"t{i}", "error": None, "response": {
                 "status_code": 200, "body": answer("openai", body)}}) + "\n")
-    store = Store.open(str(work / "db.sqlite"))
+    store = Store.open(str(db))
     store.create_run(run_id="r", name="ingest", planned=n, config={}, overrides=[],
                      manifest={}, artifacts={})
-    number = store.add_batch("r", model_alias="oa", api="openai", round=1,
-                             indexes=range(n), status="completed", batch_id="batch_1")
+    executor = BatchExecutor(spec, Renderer(work), store, "r", frozenset({"oa"}))
+    t0 = time.perf_counter()
+    calls = executor.calls
+    for first in range(0, n, 1024):
+        trials, attempts = [], []
+        for i in range(first, min(first + 1024, n)):
+            if synthetic:
+                trial, attempt = synthetic_rows(i)
+            else:
+                call = calls.call(calls.plan.trial(i), {})
+                trial, attempt = calls.pending(call, dumps(calls.line(call)), "http://x/v1",
+                                               True)
+            trials.append(trial)
+            attempts.append(attempt)
+        store.add_pending("r", trials, attempts)
+    store.add_batch("r", model_alias="oa", api="openai", round=1, indexes=range(n),
+                    status="completed", batch_id="batch_1")
+    print(json.dumps({"send_side_s": time.perf_counter() - t0}))
+    store.close()
+
+
+def synthetic_rows(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    trial = {"run_id": "r", "idx": i, "key": f"k{i}", "model_alias": "oa", "provider": "openai",
+             "model": "m", "prompt": "p", "params_json": "{}", "row_id": f"r{i}",
+             "row_json": "{}", "repeat": 0, "messages_json": "[]", "endpoint": "x",
+             "cache_key": f"c{i}"}
+    attempt = {"run_id": "r", "idx": i, "started_at": datetime.now(UTC).replace(tzinfo=None),
+               "duration_ms": 0.0, "url": "http://x/v1", "request_headers_json": "{}",
+               "request_body": f'{{"custom_id": "t{i}"}}', "status_code": None,
+               "response_body": None, "error": None, "retry_after_ms": None}
+    return trial, attempt
+
+
+def main(n: int, synthetic: bool = False) -> None:
+    work = Path(tempfile.mkdtemp(prefix="promptlab-ingest-"))
+    sent = json.loads(subprocess.run(
+        [sys.executable, __file__, str(n), "prepare", str(work), str(synthetic)],
+        check=True, capture_output=True, text=True).stdout)
+    spec, db = setup(n, work)
+    store = Store.open(str(db))
     batch = store.batches("r")[0]
-    assert batch.number == number
     executor = BatchExecutor(spec, Renderer(work), store, "r", frozenset({"oa"}),
-                             client=FileSender(results))  # type: ignore[arg-type]
+                             client=FileSender(work / "out.jsonl"))  # type: ignore[arg-type]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    async def ingest() -> float:
-        executor._client = FileSender(results)  # type: ignore[assignment]
-        from promptlab.batch.ingest import Ingest
-        from promptlab.store.writer import BatchWriter
-
-        executor._writer = BatchWriter(store.write, 1000)
-        executor._ingest = Ingest("r", executor.calls, executor.recorder, executor.scrub, {},
-                                  1)
+    async def ingest() -> tuple[float, float]:
+        executor._client = FileSender(work / "out.jsonl")  # type: ignore[assignment]
+        executor._ingest = Ingest("r", executor.calls, executor.stats, executor.scrub, 1,
+                                  "readwrite")
         wire = executor._wire_of(batch)
         state = BatchState("batch_1", "completed", True, n, 0, "file-out")
-        t0 = time.perf_counter()
-        await executor._ingest_batch(batch, wire, state, set())
-        await asyncio.to_thread(executor._writer.close)
-        return time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        await ingest_batch(executor, batch, wire, state, set())
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    seconds = asyncio.run(ingest())
+    seconds, cpu = asyncio.run(ingest())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     stored = store.progress_of("r")[0]
     assert len(stored) == n, len(stored)
-    print(json.dumps({"lines": n, "seconds": seconds, "rate": n / seconds,
-                      "peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024}))
+    print(json.dumps({"lines": n, "seconds": seconds, "rate": n / seconds, "cpu_s": cpu,
+                      "peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024,
+                      **sent}))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    if len(sys.argv) > 2 and sys.argv[2] == "prepare":
+        prepare(int(sys.argv[1]), Path(sys.argv[3]), sys.argv[4] == "True")
+    else:
+        main(int(sys.argv[1]), "--synthetic" in sys.argv)

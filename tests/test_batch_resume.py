@@ -30,7 +30,8 @@ def start(root: Path, db: Path, *cmd: str) -> subprocess.Popen[bytes]:
 def batch_rows(db: Path) -> int:
     try:
         with sqlite3.connect(db) as conn:
-            return int(conn.execute("select count(*) from batches").fetchone()[0])
+            return int(conn.execute("select count(*) from batches where batch_id is not null"
+                                    ).fetchone()[0])
     except sqlite3.Error:
         return 0
 

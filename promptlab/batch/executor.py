@@ -1,9 +1,13 @@
 """The batch executor: submit, poll, ingest; the I/O of a run's batch path.
 
-Trials of the batched models that the cache does not answer are grouped per model into
-batches no larger than the API allows (requests and bytes), submitted, and recorded in the
-database (ids, status, counts) before any polling. Then every live batch is polled with
-backoff until it ends; its results are streamed line by line into records, and items that
+Trials of the batched models that the cache does not answer, within the budgets
+(`budget`), are stored as they are sent (their trial rows and a pending attempt holding the
+request line) and grouped per model into batches no larger than the API allows (requests
+and bytes; PROMPTLAB_BATCH_MAX lowers both). A batch's row is written (status
+"submitting", with its uploaded file) before the create call, and its id as soon as the
+reply comes; a resumed run that finds a row without an id looks the batch up on the server
+(`_recover`) and creates it only if it is not there. Then every live batch is polled with
+backoff until it ends and its results are streamed into records (`results`); items that
 expired or errored (retryable) go in a new batch until ``run.max_attempts``, after which
 they are recorded as errors with the provider's reason. A resumed run polls the live
 batches it finds in the database first and sends only trials that no batch holds.
@@ -14,7 +18,6 @@ The HTTP goes through the runner's `Sender` seam; the providers and `wire` only 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,10 +25,11 @@ from typing import Any
 
 import httpx
 
-from promptlab.batch.ingest import Calls, Ingest, index_of
-from promptlab.batch.wire import AnthropicBatches, BatchState, OpenAIBatches, wire_for
-from promptlab.errors import UserError
-from promptlab.providers.base import BatchItem, HttpRequest, dumps
+from promptlab.batch.budget import Budget
+from promptlab.batch.ingest import Calls, Ingest
+from promptlab.batch.results import BatchFailed, ingest_batch
+from promptlab.batch.wire import AnthropicBatches, OpenAIBatches, wire_for
+from promptlab.providers.base import HttpRequest, dumps
 from promptlab.redaction import Scrubber
 from promptlab.runner.client import Reply, Sender, SendError, as_sender
 from promptlab.runner.engine import Runner
@@ -40,10 +44,15 @@ __all__ = ["BatchExecutor", "BatchFailed", "cancel_batches", "run_batched"]
 
 Wire = OpenAIBatches | AnthropicBatches
 CHUNK = 1024  # trials looked up in the cache with one query
+MAX_LIST_PAGES = 20  # pages of the batch listing searched for a batch lost in a crash
 
 
-class BatchFailed(UserError):
-    """A batch API refused a call (not a transient fault)."""
+def size_limits() -> tuple[int, int]:
+    """Requests and bytes per batch at most (the API's own limits apply as well);
+    PROMPTLAB_BATCH_MAX=requests[,bytes] lowers them (tests split small runs with it)."""
+    raw = os.environ.get("PROMPTLAB_BATCH_MAX", "")
+    parts = [int(p) for p in raw.split(",") if p.strip()]
+    return (parts[0] if parts else 10**9, parts[1] if len(parts) > 1 else 10**12)
 
 
 def poll_interval() -> tuple[float, float]:
@@ -64,13 +73,14 @@ class BatchExecutor:
         self.spec, self.store, self.run_id, self.models = spec, store, run_id, models
         self.client, self.sleep, self.on_progress = client, sleep, on_progress
         self.stats = stats or RunStats(planned=0)
-        self.limits = limits  # (requests, bytes) per batch; None: the API's own
+        self.limits = limits or size_limits()  # (requests, bytes) per batch at most
         self.scrub = Scrubber(spec.models)
         self.recorder = Recorder(run_id, self.stats, self.scrub, spec.run.cache)
         keys = {m.alias: (os.environ.get(m.api_key_env) if m.api_key_env else None)
                 for m in spec.models}
-        self.calls = Calls(spec, renderer, self.recorder, keys)
+        self.calls = Calls(spec, renderer, self.recorder, keys, self.scrub)
         self._wires: dict[str, Wire] = {}
+        self._reserved: dict[int, float] = {}  # estimated cost of batches not read yet
         self.poll_first_s, self.poll_max_s = poll_interval()
 
     # -- the run ------------------------------------------------------------------------
@@ -82,11 +92,12 @@ class BatchExecutor:
         client, own = as_sender(self.client, 8)
         self._client = client
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
-        self._ingest = Ingest(self.run_id, self.calls, self.recorder, self.scrub, started,
-                              self.spec.run.max_attempts)
+        self._ingest = Ingest(self.run_id, self.calls, self.stats, self.scrub,
+                              self.spec.run.max_attempts, self.spec.run.cache)
         self._started = started
         try:
-            live = [b for b in self.store.batches(self.run_id) if b.live]
+            mine = [b for b in self.store.batches(self.run_id) if b.ingested_at is None]
+            live = [await self._recover(b) if b.batch_id is None else b for b in mine]
             held = {i for b in live for i in b.indexes}
             pending = (t for t in self.calls.plan if t.model.alias in self.models
                        and t.index not in done and t.index not in held)
@@ -102,43 +113,63 @@ class BatchExecutor:
         return self.stats
 
     async def _submit_new(self, trials: Iterable[Any], round_: int) -> list[BatchInfo]:
-        """Cache hits recorded at once; the rest grouped per model and submitted."""
+        """Cache hits recorded at once; the rest, within the budgets, stored as pending
+        attempts, grouped per model and submitted."""
         out: list[BatchInfo] = []
         groups: dict[str, tuple[list[int], list[bytes], int]] = {}
         chunk: list[Call] = []
+        budget = Budget(self.spec.run, self.stats, self._reserved) if round_ == 1 else None
 
-        async def flush_chunk() -> None:
+        async def flush_chunk() -> bool:
             hits: dict[str, dict[str, Any]] = {}
             if self.spec.run.cache != "off" and round_ == 1 and chunk:
                 hits = await asyncio.to_thread(self.store.lookup_cache,
                                                [c.cache_key for c in chunk])
+            sending: list[tuple[Call, bytes]] = []
+            trial_rows, attempts = [], []
+            going = True
             for call in chunk:
                 hit = hits.get(call.cache_key)
                 if hit is not None:
                     self._writer.put(self.recorder.record(call, Outcome(
                         None, [], None, None, None, cache=hit)))
                     continue
-                alias = call.trial.model.alias
+                if budget is not None and not budget.take(call):
+                    going = False
+                    break
                 line = dumps(self.calls.line(call))
+                trial, attempt = self.calls.pending(call, line, self._wire(call).base,
+                                                    round_ == 1)
+                if trial is not None:
+                    trial_rows.append(trial)
+                attempts.append(attempt)
+                sending.append((call, line))
+            chunk.clear()
+            # Stored before any batch holding them is created (see store/ingest.py).
+            await asyncio.to_thread(self.store.add_pending, self.run_id, trial_rows, attempts)
+            for call, line in sending:
+                alias = call.trial.model.alias
                 wire = self._wire(call)
-                max_n, max_bytes = self.limits or (wire.max_requests, wire.max_bytes)
+                max_n, max_bytes = (min(a, b) for a, b in zip(
+                    self.limits, (wire.max_requests, wire.max_bytes), strict=True))
                 idxs, lines, size = groups.get(alias, ([], [], 0))
                 if idxs and (len(idxs) >= max_n or size + len(line) + 1 > max_bytes):
-                    out.append(await self._submit(wire, idxs, lines, round_))
+                    out.append(await self._submit(wire, idxs, lines, round_, budget))
                     idxs, lines, size = [], [], 0
                 idxs.append(call.trial.index)
                 lines.append(line)
                 groups[alias] = (idxs, lines, size + len(line) + 1)
-            chunk.clear()
+            return going
 
         for trial in trials:
             chunk.append(self.calls.call(trial, self._started))
-            if len(chunk) >= CHUNK:
-                await flush_chunk()
-        await flush_chunk()
+            if len(chunk) >= CHUNK and not await flush_chunk():
+                break
+        else:
+            await flush_chunk()
         for alias, (idxs, lines, _) in groups.items():
             if idxs:
-                out.append(await self._submit(self._wires[alias], idxs, lines, round_))
+                out.append(await self._submit(self._wires[alias], idxs, lines, round_, budget))
         self._writer.flush()
         return out
 
@@ -152,20 +183,55 @@ class BatchExecutor:
                                                  self.calls.providers[alias].default_base_url)
         return wire
 
-    async def _submit(self, wire: Wire, idxs: list[int], lines: list[bytes],
-                      round_: int) -> BatchInfo:
+    async def _submit(self, wire: Wire, idxs: list[int], lines: list[bytes], round_: int,
+                      budget: Budget | None = None) -> BatchInfo:
         file_id = None
         if isinstance(wire, OpenAIBatches):
             reply = await self._send(wire.upload(b"\n".join(lines) + b"\n"), "upload")
             file_id = wire.file_id(reply.body)
-        reply = await self._send(wire.create(lines, file_id, self.run_id), "create a batch")
-        state = wire.state(reply.body)
-        # Written before any polling: a crash from here on resumes this very batch.
+        # The row first: a crash between the server accepting the batch and the row hearing
+        # of it is recovered by finding the batch on the server (`_recover`), not resending.
         number = self.store.add_batch(
             self.run_id, model_alias=wire.model.alias, api=wire.api, round=round_,
-            indexes=idxs, status=state.status, batch_id=state.batch_id, input_file_id=file_id)
-        self.stats.calls += len(idxs)
+            indexes=idxs, status="submitting", batch_id=None, input_file_id=file_id)
+        if budget is not None:
+            self._reserved[number] = budget.settle()
+        return await self._create(wire, number, lines, file_id)
+
+    async def _create(self, wire: Wire, number: int, lines: list[bytes],
+                      file_id: str | None) -> BatchInfo:
+        reply = await self._send(wire.create(lines, file_id, self.run_id, number),
+                                 "create a batch")
+        state = wire.state(reply.body)
+        self.store.update_batch(self.run_id, number, status=state.status,
+                                batch_id=state.batch_id)
         return self._info(number)
+
+    async def _recover(self, batch: BatchInfo) -> BatchInfo:
+        """A batch whose row was written but whose creation was not heard of: adopt it if
+        the server has it, create it otherwise."""
+        wire = self._wire_of(batch)
+        known = frozenset(b.batch_id for b in self.store.batches() if b.batch_id)
+        after = None
+        for _ in range(MAX_LIST_PAGES):
+            body = (await self._send(wire.listing(after), "list batches")).body
+            state, after = wire.find(body, self.run_id, batch.number, batch.request_count,
+                                     known, batch.created_at)
+            if state is not None:
+                self.store.update_batch(self.run_id, batch.number, status=state.status,
+                                        batch_id=state.batch_id)
+                return self._info(batch.number)
+            if after is None:
+                break
+        file_id = batch.input_file_id
+        lines = [] if file_id is not None else [
+            dumps(self.calls.line(self.calls.call(self.calls.plan.trial(i), {})))
+            for i in batch.indexes]  # the same lines: the plan and the renderer are pure
+        if isinstance(wire, OpenAIBatches) and file_id is None:
+            reply = await self._send(wire.upload(b"\n".join(lines) + b"\n"), "upload")
+            file_id = wire.file_id(reply.body)
+            self.store.update_batch(self.run_id, batch.number, input_file_id=file_id)
+        return await self._create(wire, batch.number, lines, file_id)
 
     def _info(self, number: int) -> BatchInfo:
         return next(b for b in self.store.batches(self.run_id) if b.number == number)
@@ -191,7 +257,8 @@ class BatchExecutor:
                 if not state.ended:
                     still.append(batch)
                     continue
-                retry = await self._ingest_batch(batch, wire, state, done)
+                retry = await ingest_batch(self, batch, wire, state, done)
+                self._reserved.pop(batch.number, None)
                 if retry:
                     trials = [self.calls.plan.trial(i) for i in sorted(retry)]
                     still += await self._submit_new(trials, batch.round + 1)
@@ -210,57 +277,6 @@ class BatchExecutor:
             self._wire(self.calls.call(self.calls.plan.trial(first), {}))
             wire = self._wires[batch.model_alias]
         return wire
-
-    async def _ingest_batch(self, batch: BatchInfo, wire: Wire, state: BatchState,
-                            done: set[int]) -> set[int]:
-        """Stream the results into records; returns the trials to send again."""
-        mine = set(batch.indexes) - done
-        for later in self.store.batches(self.run_id):  # already sent again (a resume)
-            if later.number > batch.number and later.live:
-                mine -= set(later.indexes)
-        retry: set[int] = set()
-        url = wire.url_of(state.batch_id)
-        provider = self.calls.batch_lines[batch.model_alias]
-        model = next(m for m in self.spec.models if m.alias == batch.model_alias)
-        for request in wire.results(state):
-            async with self._client.stream(request, self.spec.run.timeout_s) as resp:
-                if resp.status >= 400:
-                    body = await resp.read()
-                    raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
-                                      f"{resp.status}: {body[:200].decode('utf-8', 'replace')}")
-                async for raw in resp.lines():
-                    if not raw.strip():
-                        continue
-                    line = json.loads(raw)
-                    item = provider.parse_batch_result(model, line)
-                    idx = index_of(item.custom_id)
-                    if idx is None or idx not in mine:
-                        continue
-                    mine.discard(idx)
-                    self.stats.attempts += 1
-                    record = self._ingest.take(idx, item, raw, url)
-                    if record is None:
-                        retry.add(idx)
-                    else:
-                        self._writer.put(record)
-                        done.add(idx)
-        # Items the results never mention: the batch ended before them.
-        reason = state.error or f"batch {state.status} before this request ran"
-        for idx in sorted(mine):
-            item = BatchItem(f"t{idx}", None, None, "expired" if state.status in (
-                "expired", "ended", "completed") else state.status, reason,
-                retryable=state.status in ("expired", "ended", "completed"))
-            record = self._ingest.take(idx, item, "", url)
-            if record is None:
-                retry.add(idx)
-            else:
-                self._writer.put(record)
-                done.add(idx)
-        # Every record of this batch committed before the batch is marked read.
-        self._writer.flush()
-        await asyncio.to_thread(self._writer.close)
-        self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
-        return retry
 
     async def _send(self, request: HttpRequest, what: str) -> Reply:
         """A control call, transient faults retried with backoff."""

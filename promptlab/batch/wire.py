@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from promptlab.errors import ProviderError
 from promptlab.providers.base import HttpRequest, dumps
 from promptlab.spec import ModelSpec
 
-__all__ = ["AnthropicBatches", "BatchState", "BatchWire", "OpenAIBatches", "wire_for"]
+__all__ = ["AnthropicBatches", "BatchState", "BatchWire", "OpenAIBatches", "batch_endpoint",
+           "wire_for"]
 
 OPENAI_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -91,12 +93,32 @@ class OpenAIBatches(BatchWire):
     def file_id(self, body: bytes) -> str:
         return str(_json(body, "OpenAI file upload")["id"])
 
-    def create(self, lines: list[bytes], file_id: str | None, run_id: str) -> HttpRequest:
-        endpoint = "/v1/completions" if self.model.endpoint == "completions" else \
-            "/v1/chat/completions"
+    def create(self, lines: list[bytes], file_id: str | None, run_id: str,
+               number: int) -> HttpRequest:
+        """The batch, tagged with the run and its number there: after a crash between the
+        server accepting it and the database hearing of it, `find` finds it again."""
         return self._request("POST", "/batches", dumps({
-            "input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h",
-            "metadata": {"promptlab_run": run_id}}), "application/json")
+            "input_file_id": file_id, "endpoint": batch_endpoint(self.model),
+            "completion_window": "24h",
+            "metadata": {"promptlab_run": run_id, "promptlab_batch": str(number)}}),
+            "application/json")
+
+    def listing(self, after: str | None) -> HttpRequest:
+        return self._request("GET", "/batches?limit=100" + (f"&after={after}" if after else ""))
+
+    def find(self, body: bytes, run_id: str, number: int, count: int, known: frozenset[str],
+             since: datetime) -> tuple[BatchState | None, str | None]:
+        """A page of the listing: the batch created for (run, number), if there, and the
+        cursor of the next page (None: no more pages)."""
+        data = _json(body, "OpenAI batch list")
+        page = [b for b in data.get("data") or [] if isinstance(b, dict)]
+        for b in page:
+            meta = b.get("metadata") or {}
+            if (isinstance(meta, dict) and meta.get("promptlab_run") == run_id
+                    and meta.get("promptlab_batch") == str(number)):
+                return self.state(dumps(b)), None
+        more = bool(data.get("has_more")) and page
+        return None, str(page[-1].get("id")) if more else None
 
     def poll(self, batch_id: str) -> HttpRequest:
         return self._request("GET", f"/batches/{batch_id}")
@@ -130,9 +152,35 @@ class AnthropicBatches(BatchWire):
     max_requests = 100_000
     max_bytes = 256 * 2**20
 
-    def create(self, lines: list[bytes], file_id: str | None, run_id: str) -> HttpRequest:
+    def create(self, lines: list[bytes], file_id: str | None, run_id: str,
+               number: int) -> HttpRequest:
         body = b'{"requests":[' + b",".join(lines) + b"]}"
         return self._request("POST", "/messages/batches", body, "application/json")
+
+    def listing(self, after: str | None) -> HttpRequest:
+        return self._request("GET", "/messages/batches?limit=100"
+                             + (f"&after_id={after}" if after else ""))
+
+    def find(self, body: bytes, run_id: str, number: int, count: int, known: frozenset[str],
+             since: datetime) -> tuple[BatchState | None, str | None]:
+        """A page of the listing (newest first): a Message Batch carries no metadata of
+        ours, so the batch is the oldest one created since `since` (when its row was
+        written, less a minute of clock skew) that holds as many requests and that the
+        database does not know; the cursor of the next page, or None."""
+        data = _json(body, "Anthropic message batch list")
+        page = [b for b in data.get("data") or [] if isinstance(b, dict)]
+        found = None
+        for b in page:
+            created = _when(b.get("created_at"))
+            if created is None or created < since - timedelta(minutes=1):
+                return found, None
+            counts = b.get("request_counts") or {}
+            total = sum(int(v or 0) for v in counts.values()) if isinstance(counts, dict) \
+                else -1
+            if total == count and str(b.get("id")) not in known:
+                found = self.state(dumps(b))
+        more = bool(data.get("has_more")) and page
+        return found, str(page[-1].get("id")) if more and found is None else None
 
     def poll(self, batch_id: str) -> HttpRequest:
         return self._request("GET", f"/messages/batches/{batch_id}")
@@ -156,6 +204,21 @@ class AnthropicBatches(BatchWire):
 
     def url_of(self, batch_id: str) -> str:
         return f"{self.base}/messages/batches/{batch_id}"
+
+
+def batch_endpoint(model: ModelSpec) -> str:
+    """The OpenAI endpoint a model's batch lines go to."""
+    return {"completions": "/v1/completions", "responses": "/v1/responses"}.get(
+        model.endpoint, "/v1/chat/completions")
+
+
+def _when(value: object) -> datetime | None:
+    """An ISO 8601 time as naive UTC (the database's times), or None."""
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 def wire_for(api: str, model: ModelSpec, template: HttpRequest,

@@ -143,7 +143,8 @@ class OpenAIProvider:
         body = json.loads(http.body)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        path = "/v1/completions" if model.endpoint == "completions" else "/v1/chat/completions"
+        path = {"completions": "/v1/completions", "responses": "/v1/responses"}.get(
+            model.endpoint, "/v1/chat/completions")
         return {"custom_id": custom_id, "method": "POST", "url": path, "body": body}
 
     def parse_batch_result(self, model: ModelSpec, line: dict[str, Any]) -> BatchItem:

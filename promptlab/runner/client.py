@@ -48,6 +48,11 @@ class StreamReply(Protocol):
 
     def lines(self) -> AsyncIterator[str]: ...
 
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it comes, no size cap (a batch result file may be gigabytes): the
+        reader bounds what it keeps."""
+        ...
+
     async def read(self) -> bytes: ...
 
 
@@ -98,6 +103,15 @@ class _AiohttpStream:
                     raise SendError(f"stream over {MAX_BODY_BYTES >> 20} MB; not read further")
                 yield raw.decode("utf-8", "replace").rstrip("\r\n")
         except _AIOHTTP_ERRORS as exc:  # LineTooLong: one event line over aiohttp's limit
+            raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except TimeoutError:
+            raise SendTimeout("timeout mid-stream") from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_chunked(1 << 16):
+                yield chunk
+        except _AIOHTTP_ERRORS as exc:
             raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except TimeoutError:
             raise SendTimeout("timeout mid-stream") from None
@@ -161,6 +175,10 @@ class _HttpxStream:
             raise SendTimeout("timeout mid-stream") from None
         except httpx.TransportError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for line in self.lines():  # httpx's line reader has no cap
+            yield line.encode() + b"\n"
 
     async def read(self) -> bytes:
         return await self._resp.aread()

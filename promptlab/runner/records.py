@@ -138,6 +138,10 @@ class Recorder:
         row["endpoint"] = self._scrub(redact_url(row["endpoint"], trial.model.secret_params))
         return row
 
+    def trial_row_of(self, call: Call) -> dict[str, Any]:
+        """The trial's row as `record` stores it (the batch path stores it when sending)."""
+        return self._trial_row(call)
+
     def record(self, call: Call, outcome: Outcome) -> Record:
         trial, model = call.trial, call.trial.model
         row = self._trial_row(call)

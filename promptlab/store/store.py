@@ -25,6 +25,7 @@ from promptlab.store.browse import BrowseQueries
 from promptlab.store.cells import CellQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
+from promptlab.store.ingest import BatchRecording
 from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
@@ -59,7 +60,7 @@ class Record:
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
-            StoreMerge, BatchQueries, CellQueries):
+            StoreMerge, BatchQueries, BatchRecording, CellQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:

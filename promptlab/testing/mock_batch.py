@@ -9,11 +9,15 @@ random source; a prompt containing ``MOCK_BATCH=errored`` or ``MOCK_BATCH=expire
 does. Cancelling ends a batch at once, its unanswered items cancelled.
 
 Counters: ``batches:created``, ``batches:openai``, ``batches:anthropic``, ``files:uploaded``,
-``batches:cancelled``, ``batch_items``.
+``batches:cancelled``, ``batch_items``. Both APIs list their batches, newest first (OpenAI
+``GET /v1/batches?after=``, Anthropic ``GET /v1/messages/batches?after_id=``), and
+``batch_create_delay_s`` holds the reply to a create after the batch exists, so that a test
+can kill the client in that window.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -24,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from promptlab.testing.mock_responses import response_answer
 from promptlab.testing.mock_wire import answer, prompt_text
 
 __all__ = ["add_batch_routes"]
@@ -86,6 +91,8 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
         return "ok"
 
     def reply(flavour: str, body: dict[str, Any]) -> dict[str, Any]:
+        if flavour == "responses":
+            return response_answer(body)
         out = answer(flavour, body)
         text = prompt_text(body)
         for needle, replacement in state.config.alter.items():
@@ -113,7 +120,8 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
                 line: dict[str, Any] = {"id": f"batch_req_{b.id}_{i}", "custom_id": cid,
                                         "response": None, "error": None}
                 if what == "ok":
-                    flavour = "completions" if b.endpoint == "/v1/completions" else "openai"
+                    flavour = {"/v1/completions": "completions",
+                               "/v1/responses": "responses"}.get(b.endpoint, "openai")
                     line["response"] = {"status_code": 200, "request_id": f"req_{i}",
                                         "body": reply(flavour, body)}
                 elif what == "errored":
@@ -258,7 +266,31 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
         batches[b.id] = b
         state.counts["batches:created"] += 1
         state.counts["batches:openai"] += 1
+        await created_late()
         return web.json_response(openai_view(b))
+
+    async def created_late() -> None:
+        """The batch exists; the reply takes ``batch_create_delay_s`` (a client killed in
+        between never hears of it)."""
+        if state.config.batch_create_delay_s:
+            await asyncio.sleep(state.config.batch_create_delay_s)
+
+    def page(kind: str, request: web.Request, after_key: str) -> tuple[list[_Batch], bool]:
+        """Batches of one API, newest first, after the cursor, at most ``limit``."""
+        mine = [b for b in reversed(batches.values()) if b.api == kind]
+        after = request.query.get(after_key)
+        if after is not None:
+            ids = [b.id for b in mine]
+            mine = mine[ids.index(after) + 1:] if after in ids else []
+        limit = max(1, min(int(request.query.get("limit") or 20), 100))
+        return mine[:limit], len(mine) > limit
+
+    async def list_openai(request: web.Request) -> web.Response:
+        shown, more = page("openai", request, "after")
+        data = [openai_view(b) for b in shown]
+        return web.json_response({"object": "list", "data": data, "has_more": more,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
 
     async def get_openai(request: web.Request) -> web.Response:
         b = batches.get(request.match_info["id"])
@@ -288,7 +320,15 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
         batches[b.id] = b
         state.counts["batches:created"] += 1
         state.counts["batches:anthropic"] += 1
+        await created_late()
         return web.json_response(anthropic_view(b, base_of(request)))
+
+    async def list_anthropic(request: web.Request) -> web.Response:
+        shown, more = page("anthropic", request, "after_id")
+        data = [anthropic_view(b, base_of(request)) for b in shown]
+        return web.json_response({"data": data, "has_more": more,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
 
     async def get_anthropic(request: web.Request) -> web.Response:
         b = batches.get(request.match_info["id"])
@@ -329,9 +369,11 @@ def add_batch_routes(app: web.Application, state: Any) -> None:
     r.add_get("/v1/files/{id}", guarded(file_info))
     r.add_get("/v1/files/{id}/content", guarded(file_content))
     r.add_post("/v1/batches", guarded(create_openai))
+    r.add_get("/v1/batches", guarded(list_openai))
     r.add_get("/v1/batches/{id}", guarded(get_openai))
     r.add_post("/v1/batches/{id}/cancel", guarded(cancel_openai))
     r.add_post("/v1/messages/batches", guarded(create_anthropic))
+    r.add_get("/v1/messages/batches", guarded(list_anthropic))
     r.add_get("/v1/messages/batches/{id}", guarded(get_anthropic))
     r.add_post("/v1/messages/batches/{id}/cancel", guarded(cancel_anthropic))
     r.add_get("/v1/messages/batches/{id}/results", guarded(results_anthropic))

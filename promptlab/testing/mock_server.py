@@ -56,6 +56,7 @@ class MockConfig:
     batch_delay_s: float = 0.0
     batch_errored: float = 0.0
     batch_expired: float = 0.0
+    batch_create_delay_s: float = 0.0  # the reply to a create, held after the batch exists
 
 
 class _State:

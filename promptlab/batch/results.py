@@ -1,0 +1,115 @@
+"""Reading an ended batch back: its result files streamed line by line into records.
+
+The files are read in chunks and split into lines here: a reply's lines are capped at
+64 MB in all (runner/client.py), and a result file may be gigabytes. Which trials
+the batch still owes is a bitmap over its index range (a byte a trial), so
+nothing grows with the file but that; the records go to a writer thread in big
+transactions (`Store.write_ingested`), and reading waits while the thread is behind, so
+memory stays flat however many lines there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from promptlab.batch.ingest import IngestWriter, index_of
+from promptlab.batch.wire import AnthropicBatches, BatchState, OpenAIBatches
+from promptlab.errors import UserError
+from promptlab.providers.base import BatchItem
+from promptlab.runner.client import StreamReply
+from promptlab.store.batches import BatchInfo
+
+if TYPE_CHECKING:
+    from promptlab.batch.executor import BatchExecutor
+
+__all__ = ["BatchFailed", "ingest_batch"]
+
+WRITE_SIZE = 2000  # records a transaction
+MAX_LINE = 64 * 2**20  # bytes of one result line
+MAX_BEHIND = 4  # transactions the writer thread may be behind before reading waits
+
+
+class BatchFailed(UserError):
+    """A batch API refused a call (not a transient fault)."""
+
+
+async def result_lines(resp: StreamReply, batch_id: str) -> AsyncIterator[bytes]:
+    """The lines of a result file as its chunks come in: no cap on the file (a batch's
+    output may be gigabytes), only on one line (`MAX_LINE`)."""
+    buf = bytearray()
+    async for chunk in resp.chunks():
+        buf += chunk
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            yield bytes(buf[start:end])
+            start = end + 1
+        del buf[:start]
+        if len(buf) > MAX_LINE:
+            raise BatchFailed(f"batch {batch_id}: a result line over {MAX_LINE >> 20} MB; "
+                              "not read further")
+    if buf:
+        yield bytes(buf)
+
+
+async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
+                       wire: OpenAIBatches | AnthropicBatches, state: BatchState,
+                       done: set[int]) -> set[int]:
+    """Stream the results into records; returns the trials to send again."""
+    lo, hi = min(batch.indexes), max(batch.indexes)
+    owed = bytearray(hi - lo + 1)
+    for i in batch.indexes:
+        if i not in done:
+            owed[i - lo] = 1
+    for later in ex.store.batches(ex.run_id):  # already sent again (a resume)
+        if later.number > batch.number and later.live:
+            for i in later.indexes:
+                if lo <= i <= hi:
+                    owed[i - lo] = 0
+    url = ex.scrub(wire.url_of(state.batch_id)) or ""
+    provider = ex.calls.batch_lines[batch.model_alias]
+    model = next(m for m in ex.spec.models if m.alias == batch.model_alias)
+    ingest = ex._ingest
+    writer = IngestWriter(ex.store.write_ingested, WRITE_SIZE)
+    try:
+        for request in wire.results(state):
+            async with ex._client.stream(request, ex.spec.run.timeout_s) as resp:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
+                                      f"{resp.status}: {body[:200].decode('utf-8', 'replace')}")
+                n = 0
+                async for line in result_lines(resp, state.batch_id):
+                    if not line.strip():
+                        continue
+                    raw = line.decode("utf-8", "replace")
+                    item = provider.parse_batch_result(model, json.loads(raw))
+                    idx = index_of(item.custom_id)
+                    if idx is None or not lo <= idx <= hi or not owed[idx - lo]:
+                        continue
+                    owed[idx - lo] = 0
+                    writer.put(ingest.take(idx, item, raw, url))
+                    n += 1
+                    if n % WRITE_SIZE == 0:
+                        while writer.backlog > MAX_BEHIND:
+                            await asyncio.sleep(0.002)
+        # Items the results never mention: the batch ended before them.
+        reason = state.error or f"batch {state.status} before this request ran"
+        expired = state.status in ("expired", "ended", "completed")
+        for pos in range(len(owed)):
+            if owed[pos]:
+                item = BatchItem(f"t{lo + pos}", None, None,
+                                 "expired" if expired else state.status, reason,
+                                 retryable=expired)
+                writer.put(ingest.take(lo + pos, item, "", url))
+        numbers = await asyncio.to_thread(ex.store.attempt_numbers, ex.run_id,
+                                          sorted(ingest.deferred))
+        retry, records = ingest.settle(numbers)
+        for record in records:
+            writer.put(record)
+    finally:
+        # Every record of this batch committed before the batch is marked read.
+        await asyncio.shield(asyncio.to_thread(writer.close))
+    return retry
