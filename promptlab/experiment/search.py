@@ -155,9 +155,9 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
                             config=plan.loaded.config, overrides=plan.overrides,
                             spec=spec.as_dict(), sampler=spec.sampler, seed=seed,
                             storage=store.optuna_storage().display)
-    console.print(f"search {search_id}: {spec.trials} trials, "
-                  f"{', '.join(f'{d} {o}' for o, d in zip(spec.objectives, spec.directions, strict=True))}"
-                  f" (sampler {spec.sampler}, seed {seed})")
+    goals = ", ".join(f"{d} {o}" for o, d in zip(spec.objectives, spec.directions, strict=True))
+    console.print(f"search {search_id}: {spec.trials} trials, {goals} (sampler {spec.sampler}, "
+                  f"seed {seed})")
     search = _Search(plan, store, search_id, console)
     failed = 0
     try:

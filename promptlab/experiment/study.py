@@ -60,10 +60,11 @@ def open_study(store: Store, search_id: str, spec: SearchSpec, seed: int,
     optuna.logging.set_verbosity(logging.WARNING)
     where = store.optuna_storage()
     storage = optuna.storages.RDBStorage(where.url, engine_kwargs=where.engine_kwargs)
+    directions: list[Any] = list(spec.directions)  # "maximize"/"minimize", checked in config
     try:
         study = optuna.create_study(
             study_name=search_id, storage=storage, sampler=sampler_for(spec.sampler, seed),
-            directions=list(spec.directions), load_if_exists=True)
+            directions=directions, load_if_exists=True)
         if not study.get_trials(deepcopy=False) and known:
             _rebuild(study, spec, known)
         yield study

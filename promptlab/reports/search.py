@@ -75,8 +75,9 @@ def search_report(store: Store, search_id: str) -> dict[str, Any]:
     info = store.search(search_id)
     spec = info.spec
     objectives, directions = spec["objectives"], spec["directions"]
-    trials = [{"number": t.number, "run_id": t.run_id, "state": t.state, "params": t.params,
-               "values": t.values, "error": t.error} for t in store.search_trials(search_id)]
+    trials: list[dict[str, Any]] = [
+        {"number": t.number, "run_id": t.run_id, "state": t.state, "params": t.params,
+         "values": t.values, "error": t.error} for t in store.search_trials(search_id)]
     done = [t for t in trials if t["state"] == "complete" and t["values"] is not None]
     out: dict[str, Any] = {
         "search_id": info.id, "name": info.name, "status": info.status,
@@ -128,10 +129,11 @@ def _trial_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _summary_lines(report: dict[str, Any]) -> list[str]:
+    goals = ", ".join(f"{d} {o}" for o, d in zip(report["objectives"], report["directions"],
+                                                 strict=True))
     lines = [f"search {report['search_id']} ({report['name']}, {report['status']}): "
-             f"{len(report['trials'])} of {report['trials_planned']} trials, "
-             f"{', '.join(f'{d} {o}' for o, d in zip(report['objectives'], report['directions'], strict=True))}"
-             f", sampler {report['sampler']} seed {report['seed']}"]
+             f"{len(report['trials'])} of {report['trials_planned']} trials, {goals}, "
+             f"sampler {report['sampler']} seed {report['seed']}"]
     best = report["best"]
     if best is not None:
         lines.append(f"best: trial {best['number']} (run {best['run_id']}): "

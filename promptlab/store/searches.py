@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, Text, select, text, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlab.errors import UserError
@@ -142,7 +153,7 @@ class SearchQueries:
                       overrides: Sequence[str], spec: dict[str, Any], sampler: str,
                       seed: int, storage: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(StoredSearch.__table__.insert().values(
+            conn.execute(insert(StoredSearch).values(
                 id=search_id, name=name, status="running", created_at=_now(),
                 config_json=json.dumps(config, sort_keys=True),
                 overrides_json=json.dumps(list(overrides)),
@@ -183,7 +194,7 @@ class SearchQueries:
     def start_search_trial(self, search_id: str, number: int, run_id: str,
                            params: dict[str, Any], overrides: Sequence[str]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(StoredSearchTrial.__table__.insert().values(
+            conn.execute(insert(StoredSearchTrial).values(
                 search_id=search_id, number=number, run_id=run_id,
                 params_json=json.dumps(params, sort_keys=True),
                 overrides_json=json.dumps(list(overrides)), state="running",
