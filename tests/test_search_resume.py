@@ -90,3 +90,33 @@ def test_sigkill_mid_trial_then_resume_completes_without_repeating(
         assert conn.execute("select count(*) from runs where status != 'completed'"
                             ).fetchone()[0] == 0
         assert conn.execute("select status from searches").fetchone()[0] == "completed"
+
+
+def test_parallel_trials_run_through_the_joblib_launcher_at_once(
+        project: Path, mock_server: MockServer) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + "headers:\n  x-mock-latency-ms: '300'\n")
+    write_search(project, """
+        params:
+          grid.params.temperature: interval(0.0, 1.2)
+        objective: peak
+        trials: 2
+        parallel: 2
+        seed: 2
+    """, extra="run:\n  concurrency: 1\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
+        "PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "promptlab", "search", "+experiment=search",
+                           "--db", "j.db", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert not (project / "multirun").exists() and not (project / "outputs").exists()
+    with sqlite3.connect(project / "j.db") as conn:
+        spans = conn.execute("select r.created_at, r.finished_at from search_trials t join "
+                             "runs r on r.id = t.run_id order by t.number").fetchall()
+        states = [s for (s,) in conn.execute("select state from search_trials")]
+    assert states == ["complete"] * 2
+    # Trials 0 and 1 were asked together and ran in two processes at once (~0.9 s each).
+    (a0, a1), (b0, b1) = spans
+    assert min(a1, b1) > max(a0, b0), spans
