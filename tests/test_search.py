@@ -144,3 +144,20 @@ def test_report_of_an_unknown_search_is_one_line(
     capsys.readouterr()
     assert main(["report", "--search", "search-nope", "--db", "u.db"]) == 2
     assert "search 'search-nope' not found" in capsys.readouterr().err
+
+
+def test_the_example_recipe_searches_on_the_mock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """experiments/experiment/search-temperature.yaml, as the README shows it (3 trials)."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    for folder in ("experiments", "templates", "datasets"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "+experiment=search-temperature", "search.trials=3"]) == 0
+    report = json.loads(_report("results.db", capsys, "--format", "json"))
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 3
+    assert report["best"]["objective"] == "correct" and report["best"]["kind"] == "pass_rate"
+    assert (tmp_path / "results.db.optuna").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from promptlab.cli.common import add_db, err_console, open_store
+from promptlab.errors import UserError
 
 __all__ = ["register"]
 
@@ -35,6 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError("promptlab search needs Optuna: pip install 'promptlab[search]'"
+                        ) from None
     from promptlab.config.loading import find_experiments_dir
     from promptlab.experiment.search import plan_search, run_search
 
