@@ -161,3 +161,20 @@ def test_the_example_recipe_searches_on_the_mock(
     assert [t["state"] for t in report["trials"]] == ["complete"] * 3
     assert report["best"]["objective"] == "correct" and report["best"]["kind"] == "pass_rate"
     assert (tmp_path / "results.db.optuna").is_file()
+
+
+def test_a_secret_header_is_not_stored_with_the_search(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + "headers:\n  x-team-token: tok-SECRET-9731\n"
+                                         "secret_headers: [x-team-token]\n")
+    write_search(project, "params:\n  grid.params.temperature: choice(0.5)\nobjective: peak\n"
+                          "trials: 1\n")
+    assert main(["search", "+experiment=search", "--db", "x.db"]) == 0
+    for name in ("x.db", "x.db.optuna"):
+        data = b"".join(p.read_bytes() for p in project.glob(name + "*"))
+        assert b"tok-SECRET-9731" not in data
+    with sqlite3.connect("x.db") as conn:
+        [(config,)] = conn.execute("select config_json from searches")
+    assert "x-team-token" in config and "tok-SECRET-9731" not in config

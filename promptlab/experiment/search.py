@@ -30,6 +30,7 @@ from promptlab.experiment.prepare import prepare
 from promptlab.experiment.search_trial import TrialContext, finish_trial, trial_job
 from promptlab.experiment.study import distributions, open_study, stale_trials
 from promptlab.ids import new_run_id
+from promptlab.redaction import Scrubber
 from promptlab.reports.search import objective_values
 from promptlab.store import Store
 from promptlab.store.searches import SearchTrialInfo
@@ -48,6 +49,7 @@ class SearchPlan:
     launcher: tuple[str, ...]
     loaded: LoadedConfig
     spec: SearchSpec
+    scrub: Scrubber  # the models' secrets, out of what the search row stores
 
 
 def plan_search(config_dir: Path, overrides: Sequence[str]) -> SearchPlan:
@@ -70,7 +72,8 @@ def plan_search(config_dir: Path, overrides: Sequence[str]) -> SearchPlan:
             except UserError as exc:
                 raise ConfigError(f"{source}: search.params.{param.key} at {value}: "
                                   f"{exc}") from None
-    return SearchPlan(config_dir, task, tuple(hydra_overrides(overrides)), loaded, spec)
+    return SearchPlan(config_dir, task, tuple(hydra_overrides(overrides)), loaded, spec,
+                      Scrubber(prepared.spec.models))
 
 
 def _start(store: Store, search_id: str, number: int, params: dict[str, object]
@@ -154,7 +157,7 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
         store.create_search(search_id=search_id, name=plan.loaded.config.get("name", ""),
                             config=plan.loaded.config, overrides=plan.overrides,
                             spec=spec.as_dict(), sampler=spec.sampler, seed=seed,
-                            storage=store.optuna_storage().display)
+                            storage=store.optuna_storage().display, scrub=plan.scrub)
     goals = ", ".join(f"{d} {o}" for o, d in zip(spec.objectives, spec.directions, strict=True))
     console.print(f"search {search_id}: {spec.trials} trials, {goals} (sampler {spec.sampler}, "
                   f"seed {seed})")

@@ -19,7 +19,7 @@ is rebuilt from there on resume.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -151,12 +151,14 @@ class SearchQueries:
 
     def create_search(self, *, search_id: str, name: str, config: dict[str, Any],
                       overrides: Sequence[str], spec: dict[str, Any], sampler: str,
-                      seed: int, storage: str) -> None:
+                      seed: int, storage: str,
+                      scrub: Callable[[str | None], str | None] = lambda s: s) -> None:
+        """Record a new search; `scrub` removes secrets from the config and overrides."""
         with self.engine.begin() as conn:
             conn.execute(insert(StoredSearch).values(
                 id=search_id, name=name, status="running", created_at=_now(),
-                config_json=json.dumps(config, sort_keys=True),
-                overrides_json=json.dumps(list(overrides)),
+                config_json=scrub(json.dumps(config, sort_keys=True)) or "",
+                overrides_json=scrub(json.dumps(list(overrides))) or "[]",
                 spec_json=json.dumps(spec, sort_keys=True), sampler=sampler, seed=seed,
                 study_name=search_id, storage=storage))
 
