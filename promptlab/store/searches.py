@@ -220,10 +220,3 @@ class SearchQueries:
                                 json.loads(r.overrides_json), r.state,
                                 None if r.values_json is None else json.loads(r.values_json),
                                 r.error, r.created_at, r.finished_at) for r in rows]
-
-    def search_of_run(self, run_id: str) -> tuple[str, int] | None:
-        """(search id, trial number) of a run that is a search trial."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(StoredSearchTrial.search_id, StoredSearchTrial.number)
-                               .where(StoredSearchTrial.run_id == run_id)).first()
-        return None if row is None else (str(row[0]), int(row[1]))
