@@ -178,3 +178,25 @@ def test_a_secret_header_is_not_stored_with_the_search(
     with sqlite3.connect("x.db") as conn:
         [(config,)] = conn.execute("select config_json from searches")
     assert "x-team-token" in config and "tok-SECRET-9731" not in config
+
+
+def test_resume_refuses_while_a_live_process_runs_a_trial(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(project)
+    write_search(project, "params:\n  grid.params.temperature: choice(0.5)\nobjective: peak\n"
+                          "trials: 2\n")
+    assert main(["search", "+experiment=search", "--db", "l.db", "search.trials=1"]) == 0
+    sent = mock_server.request_count
+    with Store.open("l.db") as store:
+        search_id = store.resolve_search_id("latest")
+        # Trial 1 as a live process leaves it: recorded, its run owned by this process.
+        store.start_search_trial(search_id, 1, "run-live", {"grid.params.temperature": "0.5"},
+                                 ["grid.params.temperature=[0.5]"])
+        store.create_run(run_id="run-live", name="x", planned=3, config={}, overrides=[],
+                         manifest={}, artifacts={}, owner_token="t")
+    capsys.readouterr()
+    assert main(["search", "--resume", search_id, "--db", "l.db"]) == 2
+    err = capsys.readouterr().err
+    assert "trial 1's run run-live is still running in pid" in err and err.count("\n") == 1
+    assert mock_server.request_count == sent

@@ -33,6 +33,7 @@ from promptlab.ids import new_run_id
 from promptlab.redaction import Scrubber
 from promptlab.reports.search import objective_values
 from promptlab.store import Store
+from promptlab.store.ownership import RunStillRunning
 from promptlab.store.searches import SearchTrialInfo
 
 __all__ = ["SearchPlan", "new_search_id", "plan_search", "run_search"]
@@ -151,6 +152,16 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
             raise UserError(f"search {search_id}: the search block on disk differs from the "
                             "one the search started with; restore it, or start a new search")
         seed = info.seed
+        for trial in store.search_trials(search_id):
+            # A trial still run by a live process: that process still runs the search.
+            if trial.state != "running":
+                continue
+            try:
+                store.check_free(trial.run_id)
+            except RunStillRunning as exc:
+                raise UserError(f"search {search_id}: trial {trial.number}'s {exc}") from None
+            except UserError:  # its run was never started: resume starts it
+                pass
     else:
         search_id = new_search_id()
         seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
