@@ -1,10 +1,10 @@
 """The Optuna side of a search: the study, its sampler and the space as distributions.
 
 promptlab drives Optuna's ask/tell API itself rather than Hydra's Optuna sweeper: that
-plugin (hydra-optuna-sweeper 1.3.0, the newest) requires optuna<3.0 and imports
-distributions Optuna 3 removed (UniformDistribution, ...), so it cannot run with a
-current Optuna; and a sweeper owns the loop, where a search needs its trials linked to
-runs before they start (to resume a killed one) and every point checked before a call.
+plugin (hydra-optuna-sweeper 1.3.0, the newest) requires optuna<3.0 (installing it
+replaces Optuna 5 with 2.10.1), so it cannot run with a current Optuna; and a sweeper
+owns the loop, where a search needs its trials linked to runs before they start (to
+resume a killed one) and every point checked before a call.
 """
 
 from __future__ import annotations
