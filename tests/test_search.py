@@ -57,10 +57,14 @@ def test_fifteen_trials_find_the_peak_temperature(
 def test_a_repeated_point_is_answered_by_the_cache(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + "price:\n  input_per_mtok: 1000\n"
+                                         "  output_per_mtok: 2000\n")
     write_search(project, """
         params:
           grid.params.temperature: choice(0.5, 0.7)
-        objective: peak
+        objective: [peak, cost_usd]
+        direction: [maximize, minimize]
         trials: 6
         sampler: random
         seed: 1
@@ -68,8 +72,16 @@ def test_a_repeated_point_is_answered_by_the_cache(
     assert main(["search", "+experiment=search", "--db", "c.db"]) == 0
     assert mock_server.request_count == 6  # two points x 3 rows; the rest cache hits
     with sqlite3.connect("c.db") as conn:
-        assert conn.execute("select count(*) from search_trials where state = 'complete'"
-                            ).fetchone()[0] == 6
+        trials = conn.execute("select params_json, values_json, state from search_trials"
+                              ).fetchall()
+        hits = conn.execute("select count(*) from results where cache_hit").fetchone()[0]
+    assert [s for _, _, s in trials] == ["complete"] * 6 and hits == 12
+    # A point the cache answered costs what the point cost when it was sent, not nothing.
+    by_point: dict[str, set[tuple[float, ...]]] = {}
+    for params, values, _ in trials:
+        by_point.setdefault(params, set()).add(tuple(json.loads(values)))
+    assert len(by_point) == 2
+    assert all(len(v) == 1 and next(iter(v))[1] > 0 for v in by_point.values())
 
 
 def test_two_objectives_give_the_pareto_front(

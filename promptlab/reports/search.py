@@ -4,7 +4,8 @@ with two objectives the Pareto front. Read from the store alone (``searches`` an
 
 An objective is a scorer's pass rate (Wilson interval) or mean (bootstrap interval) over
 a trial's run, or ``cost_usd`` (the run's total) or ``latency_p50_ms`` (median latency of
-the calls actually sent; cache hits have none).
+its ok calls), both as the calls cost when sent: a cache hit counts its source call's
+cost and latency, so a point the cache answers is neither free nor instant.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.reports.aggregate import GroupStats, aggregate_runs
+from promptlab.reports.aggregate import GroupStats, aggregate_runs, percentile
 from promptlab.reports.render import md_escape
 
 if TYPE_CHECKING:
@@ -28,15 +29,19 @@ __all__ = ["objective_summary", "objective_values", "pareto_front", "render_sear
            "search_report", "search_table"]
 
 
-def _summary(group: GroupStats | None, name: str) -> dict[str, Any]:
+def _summary(store: Store, run_id: str, group: GroupStats | None, name: str,
+             ) -> dict[str, Any]:
     if group is None:
         return {"kind": None, "value": None, "lo": None, "hi": None, "n": 0}
-    if name == "cost_usd":
-        return {"kind": "total", "value": group.cost_usd, "lo": None, "hi": None,
-                "n": group.calls}
-    if name == "latency_p50_ms":
-        return {"kind": "median", "value": group.latency_p50, "lo": None, "hi": None,
-                "n": len(group.latencies)}
+    if name in ("cost_usd", "latency_p50_ms"):
+        # As the calls cost when sent: a repeated point's cache hits count their sources'.
+        served = store.served_calls(run_id)
+        if name == "cost_usd":
+            return {"kind": "total", "value": sum(c.cost_usd or 0.0 for c in served),
+                    "lo": None, "hi": None, "n": len(served)}
+        latencies = sorted(c.latency_ms for c in served if c.ok and c.latency_ms is not None)
+        return {"kind": "median", "value": percentile(latencies, 50), "lo": None,
+                "hi": None, "n": len(latencies)}
     return group.score_summary(name)
 
 
@@ -45,7 +50,7 @@ def objective_summary(store: Store, run_id: str, objectives: Sequence[str]
     """Each objective over one run: value, interval (lo, hi; None where there is none), n."""
     groups = aggregate_runs(store, [run_id], [])
     group = groups[0] if groups else None
-    return [_summary(group, name) for name in objectives]
+    return [_summary(store, run_id, group, name) for name in objectives]
 
 
 def objective_values(store: Store, run_id: str, objectives: Sequence[str]

@@ -39,10 +39,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlab.errors import UserError
-from promptlab.store.tables import Base
+from promptlab.store.tables import Base, Result
 
 __all__ = ["OPTUNA_SCHEMA", "OptunaStorage", "SearchInfo", "SearchQueries", "SearchTrialInfo",
-           "StoredSearch", "StoredSearchTrial"]
+           "ServedCall", "StoredSearch", "StoredSearchTrial"]
 
 OPTUNA_SCHEMA = "optuna"
 
@@ -125,8 +125,45 @@ class OptunaStorage:
     display: str = ""
 
 
+@dataclass(frozen=True)
+class ServedCall:
+    """One result's cost and latency as when its call was sent: a cache hit's are its
+    source's (the hit itself cost nothing and took no network time)."""
+
+    ok: bool
+    cost_usd: float | None
+    latency_ms: float | None
+
+
 class SearchQueries:
     engine: Engine
+
+    def served_calls(self, run_id: str) -> list[ServedCall]:
+        """Every result of a run as `ServedCall`s: what a search's cost and latency
+        objectives read, so a point answered from the cache costs what it cost."""
+        cols = (Result.idx, Result.status, Result.cost_usd, Result.latency_ms,
+                Result.cache_hit, Result.cache_source)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(*cols).where(Result.run_id == run_id)))
+            wanted: dict[str, list[int]] = {}
+            for r in rows:
+                if r.cache_hit and r.cache_source:
+                    source_run, _, number = str(r.cache_source).rpartition(":")
+                    wanted.setdefault(source_run, []).append(int(number))
+            found: dict[str, tuple[float | None, float | None]] = {}
+            for source_run, indexes in wanted.items():
+                for i in range(0, len(indexes), 500):
+                    for source_idx, cost, latency in conn.execute(
+                            select(Result.idx, Result.cost_usd, Result.latency_ms).where(
+                                Result.run_id == source_run,
+                                Result.idx.in_(indexes[i:i + 500]))):
+                        found[f"{source_run}:{source_idx}"] = (cost, latency)
+        out = []
+        for r in rows:
+            cost, latency = ((found.get(str(r.cache_source), (None, None)))
+                             if r.cache_hit else (r.cost_usd, r.latency_ms))
+            out.append(ServedCall(r.status == "ok", cost, latency))
+        return out
 
     def optuna_storage(self) -> OptunaStorage:
         """The study's place beside this database (see the module docstring)."""
