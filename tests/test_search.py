@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_search_support import PEAK, write_search
+from test_search_support import PEAK, add_to_model, write_search
 
 from promptlab.cli.main import main
 from promptlab.store import Store
@@ -57,9 +57,7 @@ def test_fifteen_trials_find_the_peak_temperature(
 def test_a_repeated_point_is_answered_by_the_cache(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
-    model = project / "experiments/models/oa.yaml"
-    model.write_text(model.read_text() + "price:\n  input_per_mtok: 1000\n"
-                                         "  output_per_mtok: 2000\n")
+    add_to_model(project, "price:\n  input_per_mtok: 1000\n  output_per_mtok: 2000\n")
     write_search(project, """
         params:
           grid.params.temperature: choice(0.5, 0.7)
@@ -178,9 +176,8 @@ def test_the_example_recipe_searches_on_the_mock(
 def test_a_secret_header_is_not_stored_with_the_search(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
-    model = project / "experiments/models/oa.yaml"
-    model.write_text(model.read_text() + "headers:\n  x-team-token: tok-SECRET-9731\n"
-                                         "secret_headers: [x-team-token]\n")
+    add_to_model(project, "headers:\n  x-team-token: tok-SECRET-9731\n"
+                          "secret_headers: [x-team-token]\n")
     write_search(project, "params:\n  grid.params.temperature: choice(0.5)\nobjective: peak\n"
                           "trials: 1\n")
     assert main(["search", "+experiment=search", "--db", "x.db"]) == 0

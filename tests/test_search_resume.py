@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_search_support import write_search
+from test_search_support import add_to_model, write_search
 
 from promptlab.cli.main import main
 from promptlab.testing import MockServer
@@ -37,8 +37,7 @@ def _state(db: Path) -> tuple[dict[int, tuple[str, str]], dict[tuple[str, int], 
 
 def test_sigkill_mid_trial_then_resume_completes_without_repeating(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = project / "experiments/models/oa.yaml"
-    model.write_text(model.read_text() + "headers:\n  x-mock-latency-ms: '120'\n")
+    add_to_model(project, "headers:\n  x-mock-latency-ms: '120'\n")
     write_search(project, extra="run:\n  concurrency: 1\n")
     db = project / "k.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
@@ -95,8 +94,7 @@ def test_sigkill_mid_trial_then_resume_completes_without_repeating(
 def test_parallel_trials_run_through_the_joblib_launcher_at_once(
         project: Path, mock_server: MockServer) -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    model = project / "experiments/models/oa.yaml"
-    model.write_text(model.read_text() + "headers:\n  x-mock-latency-ms: '300'\n")
+    add_to_model(project, "headers:\n  x-mock-latency-ms: '300'\n")
     write_search(project, """
         params:
           grid.params.temperature: interval(0.0, 1.2)

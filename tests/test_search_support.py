@@ -32,6 +32,12 @@ SEARCH = """
 """
 
 
+def add_to_model(project: Path, text: str) -> None:
+    """Append YAML lines to model oa (the search's model)."""
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + text)
+
+
 def write_search(project: Path, search: str = SEARCH, extra: str = "") -> None:
     """experiments/experiment/search.yaml: model oa, prompt plain, the python scorers."""
     (project / "experiments/grid/none.yaml").write_text("params: {}\nrepeats: 1\n")
