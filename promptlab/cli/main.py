@@ -27,6 +27,7 @@ from promptlab.cli import (
     run,
     runs,
     score,
+    search,
     serve,
 )
 from promptlab.cli.common import RedactingConsole
@@ -35,7 +36,8 @@ from promptlab.errors import UserError
 __all__ = ["EXIT_CLOSED_PIPE", "build_parser", "entry", "main"]
 
 EPILOG = "Run 'promptlab COMMAND --help' for a command's options."
-COMMANDS = (run, runs, report, compare, score, reproduce, cache, mock, merge, serve, batches)
+COMMANDS = (run, runs, report, compare, score, reproduce, cache, mock, merge, serve, batches,
+            search)
 # 128 + SIGPIPE: the status a shell reports for any tool its reader stopped early (`cat
 # big | head`), so `set -o pipefail` sees promptlab as it sees every other command.
 EXIT_CLOSED_PIPE = 141

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
     report.add_argument("--sweep", metavar="ID",
                         help="report every run of a sweep (promptlab run -m ...) as one table")
+    report.add_argument("--search", metavar="ID",
+                        help="a search's trials (params, objective, run, state), the best "
+                             "point with its 95%% interval, or the Pareto front "
+                             "(promptlab search ...); id, prefix or 'latest'")
     add_db(report)
     add_fail_under(report)
     report.set_defaults(handler=cmd_report)
@@ -96,6 +100,8 @@ def _report(args: argparse.Namespace) -> int:
     from promptlab.reports.render import render_text, rich_table
 
     with open_store(args.db, read_only=True) as store:
+        if args.search:
+            return _report_search(args, store)
         if args.sweep:
             return _report_sweep(args, store)
         run_id = store.resolve_run_id(args.run_id)
@@ -124,6 +130,25 @@ def _report(args: argparse.Namespace) -> int:
             fmt = "markdown" if args.format == "table" else args.format
             text = render_text(groups, dims, fmt, meta, scorers)
     _write(text, args.output)
+    return 0
+
+
+def _report_search(args: argparse.Namespace, store: Store) -> int:
+    from promptlab.reports.search import render_search, search_report, search_table
+
+    if args.format == "html":
+        raise UserError("--search: html is not available for a search; use --format "
+                        "table, markdown, csv or json")
+    report = search_report(store, store.resolve_search_id(args.search))
+    if args.format == "table" and not args.output:
+        table, lines = search_table(report)
+        out = out_console()
+        out.print(table)
+        for line in lines:
+            out.print(line)
+        return 0
+    _write(render_search(report, "markdown" if args.format == "table" else args.format),
+           args.output)
     return 0
 
 

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                                        "date or ISO time)")
     runs.add_argument("--until", metavar="DATE", help="only runs started before")
     runs.add_argument("--sweep", metavar="ID", help="only runs of this sweep")
+    runs.add_argument("--search", metavar="ID", help="only the trials' runs of this search")
     runs.add_argument("--limit", type=int, default=50)
     add_db(runs)
     runs.set_defaults(handler=cmd_runs)
@@ -62,13 +63,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    member: dict[str, str] = {}  # run id -> "search #trial"
     with open_store(args.db, read_only=True) as store:
         runs = store.runs(name=args.name, status=args.status, limit=args.limit,
                           since=parse_date(args.since, "--since"),
                           until=parse_date(args.until, "--until"), sweep=args.sweep)
+        if args.search:
+            search_id = store.resolve_search_id(args.search)
+            member = {t.run_id: f"{search_id} #{t.number}"
+                      for t in store.search_trials(search_id)}
+            runs = [r for r in store.runs(limit=100_000) if r.id in member][:args.limit]
     table = Table(title="runs", title_justify="left")
     for col in ("id", "name", "status", "started (UTC)", "duration", "results", "errors",
-                "parent / sweep"):
+                "parent / sweep / search"):
         # Fold rather than cut: the id is the value people copy, whatever the width.
         table.add_column(col, justify="right" if col in ("results", "errors") else "left",
                          overflow="fold", no_wrap=col == "id",
@@ -78,7 +85,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                     if r.finished_at else "-")
         table.add_row(r.id, escape(r.name), r.status, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
                       duration, f"{r.done:,}/{r.planned:,}", f"{r.errors:,}",
-                      r.parent_run_id or r.sweep_id or "")
+                      r.parent_run_id or r.sweep_id or member.get(r.id, ""))
     out_console().print(table)
     return 0
 

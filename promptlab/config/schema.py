@@ -21,6 +21,7 @@ __all__ = [
     "RunConfig",
     "ServerConfig",
     "PriceConfig",
+    "SearchConfig",
 ]
 
 
@@ -155,6 +156,7 @@ class PromptConfig:
     messages: list[MessageConfig] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     scorers: dict[str, ScorerConfig] = field(default_factory=dict)
+    search: SearchConfig | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: str | None = None
     response_format: dict[str, Any] | None = None
@@ -195,6 +197,20 @@ class RunConfig:
 
 
 @dataclass
+class SearchConfig:
+    """``search:``, read by `promptlab search` (see promptlab/config/search.py); params in
+    Hydra's sweep syntax, objective a scorer, cost_usd or latency_p50_ms (or two)."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    objective: Any = None  # a name or a list of two names
+    direction: Any = "maximize"  # a direction or a list, one per objective
+    trials: int = 20
+    parallel: int = 1
+    seed: int | None = None
+    sampler: str = "tpe"
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"
     db: str | None = None
@@ -204,3 +220,4 @@ class ExperimentConfig:
     grid: GridConfig = field(default_factory=GridConfig)
     run: RunConfig = field(default_factory=RunConfig)
     scorers: dict[str, ScorerConfig] = field(default_factory=dict)
+    search: SearchConfig | None = None

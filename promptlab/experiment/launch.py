@@ -53,15 +53,16 @@ def session_for(prepared: Prepared, store: Store, *,
 def run_experiment(loaded: LoadedConfig, *, store: Store,
                    client: httpx.AsyncClient | Sender | None = None,
                    console: Console | None = None, progress: bool | None = None,
-                   prepared: Prepared | None = None, sweep_id: str | None = None
-                   ) -> RunOutcome:
-    """Run a composed experiment to the end; every user error is raised before any call."""
+                   prepared: Prepared | None = None, sweep_id: str | None = None,
+                   run_id: str | None = None) -> RunOutcome:
+    """Run a composed experiment to the end; every user error is raised before any call.
+    `run_id` chosen beforehand lets a caller record it first (a search trial does)."""
     prepared = prepared or prepare(loaded)
     manifest = {**collect_manifest(loaded.root), "choices": loaded.choices}
     session = session_for(prepared, store, client=client, console=console, progress=progress)
     return session.run(NewRun(config=loaded.config, overrides=loaded.overrides,
                               manifest=manifest, artifacts=prepared.artifacts,
-                              sweep_id=sweep_id))
+                              sweep_id=sweep_id), run_id)
 
 
 def resume_run(store: Store, run_id: str, *, overrides: list[str] | None = None,

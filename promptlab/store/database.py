@@ -28,9 +28,10 @@ SCHEMA_HEAD = "0008"
 # migrates) accepts them. 0003 added the runs' owner columns, which every run query reads;
 # 0005 added result columns the result queries read, so the set started over there (0004
 # only added an index); 0006 only added the batches table, which only a batch run reads;
+# 0007 only added the searches tables, which only `search` and `report --search` read;
 # 0008 only added the report cell caches, which reports use only where they exist;
 # tests/test_database_read_only.py reads a database at each.
-READABLE_REVISIONS = frozenset({"0005", "0006", "0008"})
+READABLE_REVISIONS = frozenset({"0005", "0006", "0007", "0008"})
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -30,6 +30,7 @@ from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
 from promptlab.store.ratings import Curation
+from promptlab.store.searches import SearchQueries
 from promptlab.store.tables import (
     RESULT_DETAILS,
     Artifact,
@@ -60,7 +61,7 @@ class Record:
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
-            StoreMerge, BatchQueries, BatchRecording, CellQueries):
+            StoreMerge, BatchQueries, BatchRecording, CellQueries, SearchQueries):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:

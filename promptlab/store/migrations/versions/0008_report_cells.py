@@ -2,7 +2,7 @@
 that drop them when a run's results or scores change
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-25
 
 A report over a million results reads a few thousand aggregate rows instead (see
@@ -19,7 +19,7 @@ from alembic import op
 
 revision = "0008"
 # 0007 comes from another branch; the lead re-chains this after it at merge.
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
