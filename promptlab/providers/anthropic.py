@@ -67,7 +67,11 @@ class AnthropicProvider:
                            frozenset(h.lower() for h in secret))
 
     def parse_response(self, model: ModelSpec, status: int, body: bytes) -> ProviderResponse:
-        data = load_json(body, "Anthropic reply")
+        return self.parse_message(load_json(body, "Anthropic reply"))
+
+    @staticmethod
+    def parse_message(data: Any) -> ProviderResponse:
+        """A Message object already parsed (a reply body, or a batch result's message)."""
         if not isinstance(data, dict):
             raise ProviderError(f"Anthropic reply: expected a JSON object, got "
                                 f"{describe(data)}")
@@ -117,8 +121,7 @@ class AnthropicProvider:
         kind = result.get("type")
         if kind == "succeeded":
             try:
-                return BatchItem(custom_id, self.parse_response(
-                    model, 200, dumps(result.get("message"))), 200)
+                return BatchItem(custom_id, self.parse_message(result.get("message")), 200)
             except ProviderError as exc:
                 return BatchItem(custom_id, None, 200, "errored", str(exc))
         if kind == "errored":

@@ -30,7 +30,12 @@ from promptlab.providers.normalize import (
     make_response,
     make_tool_call,
 )
-from promptlab.providers.responses import ResponsesStream, build_responses, parse_responses
+from promptlab.providers.responses import (
+    ResponsesStream,
+    build_responses,
+    parse_responses,
+    response_object,
+)
 from promptlab.providers.tools import chat_tools
 from promptlab.spec import ModelSpec
 
@@ -101,7 +106,20 @@ class OpenAIProvider:
         """Every choice of a reply, in index order; usage rides on the first.
 
         A reply with one choice (n = 1) gives a list of one."""
-        data = load_json(body, "OpenAI reply")
+        return self.choices_of(load_json(body, "OpenAI reply"))
+
+    def parse_object(self, model: ModelSpec, data: Any) -> ProviderResponse:
+        """A reply body already parsed (a batch result line's ``response.body``)."""
+        if model.endpoint == "responses":
+            if not isinstance(data, dict):
+                raise ProviderError(f"OpenAI Responses reply: expected a JSON object, got "
+                                    f"{describe(data)}")
+            return response_object(data)
+        return self.choices_of(data)[0]
+
+    @staticmethod
+    def choices_of(data: Any) -> list[ProviderResponse]:
+        """Every choice of a parsed reply, in index order; usage rides on the first."""
         if not isinstance(data, dict):
             raise ProviderError(f"OpenAI reply: expected a JSON object, got {describe(data)}")
         choices = data.get("choices")
@@ -164,14 +182,15 @@ class OpenAIProvider:
                              f"result line without response or error: {describe(line)}")
         status = response.get("status_code")
         status = status if isinstance(status, int) else None
-        body = dumps(response.get("body"))
         if status is None or status >= 400:
+            body = dumps(response.get("body"))
             kind = classify_status(status or 500)
             return BatchItem(custom_id, None, status, "errored",
                              f"HTTP {status}: {body[:500].decode('utf-8', 'replace')}",
                              retryable=kind in ("rate_limit", "transient"))
         try:
-            return BatchItem(custom_id, self.parse_response(model, status, body), status)
+            return BatchItem(custom_id, self.parse_object(model, response.get("body")),
+                             status)
         except ProviderError as exc:
             return BatchItem(custom_id, None, status, "errored", str(exc))
 
