@@ -113,6 +113,8 @@ class Recorder:
         self._cache_policy = cache_policy
         self._params_cache: dict[int, tuple[str, str]] = {}
         self._row_json: dict[int, str] = {}
+        self._params_stored: dict[int, str] = {}  # id(params) -> scrubbed stored JSON
+        self._endpoints: dict[str, str | None] = {}  # model alias -> scrubbed endpoint
 
     def params_json(self, params: dict[str, Any]) -> tuple[str, str]:
         """(stored JSON, canonical JSON) of a plan's shared params dict."""
@@ -122,42 +124,54 @@ class Recorder:
             self._params_cache[id(params)] = cached
         return cached
 
-    def _trial_row(self, call: Call) -> dict[str, Any]:
-        trial = call.trial
+    def _trial_row(self, trial: Trial, messages_json: str, cache_key: str) -> dict[str, Any]:
         row_json = self._row_json.get(trial.row.index)
         if row_json is None:
             row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
             if len(self._row_json) < 20_000:
                 self._row_json[trial.row.index] = row_json
-        row = trial_row(self.run_id, trial,
-                        params_json=self._scrub(self.params_json(trial.params)[0]) or "",
-                        row_json=row_json,
-                        messages_json=pack(self._scrub(call.messages_json) or "", self._images),
-                        cache_key=call.cache_key)
+        params_json = self._params_stored.get(id(trial.params))
+        if params_json is None:  # one per grid point, like params_json
+            params_json = self._scrub(self.params_json(trial.params)[0]) or ""
+            self._params_stored[id(trial.params)] = params_json
+        row = trial_row(self.run_id, trial, params_json=params_json, row_json=row_json,
+                        messages_json=pack(self._scrub(messages_json) or "", self._images),
+                        cache_key=cache_key)
         # The endpoint is the base URL, whose query may hold a key (?key=...).
-        row["endpoint"] = self._scrub(redact_url(row["endpoint"], trial.model.secret_params))
+        alias = trial.model.alias
+        if alias not in self._endpoints:
+            self._endpoints[alias] = self._scrub(redact_url(row["endpoint"],
+                                                            trial.model.secret_params))
+        row["endpoint"] = self._endpoints[alias]
         return row
+
+    def record_hit(self, trial: Trial, messages_json: str, cache_key: str, trial_exists: bool,
+                   hit: dict[str, Any]) -> Record:
+        """A trial answered from the cache: the stored result `hit` again, at no cost."""
+        self.stats.done += 1
+        self.stats.cached += 1
+        self.stats.ok += 1
+        result = {
+            "run_id": self.run_id, "idx": trial.index, "status": "ok",
+            "output": hit["output"], "finish_reason": hit["finish_reason"],
+            "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
+            "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
+            "attempts": 0,
+            "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
+            "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
+            "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
+            **{k: hit.get(k) for k in DETAIL_COLUMNS},
+        }
+        return Record(self._trial_row(trial, messages_json, cache_key), result, [],
+                      trial_exists)
 
     def record(self, call: Call, outcome: Outcome) -> Record:
         trial, model = call.trial, call.trial.model
-        row = self._trial_row(call)
+        if outcome.cache is not None:
+            return self.record_hit(trial, call.messages_json, call.cache_key, call.trial_exists,
+                                   outcome.cache)
+        row = self._trial_row(trial, call.messages_json, call.cache_key)
         self.stats.done += 1
-        hit = outcome.cache
-        if hit is not None:
-            self.stats.cached += 1
-            self.stats.ok += 1
-            result = {
-                "run_id": self.run_id, "idx": trial.index, "status": "ok",
-                "output": hit["output"], "finish_reason": hit["finish_reason"],
-                "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
-                "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
-                "attempts": 0,
-                "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
-                "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
-                "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
-                **{k: hit.get(k) for k in DETAIL_COLUMNS},
-            }
-            return Record(row, result, [], call.trial_exists)
         r = outcome.response
         text = finish = response_model = fingerprint = None
         tokens_in = tokens_out = None
