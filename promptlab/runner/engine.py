@@ -287,6 +287,21 @@ class Runner:
     # -- one trial -------------------------------------------------------------------------
 
     async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> Outcome:
+        attempts: list[dict[str, Any]] = []
+        try:
+            return await self._tries(client, call, endpoint, attempts)
+        except asyncio.CancelledError:
+            # Stopped between tries (a Retry-After wait): the attempts were sent, so they
+            # are recorded, with an error result that resume sends again.
+            if attempts:
+                last = attempts[-1]
+                self._emit(self._recorder.record(call, Outcome(
+                    None, attempts, None, last["error_kind"],
+                    f"{last['error']}; stopped while waiting to try again")))
+            raise
+
+    async def _tries(self, client: Sender, call: Call, endpoint: Endpoint,
+                     attempts: list[dict[str, Any]]) -> Outcome:
         model, http = call.trial.model, call.http
         provider = self._calls.providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
@@ -299,7 +314,6 @@ class Runner:
             url = self._scrub(redact_url(http.url, model.secret_params)) or ""
             self._urls[http.url] = url
         body_text = self._scrub(http.body.decode("utf-8"))
-        attempts: list[dict[str, Any]] = []
         number = call.prior_attempts
         tries = 0
         while True:
