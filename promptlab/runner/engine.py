@@ -76,7 +76,7 @@ class Runner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_progress = on_progress
-        self.max_backlog = max_backlog
+        self.max_backlog = max(max_backlog, 2 * spec.run.batch_size)  # a batch or two, at least
         run = self.spec.run
         self.policy = RetryPolicy(run.max_attempts, run.backoff_base_s, run.backoff_max_s)
         self.plan = Plan(self.spec)
