@@ -26,7 +26,7 @@ class Pending(NamedTuple):
     trial: Trial
     messages: list[dict[str, str]]
     messages_json: str
-    key: str
+    cache_key: str
     prior: int | None  # its stored attempt count, when resumed
 
 
@@ -57,5 +57,5 @@ class CallBuilder:
         request = ProviderRequest(model.model, p.messages, trial.params,
                                   **request_options(model, trial.prompt))
         http = self.providers[model.alias].build_request(model, request, self.keys[model.alias])
-        return Call(trial, http, p.messages, p.key, estimate_tokens(p.messages, trial.params),
+        return Call(trial, http, p.messages, p.cache_key, estimate_tokens(p.messages, trial.params),
                     p.prior or 0, p.prior is not None, p.messages_json)

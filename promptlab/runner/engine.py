@@ -192,14 +192,12 @@ class Runner:
             return False
         hits: dict[str, dict[str, Any]] = {}
         if self.spec.run.cache != "off" and chunk:
-            hits = await asyncio.to_thread(self.store.lookup_cache, [p.key for p in chunk])
+            hits = await asyncio.to_thread(self.store.lookup_cache, [p.cache_key for p in chunk])
         leader: Call | None = None
         for pending in chunk:
-            hit = hits.get(pending.key)
+            hit = hits.get(pending.cache_key)
             if hit is not None:
-                self._emit(self._recorder.record_hit(pending.trial, pending.messages_json,
-                                                     pending.key, pending.prior is not None,
-                                                     hit))
+                self._emit(self._recorder.record_hit(pending, pending.prior is not None, hit))
                 continue
             call = self._calls.call(pending)
             if leader is not None and same_request(leader, call):
