@@ -1,10 +1,12 @@
 """The reference: a bare aiohttp loop sending N chat requests at concurrency C to URL.
 
     python benchmarks/_bare.py URL N C    # prints BARE_S=<seconds> for the N requests
+                                          # and BARE_CPU_S=<this process's CPU seconds>
 """
 
 import asyncio
 import json
+import resource
 import sys
 import time
 
@@ -30,4 +32,6 @@ async def main(url: str, n: int, concurrency: int) -> float:
     return time.perf_counter() - t0
 
 
-print(f"BARE_S={asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))):.4f}")
+loop_s = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(f"BARE_S={loop_s:.4f} BARE_CPU_S={usage.ru_utime + usage.ru_stime:.3f}")

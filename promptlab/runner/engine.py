@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,14 +20,11 @@ from typing import Any
 
 import httpx
 
-from promptlab.cache import estimate_tokens, fingerprint_from_parts
-from promptlab.canonical import canonical_json
 from promptlab.errors import ProviderError
 from promptlab.grid import Plan
-from promptlab.providers import ProviderRequest, get_provider
-from promptlab.providers.base import Provider, ProviderResponse
-from promptlab.providers.tools import fingerprint_params, request_options
+from promptlab.providers.base import ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
+from promptlab.runner.calls import CallBuilder, Pending
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, budget_spent, endpoint_key
 from promptlab.runner.exchange import Exchange, exchange
@@ -50,6 +46,10 @@ __all__ = ["Call", "Runner", "RunStats"]
 
 FIRST_CHUNK = 64
 CHUNK = 1024  # trials looked up in the cache with one query
+# Records finished but not yet stored (a few KB each) before the feeder waits for the
+# writer: without it a database slower than the calls held the difference in memory
+# (a 1,000,000-call run grew past 460 MB, ~70,000 records behind).
+BACKLOG = 5000
 
 
 class Runner:
@@ -65,6 +65,7 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
+        max_backlog: int = BACKLOG,
     ) -> None:
         self.spec = spec
         self.renderer = renderer
@@ -75,15 +76,12 @@ class Runner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_progress = on_progress
+        self.max_backlog = max(max_backlog, 2 * spec.run.batch_size)  # a batch or two, at least
         run = self.spec.run
         self.policy = RetryPolicy(run.max_attempts, run.backoff_base_s, run.backoff_max_s)
         self.plan = Plan(self.spec)
         self.stats = RunStats(planned=len(self.plan))
         self._writer: BatchWriter
-        self._providers: dict[str, Provider] = {
-            m.alias: get_provider(m.provider) for m in self.spec.models}
-        self._keys = {m.alias: (os.environ.get(m.api_key_env) if m.api_key_env else None)
-                      for m in self.spec.models}
         limits: dict[str, EndpointLimits] = {}
         for m in self.spec.models:
             mine = EndpointLimits(m.max_concurrency, m.rpm, m.tpm)
@@ -98,6 +96,7 @@ class Runner:
         self._stopped: dict[str, str] = {}
         self._recorder = Recorder(run_id, self.stats, self._scrub, run.cache,
                                   images=renderer.images.payloads())
+        self._calls = CallBuilder(spec, renderer, self._recorder)
         self._reserved = 0.0  # estimated cost of calls sent but not finished
         self._finished_one = asyncio.Event()
 
@@ -173,10 +172,10 @@ class Runner:
                     started: dict[int, int], n_workers: int) -> None:
         # No `finally` here: when the run is cancelled the workers are cancelled too, and
         # waiting to hand them an end marker through a full queue would hang Ctrl-C.
-        chunk: list[Call] = []
+        chunk: list[Pending] = []
         size = FIRST_CHUNK  # small at first, so the first calls go out at once
         for trial in self._pending_trials(done):
-            chunk.append(self._call(trial, started))
+            chunk.append(self._calls.pending(trial, started))
             if len(chunk) >= size:
                 if not await self._dispatch(chunk, queue):
                     break
@@ -186,35 +185,21 @@ class Runner:
         for _ in range(n_workers):
             await queue.put(None)
 
-    def _call(self, trial: Trial, started: dict[int, int]) -> Call:
-        messages, messages_json, messages_canonical = self.renderer.render_with_json(
-            trial.prompt, trial.row, self.spec.dataset.name)
-        model = trial.model
-        options = request_options(model, trial.prompt)
-        request = ProviderRequest(model.model, messages, trial.params, **options)
-        http = self._providers[model.alias].build_request(model, request, self._keys[model.alias])
-        hashed = fingerprint_params(trial.params, options)
-        params_canonical = (self._recorder.params_json(trial.params)[1] if hashed is trial.params
-                            else canonical_json(hashed))
-        key = fingerprint_from_parts(model, messages_canonical, params_canonical, trial.repeat)
-        prior = started.get(trial.index)
-        return Call(trial, http, messages, key, estimate_tokens(messages, trial.params),
-                    prior or 0, prior is not None, messages_json)
-
-    async def _dispatch(self, chunk: list[Call], queue: asyncio.Queue[Call | None]) -> bool:
+    async def _dispatch(self, chunk: list[Pending], queue: asyncio.Queue[Call | None]) -> bool:
         """Record cache hits, queue the rest; False once a budget or the writer stops the run."""
+        await self._wait_for_writer()
         if self._writer.failed.is_set():
             return False
         hits: dict[str, dict[str, Any]] = {}
         if self.spec.run.cache != "off" and chunk:
-            hits = await asyncio.to_thread(self.store.lookup_cache, [c.cache_key for c in chunk])
+            hits = await asyncio.to_thread(self.store.lookup_cache, [p.cache_key for p in chunk])
         leader: Call | None = None
-        for call in chunk:
-            hit = hits.get(call.cache_key)
+        for pending in chunk:
+            hit = hits.get(pending.cache_key)
             if hit is not None:
-                hit_outcome = Outcome(None, [], None, None, None, cache=hit)
-                self._emit(self._recorder.record(call, hit_outcome))
+                self._emit(self._recorder.record_hit(pending, pending.prior is not None, hit))
                 continue
+            call = self._calls.call(pending)
             if leader is not None and same_request(leader, call):
                 leader.siblings.append(call)
                 continue
@@ -231,9 +216,14 @@ class Runner:
             return await self._enqueue(with_n(leader), queue)
         return True
 
+    async def _wait_for_writer(self) -> None:
+        while self._writer.backlog > self.max_backlog and not self._writer.failed.is_set():
+            await asyncio.sleep(0.005)  # real time: the writer is a real thread
+
     async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:
         """Queue one call under the budgets; False once a budget or the writer stops the run."""
         run = self.spec.run
+        await self._wait_for_writer()
         if self._writer.failed.is_set():
             return False
         if run.max_calls is not None and self.stats.calls >= run.max_calls:
@@ -295,8 +285,23 @@ class Runner:
     # -- one trial -------------------------------------------------------------------------
 
     async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> Outcome:
+        attempts: list[dict[str, Any]] = []
+        try:
+            return await self._tries(client, call, endpoint, attempts)
+        except asyncio.CancelledError:
+            # Stopped between tries (a Retry-After wait): the attempts were sent, so they
+            # are recorded, with an error result that resume sends again.
+            if attempts:
+                last = attempts[-1]
+                self._emit(self._recorder.record(call, Outcome(
+                    None, attempts, None, last["error_kind"],
+                    f"{last['error']}; stopped while waiting to try again")))
+            raise
+
+    async def _tries(self, client: Sender, call: Call, endpoint: Endpoint,
+                     attempts: list[dict[str, Any]]) -> Outcome:
         model, http = call.trial.model, call.http
-        provider = self._providers[model.alias]
+        provider = self._calls.providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
         headers_json = self._headers_json.get(model.alias)
         if headers_json is None:
@@ -307,7 +312,6 @@ class Runner:
             url = self._scrub(redact_url(http.url, model.secret_params)) or ""
             self._urls[http.url] = url
         body_text = self._scrub(http.body.decode("utf-8"))
-        attempts: list[dict[str, Any]] = []
         number = call.prior_attempts
         tries = 0
         while True:

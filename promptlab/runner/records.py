@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from promptlab.canonical import canonical_json
 from promptlab.images import pack
@@ -27,7 +27,8 @@ from promptlab.store import Record, utcnow
 from promptlab.store.tables import RESULT_DETAILS
 from promptlab.store.writer import LIMITS, fit_float, fit_int, fit_text
 
-__all__ = ["RunStats", "Call", "Outcome", "Recorder", "trial_row", "same_request", "with_n"]
+__all__ = ["RunStats", "Call", "Outcome", "Recorder", "Rendered", "trial_row", "same_request",
+           "with_n"]
 
 Scrub = Callable[[str | None], str | None]
 
@@ -86,6 +87,18 @@ class Outcome:
     sample_of: str | None = None
 
 
+class Rendered(Protocol):
+    """What a trial's row is made of: a `Call`, or a trial rendered but not yet built into
+    a request (`runner.calls.Pending`: a cache hit never is)."""
+
+    @property
+    def trial(self) -> Trial: ...
+    @property
+    def messages_json(self) -> str: ...
+    @property
+    def cache_key(self) -> str: ...
+
+
 def trial_row(run_id: str, trial: Trial, *, params_json: str, row_json: str,
               messages_json: str, cache_key: str) -> dict[str, Any]:
     model = trial.model
@@ -113,6 +126,8 @@ class Recorder:
         self._cache_policy = cache_policy
         self._params_cache: dict[int, tuple[str, str]] = {}
         self._row_json: dict[int, str] = {}
+        self._params_stored: dict[int, str] = {}  # id(params) -> scrubbed stored JSON
+        self._endpoints: dict[str, str | None] = {}  # model alias -> scrubbed endpoint
 
     def params_json(self, params: dict[str, Any]) -> tuple[str, str]:
         """(stored JSON, canonical JSON) of a plan's shared params dict."""
@@ -122,20 +137,26 @@ class Recorder:
             self._params_cache[id(params)] = cached
         return cached
 
-    def _trial_row(self, call: Call) -> dict[str, Any]:
+    def _trial_row(self, call: Rendered) -> dict[str, Any]:
         trial = call.trial
         row_json = self._row_json.get(trial.row.index)
         if row_json is None:
             row_json = self._scrub(json.dumps(trial.row.data, sort_keys=True)) or ""
             if len(self._row_json) < 20_000:
                 self._row_json[trial.row.index] = row_json
-        row = trial_row(self.run_id, trial,
-                        params_json=self._scrub(self.params_json(trial.params)[0]) or "",
-                        row_json=row_json,
+        params_json = self._params_stored.get(id(trial.params))
+        if params_json is None:  # one per grid point, like params_json
+            params_json = self._scrub(self.params_json(trial.params)[0]) or ""
+            self._params_stored[id(trial.params)] = params_json
+        row = trial_row(self.run_id, trial, params_json=params_json, row_json=row_json,
                         messages_json=pack(self._scrub(call.messages_json) or "", self._images),
                         cache_key=call.cache_key)
         # The endpoint is the base URL, whose query may hold a key (?key=...).
-        row["endpoint"] = self._scrub(redact_url(row["endpoint"], trial.model.secret_params))
+        alias = trial.model.alias
+        if alias not in self._endpoints:
+            self._endpoints[alias] = self._scrub(redact_url(row["endpoint"],
+                                                            trial.model.secret_params))
+        row["endpoint"] = self._endpoints[alias]
         return row
 
     def trial_row_of(self, call: Call) -> dict[str, Any]:
@@ -144,24 +165,10 @@ class Recorder:
 
     def record(self, call: Call, outcome: Outcome) -> Record:
         trial, model = call.trial, call.trial.model
+        if outcome.cache is not None:
+            return self.record_hit(call, call.trial_exists, outcome.cache)
         row = self._trial_row(call)
         self.stats.done += 1
-        hit = outcome.cache
-        if hit is not None:
-            self.stats.cached += 1
-            self.stats.ok += 1
-            result = {
-                "run_id": self.run_id, "idx": trial.index, "status": "ok",
-                "output": hit["output"], "finish_reason": hit["finish_reason"],
-                "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
-                "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
-                "attempts": 0,
-                "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
-                "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
-                "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
-                **{k: hit.get(k) for k in DETAIL_COLUMNS},
-            }
-            return Record(row, result, [], call.trial_exists)
         r = outcome.response
         text = finish = response_model = fingerprint = None
         tokens_in = tokens_out = None
@@ -211,6 +218,25 @@ class Recorder:
             "finished_at": utcnow(), **details,
         }
         return Record(row, result, outcome.attempts, call.trial_exists)
+
+    def record_hit(self, call: Rendered, trial_exists: bool, hit: dict[str, Any]) -> Record:
+        """A trial answered from the cache: the stored result `hit` again, at no cost."""
+        trial = call.trial
+        self.stats.done += 1
+        self.stats.cached += 1
+        self.stats.ok += 1
+        result = {
+            "run_id": self.run_id, "idx": trial.index, "status": "ok",
+            "output": hit["output"], "finish_reason": hit["finish_reason"],
+            "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
+            "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
+            "attempts": 0,
+            "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
+            "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
+            "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
+            **{k: hit.get(k) for k in DETAIL_COLUMNS},
+        }
+        return Record(self._trial_row(call), result, [], trial_exists)
 
 
 DETAIL_COLUMNS = RESULT_DETAILS  # result columns beyond text and counts (0005)

@@ -19,16 +19,14 @@ When the database refuses a batch:
   up: it sets `failed` at once (the runner stops sending calls it could not record), keeps
   what it could not store for one last try at `close()`, and `close()` raises.
 
-`fit_text`, `fit_int` and `fit_float` are the rules for fitting a value to its column; the
-runner applies them to what it records (cheaply: most values pass one type check), and
-`error_row` applies them to every column.
+`fit_text`, `fit_int` and `fit_float` (promptlab.store.fitting, re-exported here) are the
+rules for fitting a value to its column; the runner applies them to what it records, and
+`error_row` to every column. `backlog` counts records handed over and not yet stored: the
+runner holds back while it is large, so a database slower than the calls bounds memory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import queue
 import re
 import threading
@@ -42,85 +40,19 @@ from sqlalchemy import Boolean, DateTime, Float, Integer, String
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from promptlab.store.fitting import as_text, fit_float, fit_int, fit_text, shorten
 from promptlab.store.store import Record, utcnow
 from promptlab.store.tables import Base
 
 __all__ = ["BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int", "fit_text"]
 
 _STOP = object()
-_I32 = 2**31
 TEXT_CAP = 10_000_000  # characters of a Text column kept in an error row
 MESSAGE_CAP = 1000  # characters of an error row's message
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-# -- fitting values to columns -----------------------------------------------------------
-
-def fit_text(value: object, limit: int | None = None, *, identity: bool = False) -> str | None:
-    """Text for a text column: None stays None, other non-text becomes JSON text (bytes are
-    decoded), and text longer than `limit` is cut with a visible marker, ``…[612 chars]``;
-    an `identity` (a row id, a model alias) keeps a hash of the whole instead, ``…#<16 hex>``,
-    so that different long values stay different."""
-    if type(value) is not str:
-        if value is None:
-            return None
-        value = _as_text(value)
-    if limit is not None and len(value) > limit:
-        return _shorten(value, limit, identity)
-    return value
-
-
-def fit_int(value: object) -> int | None:
-    """A 32-bit integer (the portable INTEGER), or None: integral floats and numeric text are
-    converted; bools, fractions, NaN, infinities and anything larger are not numbers here."""
-    if type(value) is int:
-        return value if -_I32 <= value < _I32 else None
-    if type(value) is float:
-        if not value.is_integer():  # also NaN and the infinities
-            return None
-        value = int(value)
-    elif type(value) is str:
-        try:
-            value = int(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return value if -_I32 <= value < _I32 else None
-
-
-def fit_float(value: object) -> float | None:
-    """A finite float, or None (NaN, the infinities, bools and non-numbers)."""
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if type(value) is int or type(value) is str:
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, str):
-        return str(value)
-    try:
-        return json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):  # keys JSON cannot hold, or a cycle
-        return repr(value)
-
-
-def _shorten(value: str, limit: int, identity: bool) -> str:
-    if identity:
-        whole = value.encode("utf-8", "surrogatepass")
-        tail = "…#" + hashlib.sha256(whole).hexdigest()[:16]
-    else:
-        tail = f"…[{len(value)} chars]"
-    return (value[:max(limit - len(tail), 0)] + tail)[:limit]
-
+# -- fitting values to columns (the rules are in promptlab.store.fitting) --------------
 
 @dataclass(frozen=True)
 class _Column:
@@ -182,7 +114,7 @@ def _fit(col: _Column, value: object) -> tuple[object, str | None]:
 
 def _fit_text_column(col: _Column, value: object) -> tuple[str, str | None]:
     why: list[str] = []
-    text = value if type(value) is str else _as_text(value)
+    text = value if type(value) is str else as_text(value)
     if type(value) is not str:
         made = "text" if isinstance(value, bytes | bytearray) else "JSON text"
         why.append(f"{type(value).__name__} ({_preview(value)}), not str: stored as {made}")
@@ -198,7 +130,7 @@ def _fit_text_column(col: _Column, value: object) -> tuple[str, str | None]:
     if len(text) > limit:
         why.append(f"{len(text)} characters, over its {limit}: cut"
                    + (", with a hash of the whole" if col.identity else " with a marker"))
-        text = _shorten(text, limit, col.identity)
+        text = shorten(text, limit, col.identity)
     return text, "; ".join(why) or None
 
 
@@ -283,6 +215,7 @@ class BatchWriter:
         self.error: BaseException | None = None
         self.written = 0
         self.unstorable = 0
+        self._handed = self._taken = 0  # records: each counter written by one thread only
         self.demoted: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="promptlab-writer", daemon=True)
         self._thread.start()
@@ -297,7 +230,13 @@ class BatchWriter:
         """Pass what was handed over so far to the writer thread (one lock per batch)."""
         if self._local:
             batch, self._local = self._local, []
+            self._handed += len(batch)
             self._queue.put(batch)
+
+    @property
+    def backlog(self) -> int:
+        """Records handed over and not yet stored: the runner waits while it is large."""
+        return self._handed - self._taken + len(self._local)
 
     def _loop(self) -> None:
         stopping = False
@@ -324,6 +263,7 @@ class BatchWriter:
                 self._kept.extend(batch)  # no use pressing a database that refuses
             elif batch:
                 self._store(batch)
+            self._taken += len(batch)
 
     def _store(self, batch: list[Record]) -> None:
         """Store every record, refused ones as error rows; or give up, keeping the rest."""
