@@ -75,6 +75,11 @@ def test_run_ids_resolve_from_prefix_and_latest(store: Store) -> None:
         store.resolve_run_id("run-")
     with pytest.raises(UserError, match="not found"):
         store.resolve_run_id("zzz")
+    # A prefix is text, not a LIKE pattern: '_' and '%' match only themselves.
+    with pytest.raises(UserError, match="not found"):
+        store.resolve_run_id("run_a")
+    with pytest.raises(UserError, match="not found"):
+        store.resolve_run_id("%a")
 
 
 def test_run_info_counts_done_and_errors(store: Store) -> None:

@@ -47,7 +47,7 @@ class TrialQueries:
                       Result.cache_source, Result.finished_at).join(
             Result, _ON_RESULT, isouter=True).where(StoredTrial.run_id == run_id)
         stmt = stmt.where(StoredTrial.idx == int(ref)) if ref.isdigit() else stmt.where(
-            StoredTrial.key.startswith(ref))
+            StoredTrial.key.startswith(ref, autoescape=True))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.limit(2)).all()
         if not rows:
