@@ -57,6 +57,17 @@ def test_file_templates_record_their_includes(tmp_path: Path) -> None:
     "{{ 10**9 * ['x'] }}",
     "{{ 7 ** (10 ** 9) }}",
     "{% for i in range(100000) %}{{ 'b' * 1000 }}{% endfor %}",
+    # Found by the adversarial review: ways around the '*' bound.
+    "{{ ('a' * 9000000) | replace('a', 'a' * 20) | replace('a', 'a' * 10) }}",
+    "{{ ('a' * 9000000).replace('a', 'a' * 20) }}",
+    "{{ '%0999999999d' % 1 }}",
+    "{{ '%*d' % (999999999, 1) }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{{ '%0999999999d' | format(1) }}",
+    "{{ 'x' | center(999999999) }}",
+    "{{ 'x'.ljust(999999999) }}",
+    "{{ ('\t' * 1000000).expandtabs(1000) }}",
+    "{{ ('a\n' * 5000000) | indent(100) }}",
 ])
 def test_a_template_cannot_build_gigabytes(tmp_path: Path, source: str) -> None:
     # Before the bound these built 1 GB strings (or ran for hours) before any request.
@@ -72,5 +83,8 @@ def test_a_template_cannot_build_gigabytes(tmp_path: Path, source: str) -> None:
 
 def test_bounded_sandbox_still_renders_ordinary_arithmetic(tmp_path: Path) -> None:
     out = Renderer(tmp_path).render(
-        prompt(("user", "{{ '-' * 3 }} {{ 2 ** 10 }} {{ [0] * 2 }} {{ 3 * 4 }}")), Row("r", 0, {}))
-    assert out[0]["content"] == "--- 1024 [0, 0] 12"
+        prompt(("user", "{{ '-' * 3 }} {{ 2 ** 10 }} {{ [0] * 2 }} {{ 3 * 4 }} {{ 7 % 3 }} "
+                        "{{ '%05.1f' % 2.25 }} {{ 'ab' | replace('a', 'x') }} "
+                        "{{ '{:>4}'.format(1) }} {{ 'a b' | center(5) }}|{{ 'x\ny' | indent(2) }}"
+                        "|{{ '%s-%s' | format(1, 2) }}")), Row("r", 0, {}))
+    assert out[0]["content"] == "--- 1024 [0, 0] 12 1 002.2 xb    1  a b |x\n  y|1-2"
