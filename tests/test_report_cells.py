@@ -220,3 +220,25 @@ def test_a_run_without_results_reads_as_empty(tmp_path: Path) -> None:
             store, ["e"], ["model"]) == []
     finally:
         store.close()
+
+
+def test_a_list_or_mapping_grid_value_groups_by_its_json(tmp_path: Path) -> None:
+    # Found by the adversarial review: `report --by stop` crashed (unhashable type: 'list')
+    # on both paths when a grid value was a list (stop sequences) or a mapping.
+    store = Store.open(str(tmp_path / "lists.db"))
+    store.create_run(run_id="r", name="n", planned=4, config=CONFIG, overrides=[],
+                     manifest={}, artifacts={})
+    records = []
+    for idx, params in enumerate([{"stop": ["a", "b"]}, {"stop": ["a", "b"]},
+                                  {"stop": {"x": 1}}, {"stop": None}]):
+        record = _record("r", idx, random.Random(idx))
+        record.trial["params_json"] = json.dumps(params)
+        records.append(record)
+    store.write(records)
+    store.finish_run("r", "completed")
+    fast = _report(store, ["r"], ["stop"])
+    _drop_cells(tmp_path / "lists.db")
+    assert _report(store, ["r"], ["stop"]) == fast
+    keys = sorted(str(g["stop"]) for g in json.loads(fast[0])["groups"])
+    assert keys == ['None', '["a","b"]', '{"x":1}'], keys
+    store.close()

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from promptlab.canonical import canonical_json
 from promptlab.reports.stats import bootstrap_mean_ci, wilson
 from promptlab.store.queries import ScoredResult
 
@@ -193,6 +194,12 @@ def aggregate_runs(store: Store, run_ids: Sequence[str], dims: Sequence[str]
     return sorted(groups.groups.values(), key=lambda g: tuple(_sort_key(v) for v in g.key))
 
 
+def _hashable(value: Any) -> Any:
+    """A grid value as a group key: a list or mapping (stop sequences, a JSON schema) by
+    its canonical JSON text."""
+    return canonical_json(value) if isinstance(value, list | dict) else value
+
+
 class _Groups:
     """Group statistics keyed by the report's dimensions, fed rows or cells."""
 
@@ -209,7 +216,7 @@ class _Groups:
             params = json.loads(raw[2])
             rest = dict(zip(self.extra, raw[3:], strict=True))
             named = {"model": raw[0], "prompt": raw[1], **rest}
-            key = self.keys[raw] = tuple(named[d] if d in named else params.get(d)
+            key = self.keys[raw] = tuple(named[d] if d in named else _hashable(params.get(d))
                                          for d in self.dims)
         g = self.groups.get(key)
         if g is None:
