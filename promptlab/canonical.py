@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
-__all__ = ["canonical_json", "sha256_hex", "hash_value"]
+__all__ = ["canonical_json", "finite", "sha256_hex", "hash_value"]
 
 
 def canonical_json(value: Any) -> str:
@@ -25,3 +26,15 @@ def sha256_hex(text: str | bytes) -> str:
 
 def hash_value(value: Any) -> str:
     return sha256_hex(canonical_json(value))
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float made None, so the JSON written is JSON
+    (``Infinity`` is not): a scorer may return ``float("inf")``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

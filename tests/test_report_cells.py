@@ -242,3 +242,21 @@ def test_a_list_or_mapping_grid_value_groups_by_its_json(tmp_path: Path) -> None
     keys = sorted(str(g["stop"]) for g in json.loads(fast[0])["groups"])
     assert keys == ['None', '["a","b"]', '{"x":1}'], keys
     store.close()
+
+
+def _strict(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_json_stays_json_when_a_scorer_returns_infinity(tmp_path: Path) -> None:
+    # Found by the adversarial review: `report --format json` printed `Infinity`.
+    store = Store.open(str(tmp_path / "inf.db"))
+    _fill(store, "r", 20, 3)
+    store.replace_scores("r", ["big"], [
+        {"run_id": "r", "idx": i, "scorer": "big", "value": float("inf") if i % 2 else 1.0,
+         "passed": None, "detail_json": None} for i in range(20)])
+    report = _strict(_report(store, ["r"], ["model"])[0])
+    assert all(g["big"] is None or isinstance(g["big"], float) for g in report["groups"])
+    store.close()

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from promptlab.canonical import finite
 from promptlab.cli.common import add_db, open_store
 from promptlab.errors import UserError
 
@@ -64,8 +65,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             d["verdict"] = c.verdict
             d["flipped"] = [{k: v for k, v in f.items() if k != "key"} for f in c.flipped]
             out.append(d)
-        print(json.dumps({"a": a.label, "b": b.label, "comparisons": out}, indent=2,
-                         default=list))
+        print(json.dumps(finite({"a": a.label, "b": b.label, "comparisons": out}), indent=2,
+                         default=list, allow_nan=False))
         return 0
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]A[/] = {escape(a.label)}    [bold]B[/] = {escape(b.label)}")

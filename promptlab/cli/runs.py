@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from promptlab.canonical import finite
 from promptlab.cli.common import RedactingConsole, add_db, open_store, out_console, parse_date
 from promptlab.errors import UserError
 from promptlab.redaction import redact_overrides
@@ -96,8 +97,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.trial is not None:
             record = _trial_record(store, run_id, args.trial)
             if args.format == "json":
-                sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False, default=str)
-                                 + "\n")
+                sys.stdout.write(json.dumps(finite(record), indent=2, ensure_ascii=False,
+                                            default=str, allow_nan=False) + "\n")
             else:
                 sys.stdout.write(_trial_text(record))
             return 0
@@ -254,7 +255,8 @@ def _export(store: Store, run_id: str, out: TextIO) -> int:
         if row["response"] is not None:
             row["response"]["body"] = _json(row["response"]["body"])
         line = {"run_id": run_id, **row, "scores": scores.get(row["idx"], {})}
-        out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        out.write(json.dumps(finite(line), ensure_ascii=False, default=str, allow_nan=False)
+                  + "\n")
         n += 1
     return n
 

@@ -17,6 +17,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from promptlab.canonical import finite
 from promptlab.reports.aggregate import GroupStats
 
 __all__ = ["COLUMNS", "FORMATS", "md_escape", "render_text", "rich_table", "score_cell"]
@@ -103,8 +104,8 @@ def render_text(groups: Sequence[GroupStats], dims: Sequence[str], fmt: str,
     rows = _rows(groups, dims, scorers)
     score_fields = [f"{s}{suffix}" for s in scorers for suffix in ("", "_lo", "_hi", "_n")]
     if fmt == "json":
-        return json.dumps({**meta, "group_by": list(dims), "scorers": list(scorers),
-                           "groups": rows}, indent=2)
+        return json.dumps(finite({**meta, "group_by": list(dims), "scorers": list(scorers),
+                                  "groups": rows}), indent=2, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=[*dims, *score_fields, *_columns(rows)],

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from promptlab.canonical import finite
 from promptlab.reports.aggregate import GroupStats, aggregate_runs, percentile
 from promptlab.reports.render import md_escape
 
@@ -166,7 +167,7 @@ def search_table(report: dict[str, Any]) -> tuple[Table, list[str]]:
 def render_search(report: dict[str, Any], fmt: str) -> str:
     """markdown, csv or json."""
     if fmt == "json":
-        return json.dumps(report, indent=2, default=str) + "\n"
+        return json.dumps(finite(report), indent=2, default=str, allow_nan=False) + "\n"
     header, rows = _trial_rows(report)
     if fmt == "csv":
         buf = io.StringIO()
