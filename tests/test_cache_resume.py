@@ -193,3 +193,14 @@ def test_cache_why_says_cache_off_when_an_identical_request_was_stored_before(
     out = why(project, "latest", "0", capsys)
     assert f"identical request ({first}:0) was stored before" in out
     assert "run.cache=off" in out
+
+
+def test_plan_cuts_a_huge_first_prompt(project: Path, mock_server: MockServer,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Found by the adversarial review: a 10 MB dataset value was printed whole by `plan`.
+    (project / "data/rows.jsonl").write_text(json.dumps(
+        {"id": "big", "country": "x" * 1_000_000}) + "\n")
+    assert main(["plan", "--db", str(project / "results.db"), *ONE]) == 0
+    out = capsys.readouterr().out
+    assert len(out) < 20_000 and "more chars]" in out
+    assert mock_server.request_count == 0

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -272,8 +272,20 @@ def _plan(loaded: LoadedConfig, db: str | None) -> int:
         out.print(f"by batch: {est.batch_calls:,} of the calls to send, priced at the batch price")
     out.print(f"first prompt (params {escape(json.dumps(est.first_params))}):")
     for m in est.first_messages:
-        out.print(f"  [bold]{m['role']}:[/] {escape(m['content'])}")
+        out.print(f"  [bold]{m['role']}:[/] {escape(_preview(m['content']))}")
     return 0
+
+
+PREVIEW_CHARS = 2000
+
+
+def _preview(content: Any) -> str:
+    """A message's content for the terminal: parts (text, images) as JSON, cut at
+    `PREVIEW_CHARS` with a marker (a 10 MB dataset value is not printed whole)."""
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    if len(text) > PREVIEW_CHARS:
+        text = f"{text[:PREVIEW_CHARS]}…[{len(text) - PREVIEW_CHARS:,} more chars]"
+    return text
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
