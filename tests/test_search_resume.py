@@ -66,9 +66,11 @@ def test_sigkill_mid_trial_then_resume_completes_without_repeating(
     finished = {n: r for n, (s, r) in before.items() if s == "complete"}
     requests_before = mock_server.request_count
     assert len(finished) >= 4
-    # At most the one call in flight (concurrency 1) was sent and not recorded: it died
-    # with the process, and resume may send it again.
-    assert 0 <= requests_before - sum(sent_before.values()) <= 1
+    # Sent and not recorded: the call in flight (concurrency 1) and those answered since
+    # the writer's last commit (every 0.25 s; at 120 ms a call that is ~2, and on a loaded
+    # machine the commit can lag one more round). They died with the process; resume
+    # sends them again. (A bound of 1 failed under load: 15 sent, 13 recorded.)
+    assert 0 <= requests_before - sum(sent_before.values()) <= 5
 
     monkeypatch.chdir(project)
     with sqlite3.connect(db) as conn:
