@@ -288,6 +288,11 @@ TEMPLATES_AND_CLI: list[Case] = [
      ["--db", "does not exist"]),
     ("experiments_dir_missing", nothing, ["--experiments", "no-such-dir"],
      ["no-such-dir/config.yaml"]),
+    # Found by the newcomer review: the base_url was silently replaced by the started
+    # server's, so calls meant for a server the user runs went to another.
+    ("base_url_with_managed_server", append(MODEL, "server: {kind: mock}\n"),
+     ["models.oa.base_url=http://127.0.0.1:9/v1"],
+     ["models.oa.base_url is not used", "models.oa.server=null", "{port}"]),
 ]
 
 CASES = [*ORIGINAL, *DATASETS, *YAML_URLS_HEADERS, *RANGES, *NAMES, *WORDS, *TEMPLATES_AND_CLI]

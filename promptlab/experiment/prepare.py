@@ -58,6 +58,11 @@ def model_spec(alias: str, cfg: dict[str, Any], loaded: LoadedConfig) -> ModelSp
         raise UserError(f"{where}: models.{alias}.provider: {exc.args[0]}") from None
     server = cfg.get("server")
     server_spec = None
+    if server is not None and cfg.get("base_url") and "{port}" not in cfg["base_url"]:
+        raise UserError(f"{where}: models.{alias}.base_url is not used while "
+                        f"models.{alias}.server starts a server for the run; set "
+                        f"models.{alias}.server=null to call {cfg['base_url']}, or put "
+                        "{port} in base_url for the started server's port")
     if server is not None:
         if server["kind"] not in ("mock", "command", "llamacpp"):
             raise UserError(f"{where}: models.{alias}.server.kind: unknown kind "
