@@ -32,3 +32,15 @@ def test_plan_refuses_a_model_without_a_batch_api(tmp_path: Path) -> None:
                        "    http: {body: '{}', output_path: x}"))
         with pytest.raises(UserError, match="has no batch API"):
             estimate(prepared_for(root, "run.batch=true"), None)
+
+
+def test_plan_refuses_batch_for_a_model_on_a_server_the_run_starts(tmp_path: Path) -> None:
+    # Found by the newcomer review: `run.batch=true` on the default llama.cpp model was
+    # planned as a batch, then failed after starting the server (HTTP 404 on /v1/files).
+    with MockServer(MockConfig()) as server:
+        root = batch_project(tmp_path / "p", server.url + "/v1", rows=2)
+        with pytest.raises(UserError, match="command server the run starts, which has no "
+                                            "batch API; set models.oa.batch=false"):
+            estimate(prepared_for(root, "run.batch=true", "models.oa.base_url=null",
+                                  "+models.oa.server={kind: command, command: [x, '{port}']}"),
+                     None)

@@ -23,5 +23,11 @@ def batched_models(spec: ExperimentSpec) -> frozenset[str]:
             raise UserError(f"model '{m.alias}': provider {m.provider} has no batch API; set "
                             f"models.{m.alias}.batch=false to send it call by call, or "
                             "run.batch=false")
+        if m.server is not None and m.server.kind != "mock":
+            # llama.cpp, vLLM, Ollama and the like answer calls, not batch jobs.
+            raise UserError(f"model '{m.alias}' runs on a {m.server.kind} server the run "
+                            "starts, which has no batch API; set "
+                            f"models.{m.alias}.batch=false to send it call by call, or "
+                            "run.batch=false")
         out.add(m.alias)
     return frozenset(out)
