@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from test_batch_resume import batch_rows, start, wait_for_batches
 from test_batch_run import batch_project
 
@@ -23,6 +24,17 @@ def restart(server: MockServer, delay: float = 0.3) -> MockServer:
     port = server.port
     server.stop()
     return MockServer(MockConfig(batch_delay_s=delay), port=port).start()
+
+
+def failing(port: int) -> MockServer:
+    """A server on the port that answers every request with HTTP 500."""
+    async def fail(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "overloaded"}}, status=500)
+
+    bad = MockServer(port=port)
+    bad.app = web.Application()
+    bad.app.router.add_route("*", "/{path:.*}", fail)
+    return bad.start()
 
 
 def wait_rows(db: Path, n: int) -> None:
@@ -105,3 +117,28 @@ def test_a_failing_resume_keeps_the_error_results_already_recorded(
     with sqlite3.connect(db) as conn:
         n, = conn.execute("select count(*) from results").fetchone()
         assert n == 2 * ROWS
+
+
+def test_server_errors_on_poll_are_retried_not_a_user_error(tmp_path: Path) -> None:
+    server = MockServer(MockConfig(batch_delay_s=30.0)).start()
+    try:
+        root = batch_project(tmp_path / "p", server.url + "/v1", rows=ROWS)
+        db = tmp_path / "e.db"
+        proc = start(root, db, "run", "run.batch=true", "--no-progress")
+        wait_for_batches(db, 2, proc)
+        port = server.port
+        server.stop()
+        server = failing(port)
+        time.sleep(9)  # longer than one poll's own retries
+        assert proc.poll() is None, (root / "stderr.log").read_text()
+        with sqlite3.connect(db) as conn:
+            errors = [r[0] for r in conn.execute("select error from batches")]
+        assert any(e and "HTTP 500" in e for e in errors), errors
+        server.stop()
+        server = MockServer(MockConfig(batch_delay_s=0.2), port=port).start()
+        assert proc.wait(120) == 0, (root / "stderr.log").read_text()
+    finally:
+        server.stop()
+    with sqlite3.connect(db) as conn:
+        n, ok = conn.execute("select count(*), sum(status = 'ok') from results").fetchone()
+        assert n == ok == 2 * ROWS
