@@ -179,11 +179,12 @@ def test_scoring_rating_and_unrating_refill_the_score_cells(db: tuple[Path, Stor
     assert _fresh(path, store, "run-a")
 
 
-def test_resume_clearing_error_results_drops_the_cells(db: tuple[Path, Store]) -> None:
+def test_resume_bookkeeping_keeps_the_results_and_the_cells(db: tuple[Path, Store]) -> None:
     path, store = db
-    store.progress_of("run-a")  # clears the error and skipped results, to run them again
-    assert store.cells(["run-a"]) is None
-    assert not _fresh(path, store, "run-a")
+    before = store.cells(["run-a"])
+    store.progress_of("run-a")  # error results stay until their new results replace them
+    assert store.cells(["run-a"]) == before
+    assert _fresh(path, store, "run-a")
 
 
 def test_a_merge_refills_the_cells_of_the_runs_it_touched(tmp_path: Path,

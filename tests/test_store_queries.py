@@ -134,7 +134,8 @@ def test_export_and_notebook_rows(store: Store) -> None:
     assert store.trials_with_last_request("run-a")[0]["request_body"] == '{"model": "m"}'
 
 
-def test_resume_bookkeeping_clears_failed_results(store: Store) -> None:
+def test_resume_bookkeeping_keeps_failed_results(store: Store) -> None:
     done, started, cost = store.progress_of("run-a")
     assert done == {0, 1, 2} and started == {3: 1} and cost == pytest.approx(0.003)
-    assert store.run("run-a").done == 3  # the error result is gone; its attempt stays
+    # The error result stays (a resume that fails loses nothing) until a new one replaces it.
+    assert store.run("run-a").done == 4

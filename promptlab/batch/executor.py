@@ -27,8 +27,9 @@ import httpx
 
 from promptlab.batch.budget import Budget
 from promptlab.batch.ingest import Calls, Ingest
-from promptlab.batch.results import BatchFailed, ingest_batch
-from promptlab.batch.wire import AnthropicBatches, OpenAIBatches, wire_for
+from promptlab.batch.results import LOST, BatchFailed, BatchLost, ingest_batch
+from promptlab.batch.wire import AnthropicBatches, BatchState, OpenAIBatches, wire_for
+from promptlab.errors import ProviderError
 from promptlab.providers.base import HttpRequest, dumps
 from promptlab.redaction import Scrubber
 from promptlab.runner.client import Reply, Sender, SendError, as_sender
@@ -45,6 +46,7 @@ __all__ = ["BatchExecutor", "BatchFailed", "cancel_batches", "run_batched"]
 Wire = OpenAIBatches | AnthropicBatches
 CHUNK = 1024  # trials looked up in the cache with one query
 MAX_LIST_PAGES = 20  # pages of the batch listing searched for a batch lost in a crash
+MAX_POLL_FAILURES = 5  # polls in a row that fail (each retried) before a batch is lost
 
 
 def size_limits() -> tuple[int, int]:
@@ -240,12 +242,15 @@ class BatchExecutor:
 
     async def _poll(self, live: list[BatchInfo], done: set[int]) -> None:
         wait = self.poll_first_s
+        failures: dict[int, int] = {}
         while live:
             still: list[BatchInfo] = []
             for batch in live:
                 wire = self._wire_of(batch)
-                assert batch.batch_id is not None
-                state = wire.state((await self._send(wire.poll(batch.batch_id), "poll")).body)
+                state = await self._state_of(batch, wire, failures)
+                if state is None:  # the poll failed: polled again later
+                    still.append(batch)
+                    continue
                 if (state.status, state.completed, state.failed) != (
                         batch.status, batch.completed_count, batch.failed_count):
                     self.store.update_batch(
@@ -270,6 +275,30 @@ class BatchExecutor:
                 await self.sleep(wait)
                 wait = min(wait * 1.5, self.poll_max_s)
 
+    async def _state_of(self, batch: BatchInfo, wire: Wire,
+                        failures: dict[int, int]) -> BatchState | None:
+        """The batch's state as polled; a lost state when the server does not know it (or
+        its polls failed `MAX_POLL_FAILURES` times in a row); None after a failed poll."""
+        assert batch.batch_id is not None
+        if batch.status == LOST:
+            return BatchState(batch.batch_id, LOST, True, error=batch.error)
+        try:
+            reply = await self._send(wire.poll(batch.batch_id), "poll", lost=True)
+            state = wire.state(reply.body)
+            failures.pop(batch.number, None)
+            return state
+        except BatchLost as exc:
+            reason = f"batch {batch.batch_id} lost: {exc}"
+        except (BatchFailed, ProviderError, KeyError, TypeError, ValueError) as exc:
+            n = failures[batch.number] = failures.get(batch.number, 0) + 1
+            reason = f"batch {batch.batch_id} lost after {n} failed polls: {exc}"
+            if n < MAX_POLL_FAILURES:
+                self.store.update_batch(self.run_id, batch.number, error=self.scrub(str(exc)))
+                return None
+        reason = self.scrub(reason) or reason
+        self.store.update_batch(self.run_id, batch.number, status=LOST, error=reason)
+        return BatchState(batch.batch_id, LOST, True, error=reason)
+
     def _wire_of(self, batch: BatchInfo) -> Wire:
         wire = self._wires.get(batch.model_alias)
         if wire is None:
@@ -278,8 +307,9 @@ class BatchExecutor:
             wire = self._wires[batch.model_alias]
         return wire
 
-    async def _send(self, request: HttpRequest, what: str) -> Reply:
-        """A control call, transient faults retried with backoff."""
+    async def _send(self, request: HttpRequest, what: str, lost: bool = False) -> Reply:
+        """A control call, transient faults retried with backoff; with `lost`, a 404 or
+        410 (the server does not know the batch) raises `BatchLost`."""
         wait = 0.5
         for attempt in range(1, 6):
             try:
@@ -290,6 +320,9 @@ class BatchExecutor:
             else:
                 if reply.status < 400:
                     return reply
+                if lost and reply.status in (404, 410):
+                    text = self.scrub(reply.body[:200].decode("utf-8", "replace"))
+                    raise BatchLost(f"HTTP {reply.status} at {self.scrub(request.url)}: {text}")
                 if reply.status not in (408, 429, 529) and reply.status < 500 or attempt == 5:
                     text = self.scrub(reply.body[:300].decode("utf-8", "replace"))
                     raise BatchFailed(f"batch API ({what}) at {self.scrub(request.url)}: HTTP "
@@ -308,11 +341,16 @@ async def cancel_batches(store: Store, spec: ExperimentSpec, renderer: Renderer,
     ids: list[str] = []
     try:
         for batch in store.batches(run_id):
-            if not batch.live or batch.batch_id is None:
+            if not batch.live or batch.batch_id is None or batch.status == LOST:
                 continue
             wire = executor._wire_of(batch)
-            state = wire.state((await executor._send(wire.cancel(batch.batch_id),
-                                                      "cancel")).body)
+            try:
+                reply = await executor._send(wire.cancel(batch.batch_id), "cancel", lost=True)
+            except BatchLost as exc:  # resume sends its trials again
+                store.update_batch(run_id, batch.number, status=LOST,
+                                   error=f"batch {batch.batch_id} lost: {exc}")
+                continue
+            state = wire.state(reply.body)
             store.update_batch(run_id, batch.number, status=state.status)
             ids.append(batch.batch_id)
     finally:

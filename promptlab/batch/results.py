@@ -25,15 +25,20 @@ from promptlab.store.batches import BatchInfo
 if TYPE_CHECKING:
     from promptlab.batch.executor import BatchExecutor
 
-__all__ = ["BatchFailed", "ingest_batch"]
+__all__ = ["LOST", "BatchFailed", "BatchLost", "ingest_batch"]
 
 WRITE_SIZE = 2000  # records a transaction
 MAX_LINE = 64 * 2**20  # bytes of one result line
 MAX_BEHIND = 4  # transactions the writer thread may be behind before reading waits
+LOST = "lost"  # a batch's status when the server no longer knows it (ours, not the API's)
 
 
 class BatchFailed(UserError):
     """A batch API refused a call (not a transient fault)."""
+
+
+class BatchLost(Exception):
+    """The server does not know a batch (HTTP 404/410 on it or on its results)."""
 
 
 async def result_lines(resp: StreamReply, batch_id: str) -> AsyncIterator[bytes]:
@@ -73,9 +78,16 @@ async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
     model = next(m for m in ex.spec.models if m.alias == batch.model_alias)
     ingest = ex._ingest
     writer = IngestWriter(ex.store.write_ingested, WRITE_SIZE)
+    lost = state.error if state.status == LOST else None
     try:
-        for request in wire.results(state):
+        for request in wire.results(state) if lost is None else []:
             async with ex._client.stream(request, ex.spec.run.timeout_s) as resp:
+                if resp.status in (404, 410):
+                    lost = (f"batch {state.batch_id} lost: its results are gone "
+                            f"(HTTP {resp.status} at {ex.scrub(request.url)})")
+                    await asyncio.to_thread(ex.store.update_batch, ex.run_id, batch.number,
+                                            status=LOST, error=lost)
+                    break
                 if resp.status >= 400:
                     body = await resp.read()
                     raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
@@ -96,13 +108,13 @@ async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
                         while writer.backlog > MAX_BEHIND:
                             await asyncio.sleep(0.002)
         # Items the results never mention: the batch ended before them.
-        reason = state.error or f"batch {state.status} before this request ran"
+        reason = lost or state.error or f"batch {state.status} before this request ran"
         expired = state.status in ("expired", "ended", "completed")
+        kind = LOST if lost else "expired" if expired else state.status
         for pos in range(len(owed)):
             if owed[pos]:
-                item = BatchItem(f"t{lo + pos}", None, None,
-                                 "expired" if expired else state.status, reason,
-                                 retryable=expired)
+                item = BatchItem(f"t{lo + pos}", None, None, kind, reason,
+                                 retryable=expired or lost is not None)
                 writer.put(ingest.take(lo + pos, item, "", url))
         numbers = await asyncio.to_thread(ex.store.attempt_numbers, ex.run_id,
                                           sorted(ingest.deferred))

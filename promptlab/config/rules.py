@@ -48,6 +48,7 @@ RANGES: tuple[Range, ...] = (
     Range("run.batch_size", 1),
     Range("run.timeout_s", 0, above=True),
     Range("run.max_attempts", 1),
+    Range("run.shards", 1),
     Range("run.backoff_base_s", 0),
     Range("run.backoff_max_s", 0),
     Range("run.max_calls", 1, none="no limit"),

@@ -29,6 +29,7 @@ from promptlab.errors import UserError
 from promptlab.experiment.launch import session_for
 from promptlab.experiment.prepare import Prepared, prepare
 from promptlab.experiment.sweep import job_db
+from promptlab.grid import Plan
 from promptlab.manifest import collect_manifest
 from promptlab.runner.records import RunStats
 from promptlab.runner.session import NewRun, RunOutcome
@@ -62,7 +63,9 @@ def shard_file(pattern: str, shard: int, cwd: str) -> str:
     return job_db(pattern.format(shard=shard), None, cwd)
 
 
-def _check_shard_db(pattern: str | None) -> None:
+def _check_shard_db(pattern: str | None, shards: int, main_db: str, cwd: str) -> None:
+    """A usable `run.shard_db`: a file name with {shard} in it, in a directory that exists,
+    never the run's own database (`main_db`, a URL)."""
     if pattern is None:
         return
     fix = "give a SQLite file name with {shard} in it, e.g. run.shard_db='results-{shard}.db'"
@@ -75,6 +78,16 @@ def _check_shard_db(pattern: str | None) -> None:
         raise UserError(f"run.shard_db={pattern}: {fix}") from None
     if len(names) < 2:
         raise UserError(f"run.shard_db={pattern}: every shard would write the same file; {fix}")
+    main = Path(main_db.removeprefix("sqlite:///")).resolve() if main_db.startswith(
+        "sqlite:///") else None
+    for i in range(shards):
+        path = Path(shard_file(pattern, i, cwd).removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise UserError(f"run.shard_db={pattern}: directory {path.parent} does not exist; "
+                            "create it or give another path")
+        if main is not None and path.resolve() == main:
+            raise UserError(f"run.shard_db={pattern}: shard {i}'s file {path} is the run's "
+                            "database (--db); give shard files names of their own")
 
 
 def _new_run(loaded: LoadedConfig, prepared: Prepared) -> NewRun:
@@ -139,11 +152,21 @@ def run_sharded(loaded: LoadedConfig, prepared: Prepared, store: Store, *,
     shards = prepared.spec.run.shards
     if shards < 1:
         raise UserError(f"run.shards={shards}: give a number of shards, 1 or more")
-    _check_shard_db(prepared.spec.run.shard_db)
+    if prepared.spec.run.batch:
+        raise UserError("run.batch and run.shards do not combine: a batch run is one process "
+                        "polling; drop run.shards")
+    cwd = str(Path.cwd())
+    _check_shard_db(prepared.spec.run.shard_db, shards,
+                    job_db(db, loaded.config.get("db"), cwd), cwd)
+    trials = len(Plan(prepared.spec))
+    if shards > trials:
+        console.print(f"run.shards={shards}: {trials:,} trials to send; "
+                      f"{max(trials, 1):,} shards launched")
+        shards = max(trials, 1)
     session = session_for(prepared, store, console=console, progress=False)
     run_id = session.start(_new_run(loaded, prepared))
     console.print(f"run {run_id}: {shards} shards")
-    ctx = ShardContext(run_id, shards, db, str(Path.cwd()), prepared.spec.run.shard_db)
+    ctx = ShardContext(run_id, shards, db, cwd, prepared.spec.run.shard_db)
 
     finished: list[ShardSummary] = []
 

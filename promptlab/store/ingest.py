@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 
-from promptlab.store.tables import Attempt, Result, StoredTrial
+from promptlab.store.replace import insert_results
+from promptlab.store.tables import Attempt, StoredTrial
 
 if TYPE_CHECKING:
     from promptlab.store.store import Record
@@ -105,7 +106,7 @@ class BatchRecording:
                 if attempts and not _complete_pending(conn, attempts):
                     raise _NotAllPending
                 if results:
-                    conn.execute(insert(Result), results)
+                    insert_results(conn, results)
             return
         except _NotAllPending:
             pass
@@ -124,7 +125,7 @@ class BatchRecording:
                      "request_body": "", "retry_after_ms": None, **a,
                      "number": numbers.get(a["idx"], 0) + 1} for a in missing])
             if results:
-                conn.execute(insert(Result), results)
+                insert_results(conn, results)
 
     def attempt_numbers(self, run_id: str, idxs: Sequence[int]) -> dict[int, int]:
         """How many attempts each of these trials has (its highest attempt number)."""

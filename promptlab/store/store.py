@@ -30,6 +30,7 @@ from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
 from promptlab.store.ratings import Curation
+from promptlab.store.replace import insert_results
 from promptlab.store.searches import SearchQueries
 from promptlab.store.tables import (
     RESULT_DETAILS,
@@ -136,7 +137,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                 conn.execute(insert(StoredTrial), trials)
             if attempts:
                 conn.execute(insert(Attempt), attempts)
-            conn.execute(insert(Result), [r.result for r in records])
+            insert_results(conn, [r.result for r in records])
 
     def lookup_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored fresh ok results for these request fingerprints (the newest of each)."""
@@ -186,17 +187,13 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
     def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
         """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
 
-        Error and skipped results are cleared so those trials run again; their attempts stay,
+        Error and skipped results stay (a resume that fails loses nothing) and those trials
+        run again: their new results replace them (`insert_results`); their attempts stay,
         and new attempts are numbered after them.
         """
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             rows = list(conn.execute(select(Result.idx, Result.status, Result.cost_usd)
                                      .where(Result.run_id == run_id)))
-            retry = [r.idx for r in rows if r.status != "ok"]
-            if retry:
-                for i in range(0, len(retry), 500):
-                    conn.execute(delete(Result).where(Result.run_id == run_id,
-                                                      Result.idx.in_(retry[i:i + 500])))
             counts = dict(conn.execute(
                 select(Attempt.idx, func.max(Attempt.number)).where(Attempt.run_id == run_id)
                 .group_by(Attempt.idx)).all())
