@@ -114,7 +114,8 @@ class RunQueries:
                 if found is None:
                     raise UserError("no runs in this database; run 'promptlab run' first")
                 return str(found)
-            ids = list(conn.scalars(select(Run.id).where(Run.id.startswith(ref, autoescape=True)).limit(2)))
+            ids = list(conn.scalars(select(Run.id).where(
+                Run.id.startswith(ref, autoescape=True)).limit(2)))
         if not ids:
             raise UserError(f"run '{ref}' not found in this database; list runs with "
                             "'promptlab runs' (or pass --db)")

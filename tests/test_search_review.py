@@ -1,0 +1,44 @@
+"""Defects an adversarial review found in `promptlab search`, each pinned by a test."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_search_support import write_search
+
+import promptlab.experiment.search as search_module
+from promptlab.cli.main import main
+from promptlab.store import Store
+from promptlab.testing import MockServer
+
+
+def _points(db: str) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [p for (p,) in conn.execute("select params_json from search_trials "
+                                           "order by number")]
+
+
+@pytest.mark.parametrize("lose_study", [False, True])
+def test_resume_after_ctrl_c_in_trial_0_does_not_repeat_its_point(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        lose_study: bool) -> None:
+    monkeypatch.chdir(project)
+    write_search(project, "params:\n  grid.params.temperature: interval(0.0, 1.2)\n"
+                          "objective: peak\ntrials: 3\nseed: 3\n")
+    real = search_module.finish_trial
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_module, "finish_trial", interrupted)
+    assert main(["search", "+experiment=search", "--db", "r.db"]) == 130
+    monkeypatch.setattr(search_module, "finish_trial", real)
+    if lose_study:
+        Path("r.db.optuna").unlink()
+    with Store.open("r.db") as store:
+        search_id = store.resolve_search_id("latest")
+    assert main(["search", "--resume", search_id, "--db", "r.db"]) == 0
+    points = _points("r.db")
+    assert len(points) == 3 and len(set(points)) == 3, points
