@@ -42,3 +42,20 @@ def test_resume_after_ctrl_c_in_trial_0_does_not_repeat_its_point(
     assert main(["search", "--resume", search_id, "--db", "r.db"]) == 0
     points = _points("r.db")
     assert len(points) == 3 and len(set(points)) == 3, points
+
+
+@pytest.mark.parametrize("override", ["search.trials=5", "+experiment=search"])
+def test_resume_refuses_experiment_overrides_in_one_line(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], override: str) -> None:
+    monkeypatch.chdir(project)
+    write_search(project, "params:\n  grid.params.temperature: choice(0.5)\nobjective: peak\n"
+                          "trials: 1\n")
+    assert main(["search", "+experiment=search", "--db", "o.db"]) == 0
+    sent = mock_server.request_count
+    capsys.readouterr()
+    assert main(["search", "--resume", "latest", override, "--db", "o.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert override in err and "start a new search" in err
+    assert mock_server.request_count == sent
