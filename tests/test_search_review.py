@@ -59,3 +59,25 @@ def test_resume_refuses_experiment_overrides_in_one_line(
     assert err.count("\n") == 1, err
     assert override in err and "start a new search" in err
     assert mock_server.request_count == sent
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_corrupt_optuna_file_is_one_line_naming_it(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], resume: bool) -> None:
+    monkeypatch.chdir(project)
+    write_search(project, "params:\n  grid.params.temperature: choice(0.5)\nobjective: peak\n"
+                          "trials: 1\n")
+    assert main(["search", "+experiment=search", "--db", "g.db"]) == 0
+    sent = mock_server.request_count
+    Path("g.db.optuna").write_text("garbage\n")
+    capsys.readouterr()
+    args = ["--resume", "latest"] if resume else ["+experiment=search"]
+    assert main(["search", *args, "--db", "g.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "g.db.optuna" in err and "delete it" in err
+    assert mock_server.request_count == sent
+    with Store.open("g.db") as store:  # no new search recorded
+        assert len({t.run_id for t in store.search_trials(store.resolve_search_id("latest"))
+                    }) == 1

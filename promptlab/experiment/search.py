@@ -145,6 +145,7 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
     """Run (or resume) a search to its number of trials: (search id, failed trials)."""
     console = console or Console(stderr=True)
     spec = plan.spec
+    storage = store.optuna_storage().display  # an unreadable study file: one line, here
     if resume is not None:
         search_id = resume
         info = store.search(search_id)
@@ -168,7 +169,7 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
         store.create_search(search_id=search_id, name=plan.loaded.config.get("name", ""),
                             config=plan.loaded.config, overrides=plan.overrides,
                             spec=spec.as_dict(), sampler=spec.sampler, seed=seed,
-                            storage=store.optuna_storage().display, scrub=plan.scrub)
+                            storage=storage, scrub=plan.scrub)
     goals = ", ".join(f"{d} {o}" for o, d in zip(spec.objectives, spec.directions, strict=True))
     console.print(f"search {search_id}: {spec.trials} trials, {goals} (sampler {spec.sampler}, "
                   f"seed {seed})")
