@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_search_support import write_search
+from test_search_support import add_to_model, write_search
 
 import promptlab.experiment.search as search_module
 from promptlab.cli.main import main
@@ -81,3 +81,24 @@ def test_a_corrupt_optuna_file_is_one_line_naming_it(
     with Store.open("g.db") as store:  # no new search recorded
         assert len({t.run_id for t in store.search_trials(store.resolve_search_id("latest"))
                     }) == 1
+
+
+@pytest.mark.parametrize(("params", "unpriced"), [
+    ("grid.params.temperature: choice(0.5)", "oa"),
+    ("models: choice([oa], [an])", "an"),  # oa priced, an (a choice) not
+])
+def test_cost_objective_refuses_a_model_without_a_price(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], params: str, unpriced: str) -> None:
+    monkeypatch.chdir(project)
+    if unpriced == "an":
+        add_to_model(project, "price:\n  input_per_mtok: 1\n  output_per_mtok: 2\n")
+    write_search(project, f"params:\n  {params}\nobjective: cost_usd\ndirection: minimize\n"
+                          "trials: 2\n")
+    capsys.readouterr()
+    assert main(["search", "+experiment=search", "--db", "m.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"models.{unpriced} has no price" in err and "search.yaml" in err
+    assert f"models.{unpriced}.price.input_per_mtok" in err
+    assert mock_server.request_count == 0
