@@ -125,6 +125,8 @@ def test_two_objectives_give_the_pareto_front(
      ["search.params.prompts", "nope"]),
     ("params:\n  grid.params.temperature: interval(0.0, 1.0)\nobjective: [peak, cool]\n",
      None, ["search.direction", "two directions"]),
+    ("params:\n  grid.params.temperature: interval(0.0, 1.0)\nobjective: peak\n",
+     "search.objective=[peak,peak]", ["search.objective", "'peak' twice"]),
 ])
 def test_bad_search_input_is_one_line_exit_2_and_sends_nothing(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch,

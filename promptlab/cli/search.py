@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="Hydra overrides, e.g. search.trials=30 hydra/launcher=joblib")
     search.add_argument("--resume", metavar="SEARCH_ID",
                         help="continue this search (after a crash or Ctrl-C): finished trials "
-                             "are kept, a trial killed mid-run is finished, then the rest run")
+                             "are kept, a trial killed mid-run is finished, then the rest run; "
+                             "its config is the one it started with (only hydra/... overrides "
+                             "may be given)")
     add_db(search)
     search.add_argument("--experiments", metavar="DIR",
                         help="the experiments directory (default: ./experiments)")
@@ -49,16 +51,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     resume = None
     overrides = list(args.overrides)
     if args.resume:
+        from promptlab.config.launch import hydra_overrides, task_overrides
+
+        fixed = task_overrides(overrides)  # the launcher may change; the experiment not
+        if fixed:
+            raise UserError(f"search --resume {args.resume}: {' '.join(fixed)}: a search's "
+                            "config is fixed when it starts, so --resume takes only hydra/... "
+                            "overrides; drop the others, or start a new search with them")
         with open_store(args.db, read_only=True) as store:
             resume = store.resolve_search_id(args.resume)
             info = store.search(resume)
-        from promptlab.config.launch import hydra_overrides
-
-        launcher = hydra_overrides(overrides)  # the launcher may change; the experiment not
-        if len(launcher) < len(overrides):
-            err.print("note: --resume composes the experiment with the overrides the search "
-                      "started with; only hydra/... overrides given here are used")
-        overrides = [*info.overrides, *launcher]
+        overrides = [*info.overrides, *hydra_overrides(overrides)]
     plan = plan_search(config_dir, overrides)
     with open_store(args.db, plan.loaded.config.get("db")) as store:
         search_id, _ = run_search(plan, store, resume=resume, console=err)

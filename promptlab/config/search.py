@@ -163,6 +163,9 @@ def parse_search(config: Mapping[str, Any], source: str, config_dir: Path,
             raise ConfigError(f"{source}: search.objective: '{name}' is not a scorer of this "
                               f"experiment nor a built-in objective; use one of "
                               f"{', '.join(known)}")
+    if len(set(objectives)) < len(objectives):
+        raise ConfigError(f"{source}: search.objective: '{objectives[0]}' twice; a Pareto "
+                          "front needs two different objectives, or give just one")
     directions = _names(block.get("direction"))
     if len(directions) == 1 and len(objectives) == 2:
         raise ConfigError(f"{source}: search.direction: two objectives need two directions, "

@@ -2,7 +2,8 @@
 
 `plan_search` composes the experiment, parses its ``search:`` block and composes and
 prepares the experiment at every choice and both ends of every interval, so a bad key,
-value or objective is one line and exit 2 before the first request. `run_search` then
+value or objective (or a ``cost_usd`` objective with a model that has no price, which
+would look free) is one line and exit 2 before the first request. `run_search` then
 asks Optuna for points (``parallel`` at a time), records each trial's row and run id in
 the database, runs it (in this process, or through the configured Hydra launcher when
 ``parallel`` > 1), reads its objectives from the store and tells Optuna. `--resume`
@@ -62,6 +63,7 @@ def plan_search(config_dir: Path, overrides: Sequence[str]) -> SearchPlan:
     spec = parse_search(loaded.config, source, config_dir, list(prepared.scorers.scorers))
     first = {p.key: p.corners()[0] for p in spec.params}
     seen: set[tuple[str, ...]] = set()
+    models = list(prepared.spec.models)  # every model a trial can call
     for param in spec.params:
         for value in param.corners():
             point = trial_overrides({**first, param.key: value})
@@ -69,10 +71,19 @@ def plan_search(config_dir: Path, overrides: Sequence[str]) -> SearchPlan:
                 continue
             seen.add(tuple(point))
             try:
-                prepare(load(config_dir, [*task, *point]), check_api_keys=False)
+                at = prepare(load(config_dir, [*task, *point]), check_api_keys=False)
             except UserError as exc:
                 raise ConfigError(f"{source}: search.params.{param.key} at {value}: "
                                   f"{exc}") from None
+            models += at.spec.models
+    if "cost_usd" in spec.objectives:
+        # An unpriced model costs 0 and would win every cost objective.
+        for m in models:
+            if not m.input_per_mtok and not m.output_per_mtok:
+                raise ConfigError(
+                    f"{source}: search.objective cost_usd: models.{m.alias} has no price: "
+                    f"set models.{m.alias}.price.input_per_mtok/output_per_mtok, or choose "
+                    "another objective")
     return SearchPlan(config_dir, task, tuple(hydra_overrides(overrides)), loaded, spec,
                       Scrubber(prepared.spec.models))
 
@@ -145,6 +156,7 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
     """Run (or resume) a search to its number of trials: (search id, failed trials)."""
     console = console or Console(stderr=True)
     spec = plan.spec
+    storage = store.optuna_storage().display  # an unreadable study file: one line, here
     if resume is not None:
         search_id = resume
         info = store.search(search_id)
@@ -168,7 +180,7 @@ def run_search(plan: SearchPlan, store: Store, *, resume: str | None = None,
         store.create_search(search_id=search_id, name=plan.loaded.config.get("name", ""),
                             config=plan.loaded.config, overrides=plan.overrides,
                             spec=spec.as_dict(), sampler=spec.sampler, seed=seed,
-                            storage=store.optuna_storage().display, scrub=plan.scrub)
+                            storage=storage, scrub=plan.scrub)
     goals = ", ".join(f"{d} {o}" for o, d in zip(spec.objectives, spec.directions, strict=True))
     console.print(f"search {search_id}: {spec.trials} trials, {goals} (sampler {spec.sampler}, "
                   f"seed {seed})")

@@ -9,6 +9,7 @@ resume a killed one) and every point checked before a call.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from promptlab.config.search import SearchParam, SearchSpec
 from promptlab.store import Store
 from promptlab.store.searches import SearchTrialInfo
 
-__all__ = ["distributions", "open_study", "sampler_for", "stale_trials"]
+__all__ = ["distributions", "open_study", "resumed_seed", "sampler_for", "stale_trials"]
 
 
 def distributions(params: Sequence[SearchParam]) -> dict[str, BaseDistribution]:
@@ -51,12 +52,26 @@ def sampler_for(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+def resumed_seed(seed: int, asked: int) -> int:
+    """The sampler's seed once `asked` trials are in the study: `seed` itself for a new
+    search, else the first 4 bytes of sha256("{seed}:{asked}") (deterministic).
+
+    A sampler keeps its random state in memory only, so one rebuilt with the search's own
+    seed on --resume would draw the first trials' points again; seeded from (seed, trials
+    already asked) it continues with points of its own, and the same resume of the same
+    state draws the same points."""
+    if asked == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{asked}".encode()).digest()[:4], "big")
+
+
 @contextmanager
 def open_study(store: Store, search_id: str, spec: SearchSpec, seed: int,
                known: Sequence[SearchTrialInfo] = ()) -> Iterator[optuna.Study]:
     """The search's study in its storage beside the database (created, or loaded to
     resume). A study that was lost (its file deleted) is rebuilt from the finished trials
-    the database recorded; its engine is closed on exit."""
+    the database recorded; its engine is closed on exit. Its sampler is seeded with
+    `resumed_seed`, so a resumed search continues rather than repeats its points."""
     optuna.logging.set_verbosity(logging.WARNING)
     where = store.optuna_storage()
     storage = optuna.storages.RDBStorage(where.url, engine_kwargs=where.engine_kwargs)
@@ -67,6 +82,8 @@ def open_study(store: Store, search_id: str, spec: SearchSpec, seed: int,
             directions=directions, load_if_exists=True)
         if not study.get_trials(deepcopy=False) and known:
             _rebuild(study, spec, known)
+        asked = len(study.get_trials(deepcopy=False))
+        study.sampler = sampler_for(spec.sampler, resumed_seed(seed, asked))
         yield study
     finally:
         storage.remove_session()

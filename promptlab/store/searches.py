@@ -31,11 +31,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    create_engine,
     insert,
     select,
     text,
     update,
 )
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlab.errors import UserError
@@ -135,6 +137,21 @@ class ServedCall:
     latency_ms: float | None
 
 
+def _check_sqlite_file(path: str, db: str) -> None:
+    """A study file that SQLite cannot read (e.g. overwritten) is one line: delete it."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select count(*) from sqlite_master"))
+    except DatabaseError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "unreadable"
+        raise UserError(f"{path}: not an Optuna study database ({reason}); delete it: it "
+                        f"holds only the samplers' state, and 'promptlab search --resume' "
+                        f"rebuilds a search's study from {db}") from None
+    finally:
+        engine.dispose()
+
+
 class SearchQueries:
     engine: Engine
 
@@ -174,6 +191,7 @@ class SearchQueries:
             if not db or db == ":memory:" or db.startswith("file:"):
                 raise UserError("promptlab search needs a database file or PostgreSQL URL; "
                                 "pass --db results.db")
+            _check_sqlite_file(f"{db}.optuna", db)
             return OptunaStorage(f"sqlite:///{db}.optuna", {}, f"{db}.optuna")
         if backend == "postgresql":
             with self.engine.begin() as conn:
