@@ -69,6 +69,25 @@ def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
                    parent_run_id=run.parent_run_id)
 
 
+def resolve_ref(engine: Engine, id_col: Any, created_col: Any, ref: str, what: str,
+                fix: str, empty: str) -> str:
+    """A full id from an id, a unique prefix (text, not a LIKE pattern), or ``latest``;
+    a user error naming `what` and `fix` when there is none or more than one."""
+    with engine.connect() as conn:
+        if ref in ("latest", "last"):
+            ids = list(conn.scalars(select(id_col).order_by(created_col.desc()).limit(1)))
+            if not ids:
+                raise UserError(empty)
+        else:
+            ids = list(conn.scalars(select(id_col).where(
+                id_col.startswith(ref, autoescape=True)).limit(2)))
+    if not ids:
+        raise UserError(f"{what} '{ref}' not found in this database; {fix}")
+    if len(ids) > 1:
+        raise UserError(f"{what} '{ref}' is ambiguous; give more characters of the id")
+    return str(ids[0])
+
+
 class RunQueries:
     engine: Engine
     cell_counts: Callable[[Sequence[str]], dict[str, tuple[int, int]]]  # store/cells.py
@@ -108,20 +127,9 @@ class RunQueries:
 
     def resolve_run_id(self, ref: str) -> str:
         """A full run id from an id, a unique id prefix, or ``latest``."""
-        with self.engine.connect() as conn:
-            if ref in ("latest", "last"):
-                found = conn.scalar(select(Run.id).order_by(Run.created_at.desc()).limit(1))
-                if found is None:
-                    raise UserError("no runs in this database; run 'promptlab run' first")
-                return str(found)
-            ids = list(conn.scalars(select(Run.id).where(
-                Run.id.startswith(ref, autoescape=True)).limit(2)))
-        if not ids:
-            raise UserError(f"run '{ref}' not found in this database; list runs with "
-                            "'promptlab runs' (or pass --db)")
-        if len(ids) > 1:
-            raise UserError(f"run '{ref}' is ambiguous; give more characters of the id")
-        return str(ids[0])
+        return resolve_ref(self.engine, Run.id, Run.created_at, ref, "run",
+                           "list runs with 'promptlab runs' (or pass --db)",
+                           "no runs in this database; run 'promptlab run' first")
 
     def run(self, run_id: str) -> RunInfo:
         with self.engine.connect() as conn:

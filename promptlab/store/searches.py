@@ -41,6 +41,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlab.errors import UserError
+from promptlab.store.queries import resolve_ref
 from promptlab.store.tables import Base, Result
 
 __all__ = ["OPTUNA_SCHEMA", "OptunaStorage", "SearchInfo", "SearchQueries", "SearchTrialInfo",
@@ -224,19 +225,9 @@ class SearchQueries:
 
     def resolve_search_id(self, ref: str) -> str:
         """A full search id from an id, a unique prefix, or ``latest``."""
-        with self.engine.connect() as conn:
-            if ref in ("latest", "last"):
-                ids = list(conn.scalars(select(StoredSearch.id).order_by(
-                    StoredSearch.created_at.desc()).limit(1)))
-            else:
-                ids = list(conn.scalars(select(StoredSearch.id).where(
-                    StoredSearch.id.startswith(ref, autoescape=True)).limit(2)))
-        if not ids:
-            raise UserError(f"search '{ref}' not found in this database; start one with "
-                            "'promptlab search', or pass --db")
-        if len(ids) > 1:
-            raise UserError(f"search '{ref}' is ambiguous; give more characters of the id")
-        return str(ids[0])
+        fix = "start one with 'promptlab search', or pass --db"
+        return resolve_ref(self.engine, StoredSearch.id, StoredSearch.created_at, ref,
+                           "search", fix, f"search '{ref}' not found in this database; {fix}")
 
     def search(self, search_id: str) -> SearchInfo:
         with self.engine.connect() as conn:
