@@ -84,3 +84,37 @@ def test_concurrent_openers_of_a_new_sqlite_file_all_succeed(tmp_path: Path) -> 
         assert sorted(p.name for p in db.parent.iterdir()) == ["results.db"]  # no lock left
     assert time.monotonic() - started < 120
 
+
+
+class LockedCursor:
+    """A cursor whose WAL switch meets another opener's lock `times` times, the way SQLite
+    answers when waiting could deadlock: at once, without calling the busy handler."""
+
+    def __init__(self, times: int) -> None:
+        self.left, self.calls = times, 0
+
+    def execute(self, sql: str) -> None:
+        import sqlite3
+        self.calls += 1
+        if self.left:
+            self.left -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_the_wal_switch_is_tried_again_while_another_opener_holds_the_lock() -> None:
+    from promptlab.store.database import _switch_to_wal
+    cur = LockedCursor(times=3)
+    _switch_to_wal(cur)
+    assert cur.calls == 4
+
+
+def test_the_wal_switch_gives_up_after_its_patience() -> None:
+    import sqlite3
+
+    import pytest
+
+    from promptlab.store.database import _switch_to_wal
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(LockedCursor(times=10**6), patience_s=0.3)
+    assert time.monotonic() - started < 1.0

@@ -65,10 +65,33 @@ def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for other openers
-    cur.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _switch_to_wal(cur: Any, patience_s: float = 10.0) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another opener holds the lock.
+
+    Switching a new file to WAL needs an exclusive lock, and when two openers both hold a
+    shared lock SQLite answers "database is locked" at once instead of calling the busy
+    handler (it would deadlock), so the busy timeout alone does not cover it.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + patience_s
+    pause = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def alembic_config() -> Any:
