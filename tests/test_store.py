@@ -10,17 +10,45 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from promptlab.store import Store
-from promptlab.store.database import alembic_config, open_engine, resolve_url
+from promptlab.store.database import (
+    SCHEMA_DUMP,
+    SCHEMA_HEAD,
+    alembic_config,
+    current_revision,
+    dump_schema,
+    migrate,
+    open_engine,
+    resolve_url,
+)
 from promptlab.store.tables import Base
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    engine = open_engine(resolve_url(str(tmp_path / "fresh.db")))
+    engine = open_engine(resolve_url(str(tmp_path / "fresh.db")), migrate_schema=False)
+    migrate(engine, from_dump=False)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_a_new_sqlite_database_starts_from_the_dump_of_what_the_migrations_make(
+        tmp_path: Path) -> None:
+    migrated = open_engine(resolve_url(str(tmp_path / "migrated.db")), migrate_schema=False)
+    migrate(migrated, from_dump=False)
+    with migrated.connect() as conn:
+        made = dump_schema(conn)
+    assert made == SCHEMA_DUMP.read_text(encoding="utf-8"), (
+        "promptlab/store/schema.sqlite.sql is behind the migrations: run "
+        "python scripts/make_schema_dump.py")
+    fresh = open_engine(resolve_url(str(tmp_path / "fresh.db")))  # from the dump
+    with fresh.connect() as conn:
+        assert dump_schema(conn) == made  # every table, index and trigger, in order
+        assert current_revision(fresh) == SCHEMA_HEAD
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    migrated.dispose()
+    fresh.dispose()
 
 
 def test_sqlite_pragmas_are_on(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from promptlab.providers.base import HttpRequest, dumps
 from promptlab.redaction import Scrubber
 from promptlab.runner.client import Reply, Sender, SendError, as_sender
 from promptlab.runner.engine import Runner
-from promptlab.runner.records import Call, Outcome, Recorder, RunStats
+from promptlab.runner.records import Call, Recorder, RunStats
 from promptlab.spec import ExperimentSpec
 from promptlab.store import Store
 from promptlab.store.batches import BatchInfo
@@ -123,9 +123,9 @@ class BatchExecutor:
         budget = Budget(self.spec.run, self.stats, self._reserved) if round_ == 1 else None
 
         async def flush_chunk() -> bool:
-            hits: dict[str, dict[str, Any]] = {}
+            hits: dict[str, tuple[str, int]] = {}
             if self.spec.run.cache != "off" and round_ == 1 and chunk:
-                hits = await asyncio.to_thread(self.store.lookup_cache,
+                hits = await asyncio.to_thread(self.store.cache_sources,
                                                [c.cache_key for c in chunk])
             sending: list[tuple[Call, bytes]] = []
             trial_rows, attempts = [], []
@@ -133,8 +133,7 @@ class BatchExecutor:
             for call in chunk:
                 hit = hits.get(call.cache_key)
                 if hit is not None:
-                    self._writer.put(self.recorder.record(call, Outcome(
-                        None, [], None, None, None, cache=hit)))
+                    self._writer.put(self.recorder.record_hit(call, call.trial_exists, hit))
                     continue
                 if budget is not None and not budget.take(call):
                     going = False

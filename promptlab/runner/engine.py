@@ -190,9 +190,9 @@ class Runner:
         await self._wait_for_writer()
         if self._writer.failed.is_set():
             return False
-        hits: dict[str, dict[str, Any]] = {}
+        hits: dict[str, tuple[str, int]] = {}
         if self.spec.run.cache != "off" and chunk:
-            hits = await asyncio.to_thread(self.store.lookup_cache, [p.cache_key for p in chunk])
+            hits = await asyncio.to_thread(self.store.cache_sources, [p.cache_key for p in chunk])
         leader: Call | None = None
         for pending in chunk:
             hit = hits.get(pending.cache_key)

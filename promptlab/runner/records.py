@@ -80,7 +80,6 @@ class Outcome:
     latency_ms: float | None
     error_kind: str | None
     error: str | None
-    cache: dict[str, Any] | None = None
     ttft_ms: float | None = None
     tokens_per_s: float | None = None
     choices: list[ProviderResponse] | None = None
@@ -165,8 +164,6 @@ class Recorder:
 
     def record(self, call: Call, outcome: Outcome) -> Record:
         trial, model = call.trial, call.trial.model
-        if outcome.cache is not None:
-            return self.record_hit(call, call.trial_exists, outcome.cache)
         row = self._trial_row(call)
         self.stats.done += 1
         r = outcome.response
@@ -219,24 +216,16 @@ class Recorder:
         }
         return Record(row, result, outcome.attempts, call.trial_exists)
 
-    def record_hit(self, call: Rendered, trial_exists: bool, hit: dict[str, Any]) -> Record:
-        """A trial answered from the cache: the stored result `hit` again, at no cost."""
-        trial = call.trial
+    def record_hit(self, call: Rendered, trial_exists: bool, source: tuple[str, int]) -> Record:
+        """A trial answered from the cache: the stored result `source` (run id, idx) again,
+        at no cost; the database copies it (`Store.write`)."""
         self.stats.done += 1
         self.stats.cached += 1
         self.stats.ok += 1
-        result = {
-            "run_id": self.run_id, "idx": trial.index, "status": "ok",
-            "output": hit["output"], "finish_reason": hit["finish_reason"],
-            "input_tokens": hit["input_tokens"], "output_tokens": hit["output_tokens"],
-            "latency_ms": None, "ttft_ms": None, "tokens_per_s": None, "cost_usd": 0.0,
-            "attempts": 0,
-            "response_model": hit["response_model"], "fingerprint": hit["fingerprint"],
-            "error_kind": None, "error": None, "cache_hit": True, "cacheable": False,
-            "cache_source": f"{hit['run_id']}:{hit['idx']}", "finished_at": utcnow(),
-            **{k: hit.get(k) for k in DETAIL_COLUMNS},
-        }
-        return Record(self._trial_row(call), result, [], trial_exists)
+        run_id, idx = source
+        result = {"run_id": self.run_id, "idx": call.trial.index, "status": "ok",
+                  "cache_source": f"{run_id}:{idx}", "finished_at": utcnow()}
+        return Record(self._trial_row(call), result, [], trial_exists, copy_of=source)
 
 
 DETAIL_COLUMNS = RESULT_DETAILS  # result columns beyond text and counts (0005)

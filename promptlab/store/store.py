@@ -30,10 +30,9 @@ from promptlab.store.merge import StoreMerge
 from promptlab.store.ownership import RunOwnership, this_host
 from promptlab.store.queries import RunQueries
 from promptlab.store.ratings import Curation
-from promptlab.store.replace import insert_results
+from promptlab.store.replace import copy_results, insert_results
 from promptlab.store.searches import SearchQueries
 from promptlab.store.tables import (
-    RESULT_DETAILS,
     Artifact,
     Attempt,
     Result,
@@ -59,6 +58,9 @@ class Record:
     result: dict[str, Any]
     attempts: list[dict[str, Any]] = field(default_factory=list)
     trial_exists: bool = False  # resuming a trial whose error result was cleared
+    # A cache hit: its result is a copy of this stored one (run id, idx), made in the
+    # database (`copy_results`); `result` holds only what is its own.
+    copy_of: tuple[str, int] | None = None
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
@@ -137,26 +139,26 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                 conn.execute(insert(StoredTrial), trials)
             if attempts:
                 conn.execute(insert(Attempt), attempts)
-            insert_results(conn, [r.result for r in records])
+            insert_results(conn, [r.result for r in records if r.copy_of is None])
+            copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
+                                for r in records if r.copy_of is not None])
 
-    def lookup_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Stored fresh ok results for these request fingerprints (the newest of each)."""
+    def cache_sources(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """For each of these request fingerprints the cache answers, the stored fresh ok
+        result that answers it (run id, idx): the newest of them."""
         if not keys:
             return {}
-        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.output,
-                       Result.finish_reason, Result.input_tokens, Result.output_tokens,
-                       Result.response_model, Result.fingerprint, Result.finished_at,
-                       *(getattr(Result, c) for c in RESULT_DETAILS))
+        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.finished_at)
                 .join(Result, (Result.run_id == StoredTrial.run_id)
                       & (Result.idx == StoredTrial.idx))
                 .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
                        Result.cacheable.is_(True)))
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, tuple[str, int]] = {}
+        newest: dict[str, Any] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(stmt):
-                prev = found.get(row.cache_key)
-                if prev is None or row.finished_at > prev["finished_at"]:
-                    found[row.cache_key] = row._asdict()
+            for key, run_id, idx, finished_at in conn.execute(stmt):
+                if key not in newest or finished_at > newest[key]:
+                    newest[key], found[key] = finished_at, (run_id, idx)
         return found
 
     def cached_keys(self, keys: Sequence[str]) -> set[str]:
