@@ -15,8 +15,13 @@ from typing import Any
 __all__ = ["canonical_json", "finite", "sha256_hex", "hash_value"]
 
 
+# One encoder for every call: `json.dumps` with options builds a new one each time (a third
+# of the cost of encoding a small dict, nine tenths of a short string's).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def sha256_hex(text: str | bytes) -> str:
