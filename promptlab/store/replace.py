@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, literal, null, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
+from promptlab.store.bulk import executemany
 from promptlab.store.tables import RESULT_DETAILS, Result
 
 __all__ = ["COPIED", "copy_results", "insert_results"]
@@ -29,12 +30,12 @@ def insert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(insert(Result), list(rows))
         return
     stmt = (sqlite.insert(Result) if name == "sqlite" else postgresql.insert(Result))
-    columns = {k for row in rows for k in row} - set(_KEY)
+    columns = tuple(sorted({k for row in rows for k in row} - set(_KEY)))
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY),
-        set_={c: stmt.excluded[c] for c in sorted(columns)},
+        set_={c: stmt.excluded[c] for c in columns},
         where=Result.status != "ok")
-    conn.execute(stmt, list(rows))
+    executemany(conn, stmt, rows, ("insert_results", columns))
 
 
 # What a cache hit takes from the result it repeats; the rest is its own (no latency, no
@@ -76,7 +77,8 @@ def copy_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         index_elements=list(_KEY),
         set_={c: stmt.excluded[c] for c in names if c not in _KEY},
         where=Result.status != "ok")
-    done = conn.execute(stmt, [{k: r[k] for k in _COPY_PARAMS} for r in rows]).rowcount
+    done = executemany(conn, stmt, [{k: r[k] for k in _COPY_PARAMS} for r in rows],
+                       "copy_results")
     if done != len(rows):
         _vanished(conn, rows)
 

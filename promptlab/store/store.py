@@ -22,6 +22,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from promptlab.canonical import sha256_hex
 from promptlab.store.batches import BatchQueries
 from promptlab.store.browse import BrowseQueries
+from promptlab.store.bulk import executemany
 from promptlab.store.cells import CellQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
@@ -135,10 +136,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         attempts = [a for r in records for a in r.attempts]
         trials = [r.trial for r in records if not r.trial_exists]
         with self.engine.begin() as conn:
-            if trials:
-                conn.execute(insert(StoredTrial), trials)
-            if attempts:
-                conn.execute(insert(Attempt), attempts)
+            executemany(conn, insert(StoredTrial), trials, "trials")
+            executemany(conn, insert(Attempt), attempts, "attempts")
             insert_results(conn, [r.result for r in records if r.copy_of is None])
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
                                 for r in records if r.copy_of is not None])
