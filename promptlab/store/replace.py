@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, literal, null, select, true
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 
 from promptlab.store.bulk import executemany
 from promptlab.store.tables import RESULT_DETAILS, Result
@@ -19,6 +19,15 @@ from promptlab.store.tables import RESULT_DETAILS, Result
 __all__ = ["COPIED", "copy_results", "insert_results"]
 
 _KEY = ("run_id", "idx")
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ON CONFLICT (PostgreSQL's imported only when used)."""
+    if dialect == "sqlite":
+        return SQLiteInsert(Result)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(Result)
 
 
 def insert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -29,7 +38,7 @@ def insert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if name not in ("sqlite", "postgresql"):
         conn.execute(insert(Result), list(rows))
         return
-    stmt = (sqlite.insert(Result) if name == "sqlite" else postgresql.insert(Result))
+    stmt = _upsert(name)
     columns = tuple(sorted({k for row in rows for k in row} - set(_KEY)))
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY),
@@ -71,8 +80,7 @@ def copy_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if done != len(rows):
             _vanished(conn, rows)
         return
-    stmt = (sqlite.insert(Result) if name == "sqlite" else postgresql.insert(Result))
-    stmt = stmt.from_select(names, query)
+    stmt = _upsert(name).from_select(names, query)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY),
         set_={c: stmt.excluded[c] for c in names if c not in _KEY},
