@@ -5,10 +5,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from promptlab.errors import UserError
 from promptlab.store import Store
 from promptlab.store.database import (
     SCHEMA_DUMP,
@@ -84,3 +86,34 @@ def test_schema_head_constant_is_the_newest_migration() -> None:
     from promptlab.store.database import SCHEMA_HEAD
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_new_database_cut_off_while_its_schema_is_made_opens_afterwards(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import promptlab.store.database as database
+
+    statements = SCHEMA_DUMP.read_text(encoding="utf-8").split(";\n\n")
+    broken = tmp_path / "broken.sql"
+    broken.write_text(";\n\n".join([*statements[:20], "CREATE TABLE oops (", *statements[20:]]),
+                      encoding="utf-8")
+    monkeypatch.setattr(database, "SCHEMA_DUMP", broken)
+    db = str(tmp_path / "new.db")
+    with pytest.raises(UserError):
+        open_engine(resolve_url(db))
+    with sqlite3.connect(db) as conn:  # nothing of the schema was left behind
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    monkeypatch.setattr(database, "SCHEMA_DUMP", SCHEMA_DUMP)
+    engine = open_engine(resolve_url(db))
+    assert current_revision(engine) == SCHEMA_HEAD
+    engine.dispose()
+
+
+def test_someone_elses_sqlite_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE results (x INTEGER)")
+    with pytest.raises(UserError, match="not a promptlab database.*pass --db"):
+        open_engine(resolve_url(str(db)))
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["results"]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

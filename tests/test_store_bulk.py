@@ -68,3 +68,18 @@ def test_a_value_its_column_type_refuses_is_refused_as_sqlalchemy_refuses_it(
         conn.execute(text("DELETE FROM results"))
         executemany(conn, insert(Result), [bad], "test")
     store.close()
+
+
+def test_rows_naming_different_columns_are_written_in_their_order(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "o.db"))
+    store.create_run(run_id="s", name="s", planned=1, config={}, overrides=[], manifest={},
+                     artifacts={})
+    store.write([_record("s", i, model="x", row=f"r{i}", status="error") for i in (0, 1)])
+    first, second = (dict(_results(1)[0], error=e) for e in ("first", "second"))
+    other = dict(second, idx=1)
+    del first["fingerprint"]  # another set of columns: another statement
+    with store.engine.begin() as conn:  # an error result replaces an error result
+        insert_results(conn, [other, first, second])
+        assert conn.execute(text("SELECT error FROM results WHERE run_id = 's'")
+                            ).scalar() == "second"
+    store.close()

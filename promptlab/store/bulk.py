@@ -10,16 +10,20 @@ SQLite's own; the rest was SQLAlchemy building each row's parameters.
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import Executable
 
 __all__ = ["executemany"]
 
 _Plan = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, Any], ...]]
-_PLANS: dict[tuple[Hashable, ...], _Plan | None] = {}
+# Compiled plans per dialect (weakly held: an engine's plans go with it), per shape.
+_PLANS: weakref.WeakKeyDictionary[Dialect, dict[tuple[Hashable, ...], _Plan | None]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _plan(conn: Connection, stmt: Executable, columns: tuple[str, ...]) -> _Plan | None:
@@ -46,7 +50,8 @@ def _plan(conn: Connection, stmt: Executable, columns: tuple[str, ...]) -> _Plan
 
 def executemany(conn: Connection, stmt: Executable, rows: Sequence[dict[str, Any]],
                 shape: Hashable) -> int:
-    """Run `stmt` for every row (its bind values by name); returns the rows changed.
+    """Run `stmt` for every row (its bind values by name); returns the rows changed (-1
+    where the driver cannot tell, as psycopg for many rows).
     `shape` names the statement for the compiled-statement cache: the same shape must
     always come with the same statement."""
     if not rows:
@@ -54,13 +59,14 @@ def executemany(conn: Connection, stmt: Executable, rows: Sequence[dict[str, Any
     if conn.dialect.name != "sqlite" or conn.dialect.paramstyle != "qmark":
         return int(conn.execute(stmt, list(rows)).rowcount)
     changed = 0
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:  # rows naming different columns compile to different statements
-        groups.setdefault(tuple(row), []).append(row)
-    for columns, group in groups.items():
-        key = (shape, id(conn.dialect), columns)
-        plan = _PLANS[key] if key in _PLANS else _PLANS.setdefault(key, _plan(conn, stmt,
-                                                                             columns))
+    plans = _PLANS.setdefault(conn.dialect, {})
+    # Rows naming different columns compile to different statements; runs of rows with
+    # the same columns go together, in order (a later row may replace an earlier one).
+    for columns, run in itertools.groupby(rows, key=tuple):
+        group = list(run)
+        key = (shape, columns)
+        plan = plans[key] if key in plans else plans.setdefault(key, _plan(conn, stmt,
+                                                                           columns))
         if plan is None:
             changed += int(conn.execute(stmt, group).rowcount)
             continue

@@ -69,7 +69,11 @@ def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for other openers
-    _switch_to_wal(cur)
+    cur.execute("SELECT count(*), count(CASE WHEN name = 'alembic_version' THEN 1 END) "
+                "FROM sqlite_master")
+    objects, ours = cur.fetchone()
+    if ours or not objects:  # someone else's database is left as it is (and refused)
+        _switch_to_wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
@@ -153,11 +157,19 @@ def migrate(engine: Engine, *, from_dump: bool = True) -> None:
         revision = _revision(conn)
         if revision == SCHEMA_HEAD:
             return
-        if revision is None and from_dump and _empty_sqlite(conn):
-            for statement in SCHEMA_DUMP.read_text(encoding="utf-8").split(";\n\n"):
-                if statement.strip():
-                    conn.exec_driver_sql(statement)
-            return
+        if revision is None and conn.dialect.name == "sqlite":
+            if not _empty_sqlite(conn):  # someone else's database: not ours to change
+                raise UserError(f"database {_display(engine.url)} is not a promptlab database "
+                                "(it has tables but no promptlab schema version); pass --db "
+                                "a promptlab database or a new file name")
+            if from_dump:
+                # One transaction: pysqlite would commit each CREATE on its own, and a
+                # schema cut off half-way could never be opened again.
+                conn.exec_driver_sql("BEGIN")
+                for statement in SCHEMA_DUMP.read_text(encoding="utf-8").split(";\n\n"):
+                    if statement.strip():
+                        conn.exec_driver_sql(statement)
+                return
         _check_known(revision, _display(engine.url))
         from alembic import command
 
@@ -167,8 +179,7 @@ def migrate(engine: Engine, *, from_dump: bool = True) -> None:
 
 
 def _empty_sqlite(conn: Connection) -> bool:
-    return conn.dialect.name == "sqlite" and not conn.exec_driver_sql(
-        "SELECT count(*) FROM sqlite_master").scalar()
+    return not conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
 
 
 def dump_schema(conn: Connection) -> str:

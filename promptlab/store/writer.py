@@ -160,7 +160,7 @@ def error_row(record: Record, refused: BaseException, *, attempts: bool = True) 
     trial = _storable("trials", record.trial, notes)
     kept = [_storable("attempts", a, notes) for a in record.attempts] if attempts else []
     result = _storable("results", record.result if record.copy_of is None else {
-        "attempts": 0, "cache_hit": True, **record.result}, notes)  # a hit's own part
+        "attempts": 0, "cache_hit": False, **record.result}, notes)  # a hit's own part
     if not attempts and record.attempts:
         notes.append(f"its {len(record.attempts)} attempt(s) could not be stored at all")
     message = ("could not store this trial as it came: " + ("; ".join(notes) or
