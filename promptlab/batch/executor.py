@@ -21,9 +21,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from promptlab.batch.budget import Budget
 from promptlab.batch.ingest import Calls, Ingest
@@ -40,6 +38,9 @@ from promptlab.store import Store
 from promptlab.store.batches import BatchInfo
 from promptlab.store.writer import BatchWriter
 from promptlab.templates import Renderer
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["BatchExecutor", "BatchFailed", "cancel_batches", "run_batched"]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from promptlab.cli.startup import start_up
 from promptlab.errors import UserError
 from promptlab.redaction import redact_overrides
 
@@ -45,10 +46,13 @@ def add_db(p: argparse.ArgumentParser) -> None:
 def open_store(db: str | None, configured: str | None = None, *,
                read_only: bool = False) -> Store:
     """The database of --db (or its defaults); commands that only read pass read_only, so
-    that a checked-in or shared database is never modified."""
-    from promptlab.store import Store
+    that a checked-in or shared database is never modified. Opened in a start-up block
+    (cli/startup.py): SQLAlchemy's modules, the engine and, for a new database, Alembic and
+    its migrations are built with the collector paused, and frozen."""
+    with start_up():
+        from promptlab.store import Store
 
-    return Store.open(db, configured=configured, read_only=read_only)
+        return Store.open(db, configured=configured, read_only=read_only)
 
 
 def parse_date(text: str | None, flag: str) -> datetime | None:

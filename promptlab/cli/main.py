@@ -31,6 +31,7 @@ from promptlab.cli import (
     serve,
 )
 from promptlab.cli.common import RedactingConsole
+from promptlab.cli.startup import command_gc
 from promptlab.errors import UserError
 
 __all__ = ["EXIT_CLOSED_PIPE", "build_parser", "entry", "main"]
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with command_gc():  # the collector: frozen at exit, thawed for an in-process caller
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     # Overrides may come before or after options: `run --db x a=1 --no-progress b=2`.
     args, extra = parser.parse_known_args(argv)

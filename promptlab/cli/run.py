@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.cli.startup import start_up
 from promptlab.errors import UserError
 from promptlab.gate import Gate, check_names, evaluate, parse_gates
 
@@ -95,17 +96,17 @@ def _load(experiments: str | None, overrides: list[str]) -> LoadedConfig:
     return load(find_experiments_dir(experiments), overrides)
 
 
+# What `run` and `plan` import after composing, loaded in their start-up block.
+PLAN_MODULES = ("promptlab.experiment.prepare",)
+RUN_MODULES = (*PLAN_MODULES, "promptlab.experiment.launch")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     gates = parse_gates(args.fail_under)
     if args.multirun:
         return _multirun(args, gates)
-    from promptlab.config.launch import hydra_overrides, task_overrides
-
-    loaded = _load(args.experiments, args.overrides)  # the launcher's overrides checked too
-    if hydra_overrides(args.overrides):
-        # A run records the experiment's overrides; the launcher's own (hydra/launcher=...,
-        # for run.shards) stay on the command.
-        loaded = _load(args.experiments, task_overrides(args.overrides))
+    with start_up(*(() if args.cfg else PLAN_MODULES if args.dry_run else RUN_MODULES)):
+        loaded = _compose(args)
     if args.cfg:
         from promptlab.config.stored import to_yaml
 
@@ -126,6 +127,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  progress=False if args.no_progress else None)
         _summary(outcome, store, err)
         return _exit_code(outcome, store, gates, err)
+
+
+def _compose(args: argparse.Namespace) -> LoadedConfig:
+    from promptlab.config.launch import hydra_overrides, task_overrides
+
+    loaded = _load(args.experiments, args.overrides)  # the launcher's overrides checked too
+    if hydra_overrides(args.overrides):
+        # A run records the experiment's overrides; the launcher's own (hydra/launcher=...,
+        # for run.shards) stay on the command.
+        loaded = _load(args.experiments, task_overrides(args.overrides))
+    return loaded
 
 
 def _sharded(args: argparse.Namespace, loaded: LoadedConfig, prepared: Prepared,
@@ -289,7 +301,8 @@ def _preview(content: Any) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    loaded = _load(args.experiments, args.overrides)
+    with start_up(*PLAN_MODULES):
+        loaded = _load(args.experiments, args.overrides)
     if args.count:
         return _count(loaded)
     return _plan(loaded, args.db)
@@ -312,7 +325,8 @@ def _count(loaded: LoadedConfig) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from promptlab.experiment.launch import resume_run
+    with start_up():
+        from promptlab.experiment.launch import resume_run
 
     with open_store(args.db) as store:
         run_id = store.resolve_run_id(args.run_id)

@@ -8,8 +8,8 @@ rebuilds an unfinished run from the database and sends only what is missing.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from rich.console import Console
 from rich.markup import escape
 
@@ -24,6 +24,9 @@ from promptlab.runner.client import Sender
 from promptlab.runner.session import NewRun, RunOutcome, Session
 from promptlab.scoring import score_run
 from promptlab.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["run_experiment", "resume_run", "session_for"]
 

@@ -8,20 +8,27 @@ client (proxies, certificates). Measured on this 2-core machine against the mock
 client CPU per request; aiohttp alone 3,338 req/s at 290 us (httpx's default pool: 138
 calls/s through the whole runner). The framework's per-call budget is about 1 ms, so the
 default sends through aiohttp directly. ``PROMPTLAB_TRANSPORT=httpx`` picks httpx.
+
+Neither library is imported until something is sent: aiohttp (about 0.1 s of start-up, with
+the TLS contexts it builds on import) loads when an `AiohttpSender` opens its session, at its
+first request, and httpx only with an `HttpxSender` or `PROMPTLAB_TRANSPORT=httpx`. A run
+whose every call the cache answers, `plan`, `report` and `runs` load neither.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import aiohttp
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptlab.providers.base import HttpRequest
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["Reply", "SendError", "SendTimeout", "Sender", "StreamReply", "AiohttpSender",
            "HttpxSender", "as_sender", "make_sender"]
@@ -72,8 +79,13 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 # the timeout itself): a server that trickles forever cannot hold a run open.
 STREAM_TOTAL_FACTOR = 10
 
-_AIOHTTP_ERRORS = (aiohttp.ClientError, ConnectionError,
-                   aiohttp.http_exceptions.HttpProcessingError, ValueError)
+
+def _aiohttp_errors() -> tuple[type[BaseException], ...]:
+    """What aiohttp raises for a failed, dropped or malformed reply (imports aiohttp)."""
+    import aiohttp
+
+    return (aiohttp.ClientError, ConnectionError, aiohttp.http_exceptions.HttpProcessingError,
+            ValueError)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
@@ -91,6 +103,7 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
 class _AiohttpStream:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
+        self._errors = _aiohttp_errors()
         self.status = resp.status
         self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
 
@@ -102,7 +115,7 @@ class _AiohttpStream:
                 if size > MAX_BODY_BYTES:
                     raise SendError(f"stream over {MAX_BODY_BYTES >> 20} MB; not read further")
                 yield raw.decode("utf-8", "replace").rstrip("\r\n")
-        except _AIOHTTP_ERRORS as exc:  # LineTooLong: one event line over aiohttp's limit
+        except self._errors as exc:  # LineTooLong: one event line over aiohttp's limit
             raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except TimeoutError:
             raise SendTimeout("timeout mid-stream") from None
@@ -111,7 +124,7 @@ class _AiohttpStream:
         try:
             async for chunk in self._resp.content.iter_chunked(1 << 16):
                 yield chunk
-        except _AIOHTTP_ERRORS as exc:
+        except self._errors as exc:
             raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except TimeoutError:
             raise SendTimeout("timeout mid-stream") from None
@@ -119,34 +132,48 @@ class _AiohttpStream:
     async def read(self) -> bytes:
         try:
             return await _read_bounded(self._resp)
-        except _AIOHTTP_ERRORS as exc:
+        except self._errors as exc:
             raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 class AiohttpSender:
+    """One aiohttp session with a keep-alive pool; opened, and aiohttp imported, by the first
+    request (a run whose every call the cache answers never opens it)."""
+
     def __init__(self, concurrency: int) -> None:
-        self._connector = aiohttp.TCPConnector(limit=max(concurrency, 1) + 4,
-                                               keepalive_timeout=30.0)
-        self._session = aiohttp.ClientSession(connector=self._connector, trust_env=False,
+        self._limit = max(concurrency, 1) + 4
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._errors = _aiohttp_errors()
+        connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30.0)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
                                               auto_decompress=True)
+        return self._session
 
     async def send(self, request: HttpRequest, timeout: float) -> Reply:
+        session = self._session or self._open()
         try:
-            async with self._session.request(
+            async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    timeout=self._aiohttp.ClientTimeout(total=timeout),
                     allow_redirects=False) as resp:  # a redirect would carry the key along
                 body = await _read_bounded(resp)
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
-        except _AIOHTTP_ERRORS as exc:
+        except self._errors as exc:
             raise SendError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
     @contextlib.asynccontextmanager
     async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
+        session = self._session or self._open()
+        aiohttp = self._aiohttp
         try:
-            async with self._session.request(
+            async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
                     timeout=aiohttp.ClientTimeout(total=timeout * STREAM_TOTAL_FACTOR,
                                                   sock_read=timeout, sock_connect=timeout),
@@ -158,16 +185,21 @@ class AiohttpSender:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()
 
 
 class _HttpxStream:
     def __init__(self, resp: httpx.Response) -> None:
+        import httpx
+
+        self._httpx = httpx
         self._resp = resp
         self.status = resp.status_code
         self.headers: Mapping[str, str] = resp.headers
 
     async def lines(self) -> AsyncIterator[str]:
+        httpx = self._httpx
         try:
             async for line in self._resp.aiter_lines():
                 yield line
@@ -188,10 +220,14 @@ class HttpxSender:
     """Any httpx.AsyncClient (its transport decides how requests travel)."""
 
     def __init__(self, client: httpx.AsyncClient, owned: bool = False) -> None:
+        import httpx
+
+        self._httpx = httpx
         self.client = client
         self._owned = owned
 
     async def send(self, request: HttpRequest, timeout: float) -> Reply:
+        httpx = self._httpx
         try:
             resp = await self.client.request(request.method, request.url, content=request.body,
                                              headers=request.headers, timeout=timeout)
@@ -203,6 +239,7 @@ class HttpxSender:
 
     @contextlib.asynccontextmanager
     async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
+        httpx = self._httpx
         try:
             async with self.client.stream(request.method, request.url, content=request.body,
                                           headers=request.headers, timeout=timeout) as resp:
@@ -220,6 +257,7 @@ class HttpxSender:
 def make_sender(concurrency: int, transport: str | None = None) -> Sender:
     choice = transport or os.environ.get("PROMPTLAB_TRANSPORT", "aiohttp")
     if choice == "httpx":
+        import httpx
         from httpx_aiohttp import AiohttpTransport
 
         limits = httpx.Limits(max_connections=concurrency + 4,
@@ -235,8 +273,8 @@ def as_sender(client: Any, concurrency: int) -> tuple[Sender, bool]:
     Returns it and whether the runner owns (and so closes) it."""
     if client is None:
         return make_sender(concurrency), True
-    if isinstance(client, httpx.AsyncClient):
+    # An httpx.AsyncClient exists only once httpx is imported: no need to import it to ask.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(client, httpx.AsyncClient):
         return HttpxSender(client), False
     return client, False
-
-

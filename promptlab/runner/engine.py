@@ -16,9 +16,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import ProviderError
 from promptlab.grid import Plan
@@ -41,6 +39,9 @@ from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Record, Store, utcnow
 from promptlab.store.writer import BatchWriter, fit_int
 from promptlab.templates import Renderer
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Call", "Runner", "RunStats"]
 

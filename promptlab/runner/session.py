@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from promptlab.batch import batched_models, run_batched
 from promptlab.errors import UserError
@@ -39,6 +37,9 @@ from promptlab.spec import ExperimentSpec
 from promptlab.store import Store
 from promptlab.store.ownership import HEARTBEAT_S, new_token
 from promptlab.templates import Renderer
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["NewRun", "Progress", "RunOutcome", "Session"]
 

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-import httpx
-
 from promptlab.errors import UserError
 from promptlab.spec import ExperimentSpec, ServerSpec
 
@@ -58,6 +56,8 @@ class ManagedServer:
                 for part in self.spec.command]
 
     def start(self) -> None:
+        import httpx  # only to poll a started server: not on the path of every run
+
         cmd = self.command()
         try:
             self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
