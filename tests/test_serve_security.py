@@ -31,6 +31,23 @@ def test_a_non_loopback_bind_needs_a_token(capsys: pytest.CaptureFixture[str]) -
     assert main(["serve", "--host", "0.0.0.0", "--token", "short"]) == 2
 
 
+def test_a_mistyped_db_is_refused_not_served_empty(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+    assert main(["serve", "--db", str(missing), "--port", "1"]) == 2
+    assert f"no database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_with_experiments_a_new_database_is_made_for_the_runs_it_launches(
+        tmp_path: Path) -> None:
+    from promptlab.serve import ServeSettings, create_app
+
+    fresh = tmp_path / "new.db"
+    create_app(ServeSettings(db=str(fresh), experiments=tmp_path, token=TOKEN))
+    assert fresh.exists()
+
+
 def test_off_loopback_every_request_needs_the_token(db: tuple[Path, str]) -> None:
     path, run_id = db
     with serving(path, host="0.0.0.0") as server, server.client() as c:

@@ -68,7 +68,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     """The application over `settings.db` (opened read-only with `read_only`)."""
     from promptlab.store import Store
 
-    store = Store.open(settings.db, read_only=settings.read_only)
+    # A mistyped --db is refused, not served empty; with --experiments the viewer can
+    # launch runs, so a new database is made for them.
+    store = Store.open(settings.db, read_only=settings.read_only,
+                       must_exist=settings.experiments is None)
     ctx = Context(store=store, launcher=Launcher(store.url, settings.experiments),
                   read_only=settings.read_only)
 

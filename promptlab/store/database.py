@@ -197,8 +197,12 @@ def dump_schema(conn: Connection) -> str:
     return "".join(f"{sql};\n\n" for sql in statements)
 
 
-def open_engine(url: str, *, read_only: bool = False, migrate_schema: bool = True) -> Engine:
+def open_engine(url: str, *, read_only: bool = False, migrate_schema: bool = True,
+                must_exist: bool = False) -> Engine:
     """An engine for `url`, its schema at the newest revision.
+
+    ``must_exist=True`` refuses to create a SQLite file that is not there (as a read-only
+    open always does): for a command that writes only now and then, a mistyped path.
 
     ``read_only=True`` is for commands that only read: nothing is created, migrated or
     switched to WAL; SQLite opens the file with ``mode=ro``, PostgreSQL sessions are read
@@ -212,7 +216,7 @@ def open_engine(url: str, *, read_only: bool = False, migrate_schema: bool = Tru
                         "or a SQLAlchemy URL such as postgresql://user@host/db") from None
     where = _display(parsed)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(parsed, where, read_only)
+        engine = _sqlite_engine(parsed, where, read_only or must_exist, read_only)
     else:
         options = {"postgresql_readonly": True} if read_only else {}
         engine = _create_engine(parsed, where, pool_pre_ping=True, execution_options=options)
@@ -288,9 +292,11 @@ def _cannot_open(exc: DBAPIError, url: URL, where: str) -> str:
     return f"database {where}: {reason}; check the path and its permissions"
 
 
-def _sqlite_engine(url: URL, where: str, read_only: bool) -> Engine:
+def _sqlite_engine(url: URL, where: str, must_exist: bool, read_only: bool) -> Engine:
     db = url.database
     path = Path(db) if db and db != ":memory:" and not url.query.get("uri") else None
+    if must_exist and path is not None and not path.exists():
+        raise UserError(f"no database at {path}; run 'promptlab run' first or pass --db")
     if not read_only:
         if path is not None and not path.parent.is_dir():
             raise UserError(f"--db: directory {path.parent} does not exist; create it or "
@@ -299,8 +305,6 @@ def _sqlite_engine(url: URL, where: str, read_only: bool) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if path is not None:
-        if not path.exists():
-            raise UserError(f"no database at {path}; run 'promptlab run' first or pass --db")
         query = {"mode": "ro", "uri": "true"}
         if _needs_immutable(path):
             query["immutable"] = "1"

@@ -73,11 +73,12 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
     @classmethod
     def open(cls, db: str | None = None, *, configured: str | None = None,
-             read_only: bool = False) -> Store:
+             read_only: bool = False, must_exist: bool = False) -> Store:
         """Open (and migrate) the database: `db` is a path or SQLAlchemy URL; without one,
         $PROMPTLAB_DB, then `configured` (the experiment's ``db``), then ./results.db.
         ``read_only`` opens it for reading alone: nothing is created, migrated or changed."""
-        return cls(open_engine(resolve_url(db, configured), read_only=read_only))
+        return cls(open_engine(resolve_url(db, configured), read_only=read_only,
+                               must_exist=must_exist))
 
     @property
     def url(self) -> str:
