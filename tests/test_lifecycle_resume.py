@@ -65,3 +65,17 @@ def test_resume_sends_an_errored_trial_again_and_only_it(
     assert q(project, "select number from attempts a join trials t using (run_id, idx) "
                       "where t.row_id = 'x' order by number") == [(1,), (2,)]
     assert q(project, "select count(*) from results") == [(2,)]
+
+
+def test_a_resume_says_what_it_spent_and_the_runs_total(
+        project: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]) -> None:
+    priced = [*ONE, "+models.oa.price.input_per_mtok=1000000", "run.concurrency=1"]
+    assert main(["run", "--db", "results.db", *priced, "run.max_calls=2"]) == 1
+    first = sum(c for (c,) in q(project, "select cost_usd from results where status = 'ok'"))
+    assert first > 0
+    capsys.readouterr()
+    assert main(["resume", "latest", "--db", "results.db", "--no-progress",
+                 "run.max_calls=10"]) == 0
+    total = sum(c for (c,) in q(project, "select cost_usd from results where status = 'ok'"))
+    err = capsys.readouterr().err
+    assert f"${total - first:.4f} (the run's total ${total:.4f})" in err, err

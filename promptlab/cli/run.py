@@ -232,6 +232,7 @@ def _list_sweep(sweep_id: str, db: str, err: Console) -> None:
 
 
 def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
+    from promptlab.progress import rate_text
     from promptlab.reports.aggregate import aggregate_runs
     from promptlab.reports.render import rich_table
 
@@ -240,10 +241,12 @@ def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
     out_console().print(rich_table(groups, ["model", "prompt"], f"run {outcome.run_id}",
                                    store.scorer_names(outcome.run_id)))
     rate = stats.done / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+    cost = f"${stats.cost_usd:.4f}"
+    if stats.prior_cost_usd:  # a resume: what it spent, then the run's whole
+        cost = f"${stats.cost_usd - stats.prior_cost_usd:.4f} (the run's total {cost})"
     err.print(f"{stats.done:,} calls ({stats.ok:,} ok, {stats.cached:,} cached, "
               f"{stats.errors:,} errors, {stats.skipped:,} skipped, {stats.attempts:,} attempts) "
-              f"in {stats.elapsed_s:.2f}s = {rate:,.{0 if rate >= 10 else 2}f} calls/s, "
-              f"${stats.cost_usd:.4f}; saved "
+              f"in {stats.elapsed_s:.2f}s = {rate_text(rate)} calls/s, {cost}; saved "
               f"to {escape(store.display_url)}")
     for alias, reason in stats.stopped_models.items():
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")

@@ -111,7 +111,7 @@ class Runner:
         """
         started = started or {}
         self.stats.planned = len(self.plan) - len(done)
-        self.stats.cost_usd = prior_cost
+        self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
         client, own_client = as_sender(self.client, self.spec.run.concurrency)
         n_workers = min(self.spec.run.concurrency, max(self.stats.planned, 1))
         queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers * 2)

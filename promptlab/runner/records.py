@@ -51,7 +51,8 @@ class RunStats:
     cached: int = 0
     attempts: int = 0
     calls: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # the run's, what an earlier part of it spent included
+    prior_cost_usd: float = 0.0  # of that, spent before this resume
     elapsed_s: float = 0.0
     interrupted: bool = False
     budget_stop: str | None = None
