@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from promptlab.cli.startup import start_up
 from promptlab.errors import UserError
 from promptlab.redaction import redact_overrides
 
 __all__ = ["RedactingConsole", "add_db", "err_console", "out_console", "parse_date",
-           "open_store"]
+           "open_store", "print_scorer_failures"]
 
 if TYPE_CHECKING:
     from promptlab.store import Store
@@ -64,3 +65,11 @@ def parse_date(text: str | None, flag: str) -> datetime | None:
         raise UserError(f"{flag} {text!r}: not a date; write 2026-11-25 or "
                         "2026-11-25T14:00") from None
     return when.replace(tzinfo=None)
+
+
+def print_scorer_failures(err: Console, store: Store, run_id: str) -> None:
+    """One line per scorer that failed on some results (the report shows those as no
+    value), with its commonest error and where to see each one."""
+    for scorer, failed, scored, error in store.scorer_failures(run_id):
+        err.print(f"[red]scorer {escape(scorer)} failed on {failed:,} of {scored:,} results:[/] "
+                  f"{escape(error)}; see promptlab show {run_id} --trial N", soft_wrap=True)

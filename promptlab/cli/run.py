@@ -19,7 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from promptlab.cli.common import add_db, err_console, open_store, out_console
+from promptlab.cli.common import (
+    add_db,
+    err_console,
+    open_store,
+    out_console,
+    print_scorer_failures,
+)
 from promptlab.cli.startup import start_up
 from promptlab.errors import UserError
 from promptlab.gate import Gate, check_names, evaluate, parse_gates
@@ -252,6 +258,7 @@ def _summary(outcome: RunOutcome, store: Store, err: Console) -> None:
         err.print(f"[red]model {escape(alias)} stopped:[/] {escape(reason)}")
     for kind, error, count in store.common_errors(outcome.run_id):
         err.print(f"[red]{count:,} x {escape(kind)}:[/] {escape(error)}")
+    print_scorer_failures(err, store, outcome.run_id)
     if stats.errors or stats.skipped:
         err.print(f"[yellow]{stats.errors + stats.skipped:,} trials without an ok result[/] "
                   f"({stats.errors:,} errors, {stats.skipped:,} skipped); send them again with: "

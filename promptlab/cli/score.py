@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from promptlab.cli.common import add_db, open_store, out_console
+from promptlab.cli.common import add_db, open_store, out_console, print_scorer_failures
 from promptlab.errors import UserError
 
 __all__ = ["register"]
@@ -48,7 +48,9 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise UserError(f"{where}: no scorers configured; add a 'scorers:' section")
         scorers = resolve_judges(scorers, loaded, prepared.renderer)
         n = score_run(store, run_id, scorers, prepared.spec, prepared.renderer)
-        Console(stderr=True).print(f"{n:,} scores written for run {run_id}")
+        err = Console(stderr=True)
+        err.print(f"{n:,} scores written for run {run_id}")
+        print_scorer_failures(err, store, run_id)
         groups = aggregate_runs(store, [run_id], ["model", "prompt"])
         out_console().print(rich_table(groups, ["model", "prompt"], f"run {run_id}",
                                        store.scorer_names(run_id)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 
 from promptlab.errors import UserError
 from promptlab.store.tables import Artifact, Attempt, Result, Run, RunArtifact, Score, StoredTrial
@@ -159,6 +159,31 @@ class RunQueries:
         with self.engine.connect() as conn:
             return [(str(kind or "error"), " ".join(str(error or "").split())[:200], int(n))
                     for kind, error, n in conn.execute(stmt)]
+
+    def scorer_failures(self, run_id: str) -> list[tuple[str, int, int, str]]:
+        """Scorers that failed on some of the run's results: (scorer, failed, scored, the
+        commonest error), in scorer order. A report shows a failed score as no value."""
+        failed = (Score.value.is_(None) & Score.passed.is_(None)
+                  & Score.detail_json.like('{"error": %'))
+        with self.engine.connect() as conn:
+            counts = conn.execute(
+                select(Score.scorer, func.count(), func.sum(case((failed, 1), else_=0)))
+                .where(Score.run_id == run_id).group_by(Score.scorer).order_by(Score.scorer))
+            out = []
+            for scorer, scored, n in counts:
+                if not n:
+                    continue
+                detail = conn.execute(
+                    select(Score.detail_json, func.count().label("k"))
+                    .where(Score.run_id == run_id, Score.scorer == scorer, failed)
+                    .group_by(Score.detail_json).order_by(func.count().desc()).limit(1)
+                ).scalar()
+                try:
+                    error = str(json.loads(detail or "{}").get("error", ""))
+                except (ValueError, AttributeError):
+                    error = str(detail)
+                out.append((str(scorer), int(n), int(scored), " ".join(error.split())[:200]))
+        return out
 
     def result_count(self, run_id: str) -> int:
         with self.engine.connect() as conn:
