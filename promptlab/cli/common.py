@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,19 +16,34 @@ from promptlab.errors import UserError
 from promptlab.redaction import redact_overrides
 
 __all__ = ["RedactingConsole", "add_db", "err_console", "out_console", "parse_date",
-           "open_store", "print_scorer_failures"]
+           "open_store", "print_scorer_failures", "visible"]
 
 if TYPE_CHECKING:
     from promptlab.store import Store
 
 
+# Control characters but tab and newline: C0, DEL and C1. A dataset value, a model's output
+# or a server's error text could otherwise move the cursor, recolour or clear the terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters (but tab and newline) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
 class RedactingConsole(Console):
-    """A console whose text never shows a secret given as an override: a sweep's job lines
-    and a run's overrides echo the command line, where a header or key was typed."""
+    """A console whose text never shows a secret given as an override (a sweep's job lines
+    and a run's overrides echo the command line, where a header or key was typed), nor
+    acts on a control character: every string it renders, table cells included, shows
+    them as ``\\xNN`` (rich passes ESC and NUL to the terminal as they are)."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         super().print(*(redact_overrides(o) if isinstance(o, str) else o for o in objects),
                       **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(visible(text), **kwargs)
 
 
 def err_console() -> Console:

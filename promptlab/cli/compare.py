@@ -7,12 +7,11 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from promptlab.canonical import finite
-from promptlab.cli.common import add_db, open_store
+from promptlab.cli.common import RedactingConsole, add_db, open_store
 from promptlab.errors import UserError
 
 __all__ = ["register"]
@@ -68,7 +67,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps(finite({"a": a.label, "b": b.label, "comparisons": out}), indent=2,
                          default=list, allow_nan=False))
         return 0
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    console = RedactingConsole(highlight=False, width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]A[/] = {escape(a.label)}    [bold]B[/] = {escape(b.label)}")
     unpaired = results[0].mismatch if results and results[0].pairs else ""
     if unpaired:

@@ -7,10 +7,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
-from promptlab.cli.common import add_db, open_store
+from promptlab.cli.common import RedactingConsole, add_db, open_store
 
 __all__ = ["register"]
 
@@ -43,7 +42,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _print_drift(d: Any) -> None:
-    c = Console(highlight=False)
+    c = RedactingConsole(highlight=False)
     c.print(f"[bold]reproduced[/] run {d.parent} as run {d.run_id} ({d.mode})")
     req = ("[green]all identical[/]" if not d.requests_changed else
            f"[red]{len(d.requests_changed)} changed[/] (trials "

@@ -7,12 +7,19 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from promptlab.canonical import finite
-from promptlab.cli.common import RedactingConsole, add_db, open_store, out_console, parse_date
+from promptlab.cli.common import (
+    RedactingConsole,
+    add_db,
+    err_console,
+    open_store,
+    out_console,
+    parse_date,
+    visible,
+)
 from promptlab.errors import UserError
 from promptlab.redaction import redact_overrides
 
@@ -100,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 sys.stdout.write(json.dumps(finite(record), indent=2, ensure_ascii=False,
                                             default=str, allow_nan=False) + "\n")
             else:
-                sys.stdout.write(_trial_text(record))
+                sys.stdout.write(visible(_trial_text(record)))  # for people: --json keeps all
             return 0
         if args.format != "text":
             raise UserError("show --format json goes with --trial N")
@@ -267,7 +274,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.output:
             with open(args.output, "w", encoding="utf-8") as f:
                 n = _export(store, run_id, f)
-            Console(stderr=True).print(f"{n:,} trials written to {escape(args.output)}")
+            err_console().print(f"{n:,} trials written to {escape(args.output)}")
         else:
             _export(store, run_id, sys.stdout)
     return 0

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
-from promptlab.cli.common import add_db, open_store, out_console, print_scorer_failures
+from promptlab.cli.common import (
+    add_db,
+    err_console,
+    open_store,
+    out_console,
+    print_scorer_failures,
+)
 from promptlab.errors import UserError
 
 __all__ = ["register"]
@@ -48,7 +52,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise UserError(f"{where}: no scorers configured; add a 'scorers:' section")
         scorers = resolve_judges(scorers, loaded, prepared.renderer)
         n = score_run(store, run_id, scorers, prepared.spec, prepared.renderer)
-        err = Console(stderr=True)
+        err = err_console()
         err.print(f"{n:,} scores written for run {run_id}")
         print_scorer_failures(err, store, run_id)
         groups = aggregate_runs(store, [run_id], ["model", "prompt"])
