@@ -369,4 +369,8 @@ async def run_batched(runner: Runner, models: frozenset[str], done: frozenset[in
     executor = BatchExecutor(runner.spec, runner.renderer, runner.store, runner.run_id, models,
                              client=runner.client, sleep=runner.sleep, stats=stats,
                              on_progress=runner.on_progress)
-    return await executor.run(done, started or {})
+    try:
+        return await executor.run(done, started or {})
+    except BatchFailed as exc:
+        raise BatchFailed(f"{exc}; every finished call is saved; finish with: promptlab "
+                          f"resume {runner.run_id}") from None

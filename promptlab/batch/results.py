@@ -34,7 +34,10 @@ LOST = "lost"  # a batch's status when the server no longer knows it (ours, not 
 
 
 class BatchFailed(UserError):
-    """A batch API refused a call (not a transient fault)."""
+    """A batch API call refused, or failing past its retries: the run stops with one line,
+    what finished saved, exit 1 (calls were sent: not a user error's 2)."""
+
+    exit_code = 1
 
 
 class BatchLost(Exception):
