@@ -20,6 +20,19 @@ def boom(output: str, row: dict[str, object], params: dict[str, object]) -> floa
     return 1.0
 
 
+def nan(output: str, row: dict[str, object], params: dict[str, object]) -> float:
+    return float("nan")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def unprintable(output: str, row: dict[str, object], params: dict[str, object]) -> float:
+    raise Unprintable
+
+
 SCORERS = """
 scorers:
   fine:
@@ -31,6 +44,12 @@ scorers:
   partly:
     type: python
     function: test_scorer_failures:boom
+  nan:
+    type: python
+    function: test_scorer_failures:nan
+  unprintable:
+    type: python
+    function: test_scorer_failures:unprintable
 """
 
 
@@ -43,10 +62,13 @@ def test_a_run_names_each_scorer_that_failed_and_why(
     assert main(["run", "--db", "results.db", "--no-progress", *ONE]) == 0
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("scorer ")]
-    assert len(lines) == 2, err
+    assert len(lines) == 4, err
     assert lines[0].startswith("scorer missing failed on 6 of 6 results: KeyError:")
     assert "no_such_field" in lines[0] and "promptlab show" in lines[0]
-    assert lines[1].startswith("scorer partly failed on 4 of 6 results: ValueError: no "
+    assert lines[1].startswith("scorer nan failed on 6 of 6 results: no value (NaN")
+    assert lines[2].startswith("scorer partly failed on 4 of 6 results: ValueError: no "
                                "score for row")
+    assert lines[3].startswith("scorer unprintable failed on 6 of 6 results: Unprintable "
+                               "(its message could not be made)")
     assert main(["score", "latest", "--db", "results.db"]) == 0  # scoring again says it too
     assert "scorer missing failed on 6 of 6 results" in capsys.readouterr().err

@@ -39,6 +39,13 @@ def test_a_mistyped_db_is_refused_not_served_empty(
     assert not missing.exists()
 
 
+def test_experiments_that_are_not_there_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "new.db"
+    assert main(["serve", "--db", str(db), "--experiments", str(tmp_path / "nope")]) == 2
+    assert "no config.yaml there" in capsys.readouterr().err and not db.exists()
+
+
 def test_with_experiments_a_new_database_is_made_for_the_runs_it_launches(
         tmp_path: Path) -> None:
     from promptlab.serve import ServeSettings, create_app

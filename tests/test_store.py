@@ -117,3 +117,28 @@ def test_someone_elses_sqlite_database_is_refused_and_left_as_it_was(tmp_path: P
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["results"]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+@pytest.mark.parametrize("version", ["deadbeef1234", "0007"])
+def test_another_applications_alembic_database_is_refused_and_left_as_it_was(
+        tmp_path: Path, version: str) -> None:
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);"
+                           f"INSERT INTO alembic_version VALUES ('{version}');"
+                           "CREATE TABLE users (id INTEGER);")
+    before = db.read_bytes()
+    with pytest.raises(UserError, match="not a promptlab database"):
+        open_engine(resolve_url(str(db)))
+    assert db.read_bytes() == before  # not even switched to WAL
+
+
+def test_latest_is_never_an_llm_judges_run(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "j.db"))
+    store.create_run(run_id="scored", name="x", planned=1, config={}, overrides=[],
+                     manifest={"host": "h"}, artifacts={})
+    store.create_run(run_id="judge", name="x:judge:j", planned=1, config={}, overrides=[],
+                     manifest={"judge_for": "scored"}, artifacts={}, parent_run_id="scored")
+    assert store.resolve_run_id("latest") == "scored"
+    assert store.resolve_run_id("judge") == "judge"
+    store.close()

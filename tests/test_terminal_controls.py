@@ -24,6 +24,7 @@ def test_a_hostile_row_id_is_shown_not_obeyed(
     assert main(["run", "--db", "results.db", "--no-progress", *ONE]) == 1
     main(["report", "latest", "--db", "results.db", "--by", "row"])
     main(["show", "latest", "--db", "results.db", "--trial", "0"])
+    main(["cache", "why", "latest", "0", "--db", "results.db"])
     out = capsys.readouterr()
     text = out.out + out.err
     for raw in ("\x1b", "\x00", "\x07", "\x9b"):

@@ -324,7 +324,8 @@ class BatchExecutor:
                     text = self.scrub(reply.body[:200].decode("utf-8", "replace"))
                     raise BatchLost(f"HTTP {reply.status} at {self.scrub(request.url)}: {text}")
                 if reply.status not in (408, 429, 529) and reply.status < 500 or attempt == 5:
-                    text = self.scrub(reply.body[:300].decode("utf-8", "replace"))
+                    text = self.scrub(" ".join(reply.body[:300].decode("utf-8",
+                                                                        "replace").split()))
                     raise BatchFailed(f"batch API ({what}) at {self.scrub(request.url)}: HTTP "
                                       f"{reply.status}: {text}")
             await self.sleep(wait)

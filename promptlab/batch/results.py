@@ -93,8 +93,9 @@ async def ingest_batch(ex: BatchExecutor, batch: BatchInfo,
                     break
                 if resp.status >= 400:
                     body = await resp.read()
+                    text = " ".join(body[:200].decode("utf-8", "replace").split())
                     raise BatchFailed(f"batch {state.batch_id}: reading results: HTTP "
-                                      f"{resp.status}: {body[:200].decode('utf-8', 'replace')}")
+                                      f"{resp.status}: {ex.scrub(text)}")
                 n = 0
                 async for line in result_lines(resp, state.batch_id):
                     if not line.strip():

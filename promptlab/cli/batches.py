@@ -39,8 +39,8 @@ def cmd_batches(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col in ("#", "round", "done", "failed")
                          else "left")
     for b in rows:
-        table.add_row(b.run_id, str(b.number), escape(b.model_alias), b.api, str(b.round),
-                      escape(b.batch_id or "-"), b.status,
+        table.add_row(b.run_id, str(b.number), escape(b.model_alias), escape(b.api),
+                      str(b.round), escape(b.batch_id or "-"), escape(b.status),
                       f"{b.completed_count:,}/{b.request_count:,}", f"{b.failed_count:,}",
                       "yes" if b.ingested_at else "no")
     out_console().print(table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from promptlab.cli.common import add_db, open_store
+from promptlab.cli.common import add_db, open_store, visible
 
 __all__ = ["register"]
 
@@ -28,5 +28,5 @@ def cmd_cache_why(args: argparse.Namespace) -> int:
     with open_store(args.db, read_only=True) as store:
         run_id = store.resolve_run_id(args.run_id)
         for line in explain(store, run_id, args.trial):
-            print(line)
+            print(visible(line))
     return 0

@@ -115,8 +115,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.config:
             from promptlab.config.stored import to_yaml
 
-            sys.stdout.write(redact_overrides("# promptlab run " + run_id + "; overrides: "
-                                              + " ".join(info.overrides)) + "\n")
+            sys.stdout.write(visible(redact_overrides(
+                "# promptlab run " + run_id + "; overrides: " + " ".join(info.overrides))) + "\n")
             sys.stdout.write(to_yaml(info.config))
             return 0
         statuses, attempts, cached = store.status_counts(run_id)

@@ -64,6 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         "pip install 'promptlab[serve]'") from None
     token = check_bind(args.host, args.token or os.environ.get(TOKEN_ENV))
     experiments = Path(args.experiments) if args.experiments else None
+    if experiments is not None and not (experiments / "config.yaml").is_file():
+        raise UserError(f"--experiments {experiments}: no config.yaml there; pass the "
+                        "experiments directory runs are launched from")
     settings = ServeSettings(db=args.db, experiments=experiments, host=args.host,
                              port=args.port, token=token, read_only=args.read_only)
     app = create_app(settings)

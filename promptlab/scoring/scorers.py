@@ -52,7 +52,11 @@ class Scorer:
                 return self.result_fn(output, row, params, result or {})
             return self.fn(output, row, params)
         except Exception as exc:  # a scorer's failure is recorded, never a crash
-            return Score(None, None, {"error": f"{type(exc).__name__}: {exc}"})
+            try:
+                said = f"{type(exc).__name__}: {exc}"
+            except Exception:  # noqa: BLE001 - its own message failed: say what we can
+                said = f"{type(exc).__name__} (its message could not be made)"
+            return Score(None, None, {"error": said})
 
 
 def _norm(text: str, cfg: dict[str, Any]) -> str:

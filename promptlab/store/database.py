@@ -66,13 +66,18 @@ def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# A promptlab database has both from its first revision on; another application's may
+# have an Alembic version table of its own.
+_OURS = ("SELECT count(*), count(CASE WHEN type = 'table' AND name IN ('alembic_version', "
+         "'runs') THEN 1 END) FROM sqlite_master")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL waits for other openers
-    cur.execute("SELECT count(*), count(CASE WHEN name = 'alembic_version' THEN 1 END) "
-                "FROM sqlite_master")
+    cur.execute(_OURS)
     objects, ours = cur.fetchone()
-    if ours or not objects:  # someone else's database is left as it is (and refused)
+    if ours == 2 or not objects:  # someone else's database is left as it is (and refused)
         _switch_to_wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -157,8 +162,12 @@ def migrate(engine: Engine, *, from_dump: bool = True) -> None:
         revision = _revision(conn)
         if revision == SCHEMA_HEAD:
             return
+        if conn.dialect.name == "sqlite" and not _ours_or_empty(conn, revision):
+            raise UserError(f"database {_display(engine.url)} is not a promptlab database "
+                            "(it has tables but not promptlab's); pass --db a promptlab "
+                            "database or a new file name")
         if revision is None and conn.dialect.name == "sqlite":
-            if not _empty_sqlite(conn):  # someone else's database: not ours to change
+            if not _empty_sqlite(conn):  # unreachable: refused above
                 raise UserError(f"database {_display(engine.url)} is not a promptlab database "
                                 "(it has tables but no promptlab schema version); pass --db "
                                 "a promptlab database or a new file name")
@@ -180,6 +189,11 @@ def migrate(engine: Engine, *, from_dump: bool = True) -> None:
 
 def _empty_sqlite(conn: Connection) -> bool:
     return not conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+
+
+def _ours_or_empty(conn: Connection, revision: str | None) -> bool:
+    objects, ours = conn.exec_driver_sql(_OURS).one()
+    return not objects or (ours == 2 and revision is not None)
 
 
 def dump_schema(conn: Connection) -> str:

@@ -70,12 +70,16 @@ def _info(run: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
 
 
 def resolve_ref(engine: Engine, id_col: Any, created_col: Any, ref: str, what: str,
-                fix: str, empty: str) -> str:
-    """A full id from an id, a unique prefix (text, not a LIKE pattern), or ``latest``;
-    a user error naming `what` and `fix` when there is none or more than one."""
+                fix: str, empty: str, latest_of: Any = None) -> str:
+    """A full id from an id, a unique prefix (text, not a LIKE pattern), or ``latest``
+    (among the rows `latest_of` admits); a user error naming `what` and `fix` when there
+    is none or more than one."""
     with engine.connect() as conn:
         if ref in ("latest", "last"):
-            ids = list(conn.scalars(select(id_col).order_by(created_col.desc()).limit(1)))
+            query = select(id_col).order_by(created_col.desc()).limit(1)
+            if latest_of is not None:
+                query = query.where(latest_of)
+            ids = list(conn.scalars(query))
             if not ids:
                 raise UserError(empty)
         else:
@@ -127,9 +131,11 @@ class RunQueries:
 
     def resolve_run_id(self, ref: str) -> str:
         """A full run id from an id, a unique id prefix, or ``latest``."""
+        # `latest` is never an LLM judge's run: those are made while their run is scored.
         return resolve_ref(self.engine, Run.id, Run.created_at, ref, "run",
                            "list runs with 'promptlab runs' (or pass --db)",
-                           "no runs in this database; run 'promptlab run' first")
+                           "no runs in this database; run 'promptlab run' first",
+                           latest_of=~Run.manifest_json.startswith('{"judge_for"'))
 
     def run(self, run_id: str) -> RunInfo:
         with self.engine.connect() as conn:
@@ -163,8 +169,7 @@ class RunQueries:
     def scorer_failures(self, run_id: str) -> list[tuple[str, int, int, str]]:
         """Scorers that failed on some of the run's results: (scorer, failed, scored, the
         commonest error), in scorer order. A report shows a failed score as no value."""
-        failed = (Score.value.is_(None) & Score.passed.is_(None)
-                  & Score.detail_json.like('{"error": %'))
+        failed = Score.value.is_(None) & Score.passed.is_(None)  # an error, or NaN
         with self.engine.connect() as conn:
             counts = conn.execute(
                 select(Score.scorer, func.count(), func.sum(case((failed, 1), else_=0)))
@@ -179,7 +184,8 @@ class RunQueries:
                     .group_by(Score.detail_json).order_by(func.count().desc()).limit(1)
                 ).scalar()
                 try:
-                    error = str(json.loads(detail or "{}").get("error", ""))
+                    error = str(json.loads(detail or "{}").get("error") or "no value (NaN, "
+                                "or nothing a score can be made of)")
                 except (ValueError, AttributeError):
                     error = str(detail)
                 out.append((str(scorer), int(n), int(scored), " ".join(error.split())[:200]))
