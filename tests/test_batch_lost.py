@@ -65,17 +65,25 @@ def test_a_batch_the_server_forgot_is_lost_and_its_items_sent_again(tmp_path: Pa
         assert all(s == "lost" and "404" in e and done for s, e, done in lost)
 
 
+def cancelled_run(tmp_path: Path, server: MockServer, name: str,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A batch run whose two batches were sent and then cancelled (exit 1): its project
+    root and database; the working directory is the project."""
+    root = batch_project(tmp_path / "p", server.url + "/v1", rows=ROWS)
+    db = tmp_path / name
+    proc = start(root, db, "run", "run.batch=true", "--no-progress")
+    wait_for_batches(db, 2, proc)
+    monkeypatch.chdir(root)
+    assert main(["cancel", "latest", "--db", str(db)]) == 0
+    assert proc.wait(60) == 1, (root / "stderr.log").read_text()
+    return root, db
+
+
 def test_lost_on_resume_after_cancel_keeps_the_run_resumable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = MockServer(MockConfig(batch_delay_s=30.0)).start()
     try:
-        root = batch_project(tmp_path / "p", server.url + "/v1", rows=ROWS)
-        db = tmp_path / "c.db"
-        proc = start(root, db, "run", "run.batch=true", "--no-progress")
-        wait_for_batches(db, 2, proc)
-        monkeypatch.chdir(root)
-        assert main(["cancel", "latest", "--db", str(db)]) == 0
-        assert proc.wait(60) == 1, (root / "stderr.log").read_text()
+        root, db = cancelled_run(tmp_path, server, "c.db", monkeypatch)
         proc = start(root, db, "resume", "latest", "--no-progress")
         wait_rows(db, 4)
         server = restart(server, 30.0)
@@ -104,13 +112,7 @@ def test_lost_on_resume_after_cancel_keeps_the_run_resumable(
 def test_a_failing_resume_keeps_the_error_results_already_recorded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with MockServer(MockConfig(batch_delay_s=30.0)) as server:
-        root = batch_project(tmp_path / "p", server.url + "/v1", rows=ROWS)
-        db = tmp_path / "f.db"
-        proc = start(root, db, "run", "run.batch=true", "--no-progress")
-        wait_for_batches(db, 2, proc)
-        monkeypatch.chdir(root)
-        assert main(["cancel", "latest", "--db", str(db)]) == 0
-        assert proc.wait(60) == 1, (root / "stderr.log").read_text()
+        root, db = cancelled_run(tmp_path, server, "f.db", monkeypatch)
     # The server is gone: the resume fails, and the 2 * ROWS error results stay.
     proc = start(root, db, "resume", "latest", "--no-progress")
     assert proc.wait(120) != 0

@@ -166,29 +166,20 @@ def migrate(engine: Engine, *, from_dump: bool = True) -> None:
             raise UserError(f"database {_display(engine.url)} is not a promptlab database "
                             "(it has tables but not promptlab's); pass --db a promptlab "
                             "database or a new file name")
-        if revision is None and conn.dialect.name == "sqlite":
-            if not _empty_sqlite(conn):  # unreachable: refused above
-                raise UserError(f"database {_display(engine.url)} is not a promptlab database "
-                                "(it has tables but no promptlab schema version); pass --db "
-                                "a promptlab database or a new file name")
-            if from_dump:
-                # One transaction: pysqlite would commit each CREATE on its own, and a
-                # schema cut off half-way could never be opened again.
-                conn.exec_driver_sql("BEGIN")
-                for statement in SCHEMA_DUMP.read_text(encoding="utf-8").split(";\n\n"):
-                    if statement.strip():
-                        conn.exec_driver_sql(statement)
-                return
+        if revision is None and conn.dialect.name == "sqlite" and from_dump:  # empty: new
+            # One transaction: pysqlite would commit each CREATE on its own, and a schema
+            # cut off half-way could never be opened again.
+            conn.exec_driver_sql("BEGIN")
+            for statement in SCHEMA_DUMP.read_text(encoding="utf-8").split(";\n\n"):
+                if statement.strip():
+                    conn.exec_driver_sql(statement)
+            return
         _check_known(revision, _display(engine.url))
         from alembic import command
 
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-def _empty_sqlite(conn: Connection) -> bool:
-    return not conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
 
 
 def _ours_or_empty(conn: Connection, revision: str | None) -> bool:
