@@ -30,21 +30,28 @@ def _upsert(dialect: str) -> Any:
     return pg_insert(Result)
 
 
+def _replacing(conn: Connection, columns: Sequence[str], query: Any = None) -> Any:
+    """INSERT INTO results (`columns`, from `query` when given) where a row for a trial
+    whose stored result is not ok replaces it, and an ok one is kept (SQLite and
+    PostgreSQL; elsewhere a plain INSERT)."""
+    name = conn.dialect.name
+    if name not in ("sqlite", "postgresql"):
+        return insert(Result) if query is None else insert(Result).from_select(columns, query)
+    stmt = _upsert(name)
+    if query is not None:
+        stmt = stmt.from_select(columns, query)
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={c: stmt.excluded[c] for c in columns if c not in _KEY},
+        where=Result.status != "ok")
+
+
 def insert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert these result rows; one for a trial whose stored result is not ok replaces it."""
     if not rows:
         return
-    name = conn.dialect.name
-    if name not in ("sqlite", "postgresql"):
-        conn.execute(insert(Result), list(rows))
-        return
-    stmt = _upsert(name)
-    columns = tuple(sorted({k for row in rows for k in row} - set(_KEY)))
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={c: stmt.excluded[c] for c in columns},
-        where=Result.status != "ok")
-    executemany(conn, stmt, rows, ("insert_results", columns))
+    columns = tuple(sorted({k for row in rows for k in row}))
+    executemany(conn, _replacing(conn, columns), rows, ("insert_results", columns))
 
 
 # What a cache hit takes from the result it repeats; the rest is its own (no latency, no
@@ -73,21 +80,9 @@ def copy_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     names = [*own, *COPIED]
     query = (select(*own.values(), *(src.c[c] for c in COPIED))
              .where(src.c.run_id == bindparam("src_run"), src.c.idx == bindparam("src_idx")))
-    name = conn.dialect.name
-    if name not in ("sqlite", "postgresql"):
-        done = conn.execute(insert(Result).from_select(names, query),
-                            [{k: r[k] for k in _COPY_PARAMS} for r in rows]).rowcount
-        if done != len(rows):
-            _vanished(conn, rows)
-        return
-    stmt = _upsert(name).from_select(names, query)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={c: stmt.excluded[c] for c in names if c not in _KEY},
-        where=Result.status != "ok")
-    done = executemany(conn, stmt, [{k: r[k] for k in _COPY_PARAMS} for r in rows],
-                       "copy_results")
-    if done != len(rows):
+    done = executemany(conn, _replacing(conn, names, query),
+                       [{k: r[k] for k in _COPY_PARAMS} for r in rows], "copy_results")
+    if done != len(rows):  # -1 where the driver cannot tell: then look
         _vanished(conn, rows)
 
 
