@@ -193,6 +193,9 @@ def _database_fault(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+BEHIND_BATCHES = 25  # how many batches the writer takes at once when they wait
+
+
 class BatchWriter:
     """Commits records in batches on its own thread; see the module docstring.
 
@@ -206,6 +209,11 @@ class BatchWriter:
                  retry_waits_s: Sequence[float] = (0.5, 2.0)) -> None:
         self._write = write
         self._batch_size = batch_size
+        # Behind, the writer takes everything waiting, up to this, in one transaction: a
+        # commit rewrites every page it touched (the fingerprint index's are scattered), so
+        # 10,000 cache hits cost 0.27 s of CPU in commits of 200 and 0.18 s in commits of
+        # 5,000. Caught up, it commits what the runner hands over: batch_size, or 0.25 s.
+        self._most = max(batch_size, BEHIND_BATCHES * batch_size)
         self._max_wait_s = max_wait_s
         self._sleep = sleep
         self._retry_waits_s = tuple(retry_waits_s)
@@ -254,7 +262,7 @@ class BatchWriter:
                 else:
                     assert isinstance(item, list)
                     batch.extend(item)
-                if len(batch) >= self._batch_size and not stopping:
+                if len(batch) >= self._most and not stopping:
                     break
                 try:
                     item = self._queue.get_nowait()
