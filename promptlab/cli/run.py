@@ -123,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptlab.experiment.launch import run_experiment
     from promptlab.experiment.prepare import prepare
 
-    prepared = prepare(loaded)
+    with start_up():  # what prepare builds (the renders) lives to the end too
+        prepared = prepare(loaded)
     check_names(gates, prepared.scorers.scorers, "the experiment")
     err = err_console()
     if prepared.spec.run.shards > 1:

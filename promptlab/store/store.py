@@ -148,18 +148,16 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         result that answers it (run id, idx): the newest of them."""
         if not keys:
             return {}
-        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx, Result.finished_at)
+        # Oldest first, so the newest is the one left per key (the database sorts: parsing
+        # every candidate's time in Python was a third of a lookup's cost).
+        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx)
                 .join(Result, (Result.run_id == StoredTrial.run_id)
                       & (Result.idx == StoredTrial.idx))
                 .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
-                       Result.cacheable.is_(True)))
-        found: dict[str, tuple[str, int]] = {}
-        newest: dict[str, Any] = {}
+                       Result.cacheable.is_(True))
+                .order_by(Result.finished_at, Result.run_id, Result.idx))
         with self.engine.connect() as conn:
-            for key, run_id, idx, finished_at in conn.execute(stmt):
-                if key not in newest or finished_at > newest[key]:
-                    newest[key], found[key] = finished_at, (run_id, idx)
-        return found
+            return {key: (run_id, idx) for key, run_id, idx in conn.execute(stmt)}
 
     def cached_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
