@@ -9,6 +9,7 @@ needs no escaping; write a literal ``{{`` with ``{{ '{{' }}`` or a ``{% raw %}``
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,10 @@ def render_text(source: str, variables: dict[str, Any]) -> str:
     return render_bounded(_environment(None).from_string(source), variables)
 
 
-Compiled = jinja2.Template | list[tuple[str, jinja2.Template]]
+# A message's compiled form: a template, a text with no tags (rendered once, as Jinja
+# renders it: a system prompt is the same for every row), or text and image parts.
+Compiled = jinja2.Template | str | list[tuple[str, jinja2.Template]]
+_SYNTAX = re.compile(r"\{[{%#]")  # Jinja's default delimiters: the environment keeps them
 
 
 def _compiled(env: jinja2.Environment, source: str) -> jinja2.Template:
@@ -153,6 +157,8 @@ class Renderer:
                 try:
                     tpl: Compiled = (_compiled(self.env, m.source) if m.parts is None else
                                      [(k, _compiled(self.env, v)) for k, v in m.parts])
+                    if isinstance(tpl, jinja2.Template) and not _SYNTAX.search(m.source):
+                        tpl = render_bounded(tpl, {})  # no tags: the same text every row
                 except jinja2.TemplateSyntaxError as exc:
                     at = (f"{label}:{exc.lineno}" if m.template else
                           f"{label}: prompts.{prompt.name}.messages[{i}].content line {exc.lineno}")
@@ -212,6 +218,8 @@ class Renderer:
         return out
 
     def _content(self, tpl: Compiled, variables: dict[str, Any], label: str) -> Any:
+        if isinstance(tpl, str):
+            return tpl
         if isinstance(tpl, jinja2.Template):
             return render_bounded(tpl, variables)
         parts: list[dict[str, str]] = []

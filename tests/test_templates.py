@@ -88,3 +88,18 @@ def test_bounded_sandbox_still_renders_ordinary_arithmetic(tmp_path: Path) -> No
                         "{{ '{:>4}'.format(1) }} {{ 'a b' | center(5) }}|{{ 'x\ny' | indent(2) }}"
                         "|{{ '%s-%s' | format(1, 2) }}")), Row("r", 0, {}))
     assert out[0]["content"] == "--- 1024 [0, 0] 12 1 002.2 xb    1  a b |x\n  y|1-2"
+
+
+@pytest.mark.parametrize("text", ["Answer briefly.", "Answer briefly.\n", "a\r\nb\rc\n\n",
+                                  'JSON: {"a": 1} and { braces }', "", "tab\tend  "])
+def test_a_message_without_tags_is_the_text_jinja_renders(tmp_path: Path, text: str) -> None:
+    # Rendered once, not per row: it must still be exactly what Jinja makes of it (one
+    # trailing newline dropped, line ends made \n).
+    import jinja2
+
+    expected = jinja2.Environment(keep_trailing_newline=False).from_string(text).render()
+    r = Renderer(tmp_path)
+    p = prompt(("system", text), ("user", "{{ q }}"))
+    for i, q in enumerate(["one", "two"]):
+        system, user = r.render(p, Row(f"r{i}", i, {"q": q}))
+        assert system["content"] == expected and user["content"] == q
