@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from promptlab.store import Record, Store, utcnow
-from promptlab.store.writer import BatchWriter
+from promptlab.store.writer import BEHIND_BATCHES, BatchWriter
 
 RUN = "r1"
 
@@ -333,3 +333,30 @@ def test_any_values_in_any_columns_are_stored_one_way_or_another(
     assert w.error is None
     assert q(store, f"select count(*) from results where idx between {base} and {base + 2}"
              ) == [(3,)]
+
+
+def test_a_writer_behind_takes_the_waiting_batches_together_up_to_its_most(
+        store: Store) -> None:
+    # A commit rewrites every index page it touched: behind (a burst of cache hits), the
+    # writer takes what waits in one transaction, up to BEHIND_BATCHES batches.
+    calls: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def held_first(batch: Sequence[Record]) -> None:
+        if not calls:
+            entered.set()
+            release.wait(10)  # the rest is handed over while this write is held
+        calls.append(len(batch))
+        store.write(batch)
+
+    w = BatchWriter(held_first, batch_size=10, max_wait_s=10, sleep=lambda s: None)
+    for i in range(10):
+        w.put(record(i))
+    assert entered.wait(10)
+    total = 10 + 10 * (BEHIND_BATCHES + 5)
+    for i in range(10, total):
+        w.put(record(i))
+    release.set()
+    w.close()
+    assert calls == [10, 10 * BEHIND_BATCHES, 50]
+    assert q(store, "select count(*) from results") == [(total,)]
