@@ -6,6 +6,7 @@ cost was building requests it never sent).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from promptlab.cache import estimate_tokens, fingerprint_from_parts
@@ -17,7 +18,10 @@ from promptlab.runner.records import Call, Recorder
 from promptlab.spec import ExperimentSpec, Trial
 from promptlab.templates import Renderer
 
-__all__ = ["CallBuilder", "Pending"]
+__all__ = ["FIRST_CHUNK", "CHUNK", "CallBuilder", "Pending", "estimated_cost"]
+
+FIRST_CHUNK = 64  # small, so the first calls go out at once
+CHUNK = 1024  # trials looked up in the cache with one query
 
 
 class Pending(NamedTuple):
@@ -52,6 +56,18 @@ class CallBuilder:
                                      trial.repeat)
         return Pending(trial, messages, messages_json, key, started.get(trial.index))
 
+    def chunks(self, trials: Iterable[Trial], started: dict[int, int]) -> Iterator[list[Pending]]:
+        """These trials pending, a chunk at a time: a small one first."""
+        chunk: list[Pending] = []
+        size = FIRST_CHUNK
+        for trial in trials:
+            chunk.append(self.pending(trial, started))
+            if len(chunk) >= size:
+                yield chunk
+                chunk, size = [], CHUNK
+        if chunk:
+            yield chunk
+
     def call(self, p: Pending) -> Call:
         trial, model = p.trial, p.trial.model
         request = ProviderRequest(model.model, p.messages, trial.params,
@@ -59,3 +75,12 @@ class CallBuilder:
         http = self.providers[model.alias].build_request(model, request, self.keys[model.alias])
         return Call(trial, http, p.messages, p.cache_key, estimate_tokens(p.messages, trial.params),
                     p.prior or 0, p.prior is not None, p.messages_json)
+
+
+def estimated_cost(call: Call) -> float:
+    """USD a call may cost, for the budget: its estimated tokens in, max_tokens (or 256) out."""
+    m = call.trial.model
+    if not (m.input_per_mtok or m.output_per_mtok):
+        return 0.0
+    out = int(call.trial.params.get("max_tokens") or 256)
+    return ((call.est_tokens - out) * m.input_per_mtok + out * m.output_per_mtok) / 1e6

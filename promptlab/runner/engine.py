@@ -15,14 +15,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from promptlab.errors import ProviderError
 from promptlab.grid import Plan
 from promptlab.providers.base import ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
-from promptlab.runner.calls import CallBuilder, Pending
+from promptlab.runner.calls import CallBuilder, Pending, estimated_cost
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
 from promptlab.runner.endpoint import Endpoint, EndpointLimits, budget_spent, endpoint_key
 from promptlab.runner.exchange import Exchange, exchange
@@ -35,7 +35,7 @@ from promptlab.runner.records import (
     with_n,
 )
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
-from promptlab.spec import ExperimentSpec, Trial
+from promptlab.spec import ExperimentSpec
 from promptlab.store import Record, Store, utcnow
 from promptlab.store.writer import BatchWriter, fit_int
 from promptlab.templates import Renderer
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "Runner", "RunStats"]
 
-FIRST_CHUNK = 64
-CHUNK = 1024  # trials looked up in the cache with one query
+Hits = dict[str, tuple[str, int]]  # fingerprint -> the stored result answering it
+
 # Records finished but not yet stored (a few KB each) before the feeder waits for the
 # writer: without it a database slower than the calls held the difference in memory
 # (a 1,000,000-call run grew past 460 MB, ~70,000 records behind).
@@ -164,36 +164,50 @@ class Runner:
     def _emit(self, record: Record) -> None:
         self._writer.put(record)
 
-    def _pending_trials(self, done: frozenset[int] | set[int]) -> Iterator[Trial]:
-        for trial in self.plan:
-            if trial.index not in done:
-                yield trial
+    def _look_up(self, chunk: list[Pending]) -> asyncio.Future[Hits]:
+        """The chunk's cache hits, looked up on a thread: started now, awaited later."""
+        keys = [p.cache_key for p in chunk] if self.spec.run.cache != "off" else []
+        return asyncio.ensure_future(asyncio.to_thread(self.store.cache_sources, keys))
 
     async def _feed(self, queue: asyncio.Queue[Call | None], done: frozenset[int] | set[int],
                     started: dict[int, int], n_workers: int) -> None:
         # No `finally` here: when the run is cancelled the workers are cancelled too, and
         # waiting to hand them an end marker through a full queue would hang Ctrl-C.
-        chunk: list[Pending] = []
-        size = FIRST_CHUNK  # small at first, so the first calls go out at once
-        for trial in self._pending_trials(done):
-            chunk.append(self._calls.pending(trial, started))
-            if len(chunk) >= size:
-                if not await self._dispatch(chunk, queue):
-                    break
-                chunk, size = [], CHUNK
-        else:
-            await self._dispatch(chunk, queue)
+        await self._feed_chunks(queue, done, started)
         for _ in range(n_workers):
             await queue.put(None)
 
-    async def _dispatch(self, chunk: list[Pending], queue: asyncio.Queue[Call | None]) -> bool:
+    async def _feed_chunks(self, queue: asyncio.Queue[Call | None],
+                           done: frozenset[int] | set[int], started: dict[int, int]) -> None:
+        """Dispatch chunk after chunk. Each chunk's lookup starts before the previous chunk
+        is dispatched, so the database looks up while the loop records hits and queues
+        calls (10,000 cache hits: ~0.1 s of waiting for lookups gone)."""
+        previous: tuple[list[Pending], asyncio.Future[Hits]] | None = None
+        ahead: asyncio.Future[Hits] | None = None
+        trials = (t for t in self.plan if t.index not in done)
+        try:
+            for number, chunk in enumerate(self._calls.chunks(trials, started)):
+                ahead = self._look_up(chunk)
+                if previous is not None and not await self._dispatch(*previous, queue):
+                    return
+                previous = (chunk, ahead)
+                if number == 0:  # the first chunk goes out at once
+                    previous = None
+                    if not await self._dispatch(chunk, ahead, queue):
+                        return
+            if previous is not None:
+                await self._dispatch(*previous, queue)
+        finally:
+            if ahead is not None:
+                ahead.cancel()  # stopped before it was needed (done: nothing happens)
+
+    async def _dispatch(self, chunk: list[Pending], lookup: asyncio.Future[Hits],
+                        queue: asyncio.Queue[Call | None]) -> bool:
         """Record cache hits, queue the rest; False once a budget or the writer stops the run."""
         await self._wait_for_writer()
         if self._writer.failed.is_set():
             return False
-        hits: dict[str, tuple[str, int]] = {}
-        if self.spec.run.cache != "off" and chunk:
-            hits = await asyncio.to_thread(self.store.cache_sources, [p.cache_key for p in chunk])
+        hits = await lookup
         leader: Call | None = None
         for pending in chunk:
             hit = hits.get(pending.cache_key)
@@ -230,7 +244,7 @@ class Runner:
         if run.max_calls is not None and self.stats.calls >= run.max_calls:
             self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
             return False
-        reserve = self._estimated_cost(call)
+        reserve = estimated_cost(call)
         if run.max_cost_usd is not None:
             # Hold back while calls in flight could take the run over budget.
             while (self._reserved > 1e-12
@@ -248,13 +262,6 @@ class Runner:
         await queue.put(call)
         return True
 
-    def _estimated_cost(self, call: Call) -> float:
-        m = call.trial.model
-        if not (m.input_per_mtok or m.output_per_mtok):
-            return 0.0
-        out = int(call.trial.params.get("max_tokens") or 256)
-        return ((call.est_tokens - out) * m.input_per_mtok + out * m.output_per_mtok) / 1e6
-
     async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None]) -> None:
         while True:
             call = await queue.get()
@@ -262,7 +269,7 @@ class Runner:
                 return
             if self._writer.failed.is_set():  # it could not be recorded: not sent
                 self.stats.calls -= 1
-                self._reserved -= self._estimated_cost(call)
+                self._reserved -= estimated_cost(call)
                 self._finished_one.set()
                 continue
             endpoint = self._endpoint_of[call.trial.model.alias]
@@ -270,7 +277,7 @@ class Runner:
                 outcome = Outcome(None, [], None, "skipped", endpoint.stopped)
             else:
                 outcome = await self._send(client, call, endpoint)
-            self._reserved -= self._estimated_cost(call)
+            self._reserved -= estimated_cost(call)
             self._emit(self._recorder.record(call, outcome))
             for i, sibling in enumerate(call.siblings, 1):
                 if outcome.choices is not None and len(outcome.choices) > i:
