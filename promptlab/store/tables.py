@@ -3,8 +3,8 @@
 Each table is a small class (see `Base`): its columns are class attributes, so queries read
 ``select(Run.id).where(Run.status == "running")``, and the `Table` is ``Run.__table__``;
 ``insert(Run)``, ``select(Run)`` and joins take the class itself. Plain Core on purpose:
-nothing here needs the ORM, and importing ``sqlalchemy.orm`` (and mapping the classes)
-cost every command about 50 ms at start-up; tests/test_startup_imports.py keeps it out.
+nothing here needs the ORM, and importing ``sqlalchemy.orm`` and mapping the classes cost
+every command that opens the store about 70 ms; tests/test_startup_imports.py keeps it out.
 
 Trials are keyed by (run_id, idx), their position in the run's deterministic plan, so
 attempts and results reference them without a round trip for generated ids and batches
