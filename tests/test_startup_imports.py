@@ -1,9 +1,11 @@
-"""Start-up cost (issue 16): a command that sends nothing does not import an HTTP client.
+"""Start-up cost (issue 16): a command that sends nothing does not import an HTTP client,
+and no command imports SQLAlchemy's ORM.
 
 aiohttp costs about 0.1 s to import (it builds TLS contexts on import) and httpx about
 0.05 s; `promptlab.runner.client` imports aiohttp when its sender opens a session, at the
-first request, and httpx only for an `HttpxSender`. Checked in fresh interpreters, since
-this test process has imported both long ago.
+first request, and httpx only for an `HttpxSender`. The schema is Core tables
+(store/tables.py), so ``sqlalchemy.orm`` (about 0.04 s) is never imported. Checked in fresh
+interpreters, since this test process has imported all of them long ago.
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ def test_the_modules_of_a_run_import_no_http_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_store_and_a_run_import_no_orm(project: Path, mock_server: MockServer) -> None:
+    code = ("import sys\n"
+            "import promptlab.store, promptlab.store.searches, promptlab.store.database\n"
+            "import promptlab.cli.main, promptlab.cli.run, promptlab.experiment.launch\n"
+            "print('sqlalchemy.orm' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+    # A whole run, migrating a new database, and a report of it.
+    driver = DRIVER.replace(repr(CLIENTS), repr(("sqlalchemy.orm",)))
+    for args in (["run", "--db", "orm.db"], ["report", "latest", "--db", "orm.db"]):
+        done = subprocess.run([sys.executable, "-c", driver, *args], cwd=project,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [x for x in done.stderr.splitlines() if x.startswith("LOADED=")] == ["LOADED="]
+    assert mock_server.request_count > 0
 
 
 def test_commands_that_send_nothing_import_no_http_client(project: Path,

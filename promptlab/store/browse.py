@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, func, or_, select, type_coerce
-from sqlalchemy.orm import aliased
 from sqlalchemy.types import JSON
 
 from promptlab.store.queries import RunInfo, _info
@@ -124,7 +123,7 @@ class BrowseQueries:
         return conds
 
     def _differs(self, swept: Sequence[str]) -> Any:
-        other, other_result = aliased(StoredTrial), aliased(Result)
+        other, other_result = StoredTrial.__table__.alias().c, Result.__table__.alias().c
         same = [other.run_id == StoredTrial.run_id, other.row_id == StoredTrial.row_id,
                 other.prompt == StoredTrial.prompt, other.repeat == StoredTrial.repeat,
                 other.model_alias != StoredTrial.model_alias,

@@ -54,7 +54,7 @@ class StoreMerge:
         touched: set[str] = set()
         with source.connect() as src, self.engine.begin() as dst:
             for model in _TABLES:
-                table: Table = model.__table__  # type: ignore[assignment]
+                table = model.__table__
                 keys = [c.name for c in table.primary_key.columns]
                 added = same = 0
                 for chunk in _rows(src, table):

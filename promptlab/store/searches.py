@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     DateTime,
     Engine,
     ForeignKey,
@@ -38,11 +39,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DatabaseError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from promptlab.errors import UserError
 from promptlab.store.queries import resolve_ref
-from promptlab.store.tables import Base, Result
+from promptlab.store.tables import Base, Col, Result
 
 __all__ = ["OPTUNA_SCHEMA", "OptunaStorage", "SearchInfo", "SearchQueries", "SearchTrialInfo",
            "ServedCall", "StoredSearch", "StoredSearchTrial"]
@@ -54,39 +54,38 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class StoredSearch(Base):
+class StoredSearch(Base):  # a table, as in store/tables.py
     __tablename__ = "searches"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    config_json: Mapped[str] = mapped_column(Text)
-    overrides_json: Mapped[str] = mapped_column(Text)
-    spec_json: Mapped[str] = mapped_column(Text)
-    sampler: Mapped[str] = mapped_column(String(20))
-    seed: Mapped[int] = mapped_column(Integer)
-    study_name: Mapped[str] = mapped_column(String(64))
-    storage: Mapped[str] = mapped_column(Text)  # where the study is (no password)
+    id: Col = Column(String(32), primary_key=True)
+    name: Col = Column(String(200), nullable=False)
+    status: Col = Column(String(20), nullable=False)
+    created_at: Col = Column(DateTime, index=True, nullable=False)
+    finished_at: Col = Column(DateTime)
+    config_json: Col = Column(Text, nullable=False)
+    overrides_json: Col = Column(Text, nullable=False)
+    spec_json: Col = Column(Text, nullable=False)
+    sampler: Col = Column(String(20), nullable=False)
+    seed: Col = Column(Integer, nullable=False)
+    study_name: Col = Column(String(64), nullable=False)
+    storage: Col = Column(Text, nullable=False)  # where the study is (no password)
 
 
 class StoredSearchTrial(Base):
     __tablename__ = "search_trials"
 
-    search_id: Mapped[str] = mapped_column(String(32), ForeignKey("searches.id"),
-                                           primary_key=True)
-    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Col = Column(String(32), ForeignKey("searches.id"), primary_key=True)
+    number: Col = Column(Integer, primary_key=True)
     # No foreign key: the row is written before its run's row, so a kill in between still
     # leaves the run id that resume will use.
-    run_id: Mapped[str] = mapped_column(String(32), index=True)
-    params_json: Mapped[str] = mapped_column(Text)
-    overrides_json: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(20))
-    values_json: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    run_id: Col = Column(String(32), index=True, nullable=False)
+    params_json: Col = Column(Text, nullable=False)
+    overrides_json: Col = Column(Text, nullable=False)
+    state: Col = Column(String(20), nullable=False)
+    values_json: Col = Column(Text)
+    error: Col = Column(Text)
+    created_at: Col = Column(DateTime, nullable=False)
+    finished_at: Col = Column(DateTime)
 
 
 @dataclass(frozen=True)

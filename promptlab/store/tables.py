@@ -1,4 +1,10 @@
-"""The database schema, as SQLAlchemy 2 declarative models.
+"""The database schema, as SQLAlchemy Core tables on one `MetaData` (``Base.metadata``).
+
+Each table is a small class (see `Base`): its columns are class attributes, so queries read
+``select(Run.id).where(Run.status == "running")``, and the `Table` is ``Run.__table__``;
+``insert(Run)``, ``select(Run)`` and joins take the class itself. Plain Core on purpose:
+nothing here needs the ORM, and importing ``sqlalchemy.orm`` and mapping the classes cost
+every command that opens the store about 70 ms; tests/test_startup_imports.py keeps it out.
 
 Trials are keyed by (run_id, idx), their position in the run's deterministic plan, so
 attempts and results reference them without a round trip for generated ids and batches
@@ -8,11 +14,13 @@ go in with one executemany each. Naming: ``*_json`` JSON text, ``*_ms`` duration
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any, ClassVar, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
+    ColumnClause,
     DateTime,
     Float,
     ForeignKey,
@@ -20,39 +28,71 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     Text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["RESULT_DETAILS", "Base", "Run", "Artifact", "RunArtifact", "StoredTrial", "Attempt",
-           "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore"]
+__all__ = ["RESULT_DETAILS", "Base", "Col", "Run", "Artifact", "RunArtifact", "StoredTrial",
+           "Attempt", "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore"]
+
+# How mypy sees a column read off its table's class (see `Base`). Its value type is left
+# Any, as the ORM's attributes' ``.type`` was: store/replace.py mixes those in one dict.
+Col: TypeAlias = ColumnClause[Any]
 
 
-class Base(DeclarativeBase):
-    pass
+class Base:
+    """A table as a class: a subclass names its table (``__tablename__``), declares its
+    columns as class attributes (an attribute's name is its column's name) and any indexes
+    and constraints in ``__table_args__``; defining it adds the `Table` to ``Base.metadata``
+    as ``__table__``. Columns are nullable unless marked, as in Core.
+
+    Each column is annotated `Col`: from SQLAlchemy 2.1 a `Column` read off a class is
+    typed ``Never`` (its ``Named.__get__``, meant for ``TypedColumns``), so mypy would
+    reject every ``Run.id`` without it."""
+
+    metadata: ClassVar[MetaData] = MetaData()
+    __tablename__: ClassVar[str]
+    __table__: ClassVar[Table]
+    __table_args__: ClassVar[tuple[Any, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        columns = []
+        for key, value in vars(cls).items():  # in the order written
+            if isinstance(value, Column):
+                value.name = value.key = key
+                columns.append(value)
+        cls.__table__ = Table(cls.__tablename__, cls.metadata, *columns, *cls.__table_args__)
+
+    @classmethod
+    def __clause_element__(cls) -> Table:
+        """What SQLAlchemy takes the class for: ``insert(Result)``, ``select(Run)``,
+        ``.join(Result, ...)``."""
+        return cls.__table__
 
 
 class Run(Base):
     __tablename__ = "runs"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    planned: Mapped[int] = mapped_column(Integer)
-    config_json: Mapped[str] = mapped_column(Text)
-    overrides_json: Mapped[str] = mapped_column(Text)
-    config_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    manifest_json: Mapped[str] = mapped_column(Text)
-    parent_run_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("runs.id"))
-    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    id: Col = Column(String(32), primary_key=True)
+    name: Col = Column(String(200), index=True, nullable=False)
+    status: Col = Column(String(20), index=True, nullable=False)
+    created_at: Col = Column(DateTime, index=True, nullable=False)
+    finished_at: Col = Column(DateTime)
+    planned: Col = Column(Integer, nullable=False)
+    config_json: Col = Column(Text, nullable=False)
+    overrides_json: Col = Column(Text, nullable=False)
+    config_sha256: Col = Column(String(64), index=True, nullable=False)
+    manifest_json: Col = Column(Text, nullable=False)
+    parent_run_id: Col = Column(String(32), ForeignKey("runs.id"))
+    sweep_id: Col = Column(String(32), index=True)
     # The process running it (see store/ownership.py): resume refuses while it lives.
-    owner_host: Mapped[str | None] = mapped_column(String(255))
-    owner_pid: Mapped[int | None] = mapped_column(Integer)
-    owner_token: Mapped[str | None] = mapped_column(String(32))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    owner_host: Col = Column(String(255))
+    owner_pid: Col = Column(Integer)
+    owner_token: Col = Column(String(32))
+    heartbeat_at: Col = Column(DateTime)
 
 
 class Artifact(Base):
@@ -60,35 +100,35 @@ class Artifact(Base):
 
     __tablename__ = "artifacts"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content: Mapped[str] = mapped_column(Text)
+    sha256: Col = Column(String(64), primary_key=True)
+    content: Col = Column(Text, nullable=False)
 
 
 class RunArtifact(Base):
     __tablename__ = "run_artifacts"
 
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(500), primary_key=True)
-    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+    run_id: Col = Column(String(32), ForeignKey("runs.id"), primary_key=True)
+    name: Col = Column(String(500), primary_key=True)
+    sha256: Col = Column(String(64), ForeignKey("artifacts.sha256"), nullable=False)
 
 
 class StoredTrial(Base):
     __tablename__ = "trials"
 
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    key: Mapped[str] = mapped_column(String(64))
-    model_alias: Mapped[str] = mapped_column(String(200))
-    provider: Mapped[str] = mapped_column(String(50))
-    model: Mapped[str] = mapped_column(String(500))
-    prompt: Mapped[str] = mapped_column(String(200))
-    params_json: Mapped[str] = mapped_column(Text)
-    row_id: Mapped[str] = mapped_column(String(200))
-    row_json: Mapped[str] = mapped_column(Text)
-    repeat: Mapped[int] = mapped_column(Integer)
-    messages_json: Mapped[str] = mapped_column(Text)
-    endpoint: Mapped[str] = mapped_column(String(500))
-    cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Col = Column(String(32), ForeignKey("runs.id"), primary_key=True)
+    idx: Col = Column(Integer, primary_key=True, autoincrement=False)
+    key: Col = Column(String(64), nullable=False)
+    model_alias: Col = Column(String(200), nullable=False)
+    provider: Col = Column(String(50), nullable=False)
+    model: Col = Column(String(500), nullable=False)
+    prompt: Col = Column(String(200), nullable=False)
+    params_json: Col = Column(Text, nullable=False)
+    row_id: Col = Column(String(200), nullable=False)
+    row_json: Col = Column(Text, nullable=False)
+    repeat: Col = Column(Integer, nullable=False)
+    messages_json: Col = Column(Text, nullable=False)
+    endpoint: Col = Column(String(500), nullable=False)
+    cache_key: Col = Column(String(64), index=True, nullable=False)
 
     __table_args__ = (Index("ix_trials_run_key", "run_id", "key", unique=True),)
 
@@ -98,19 +138,19 @@ class Attempt(Base):
 
     __tablename__ = "attempts"
 
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    duration_ms: Mapped[float] = mapped_column(Float)
-    url: Mapped[str] = mapped_column(Text)
-    request_headers_json: Mapped[str] = mapped_column(Text)
-    request_body: Mapped[str] = mapped_column(Text)
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
-    error_kind: Mapped[str | None] = mapped_column(String(20))
-    error: Mapped[str | None] = mapped_column(Text)
-    retry_after_ms: Mapped[float | None] = mapped_column(Float)
+    run_id: Col = Column(String(32), primary_key=True)
+    idx: Col = Column(Integer, primary_key=True, autoincrement=False)
+    number: Col = Column(Integer, primary_key=True, autoincrement=False)
+    started_at: Col = Column(DateTime, nullable=False)
+    duration_ms: Col = Column(Float, nullable=False)
+    url: Col = Column(Text, nullable=False)
+    request_headers_json: Col = Column(Text, nullable=False)
+    request_body: Col = Column(Text, nullable=False)
+    status_code: Col = Column(Integer)
+    response_body: Col = Column(Text)
+    error_kind: Col = Column(String(20))
+    error: Col = Column(Text)
+    retry_after_ms: Col = Column(Float)
 
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
@@ -122,34 +162,34 @@ class Result(Base):
 
     __tablename__ = "results"
 
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    status: Mapped[str] = mapped_column(String(20))
-    output: Mapped[str | None] = mapped_column(Text)
-    finish_reason: Mapped[str | None] = mapped_column(String(50))
-    input_tokens: Mapped[int | None] = mapped_column(Integer)
-    output_tokens: Mapped[int | None] = mapped_column(Integer)
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    ttft_ms: Mapped[float | None] = mapped_column(Float)
-    tokens_per_s: Mapped[float | None] = mapped_column(Float)
-    cost_usd: Mapped[float | None] = mapped_column(Float)
-    attempts: Mapped[int] = mapped_column(Integer)
-    response_model: Mapped[str | None] = mapped_column(String(500))
-    fingerprint: Mapped[str | None] = mapped_column(String(200))
-    error_kind: Mapped[str | None] = mapped_column(String(20))
-    error: Mapped[str | None] = mapped_column(Text)
-    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
-    cacheable: Mapped[bool] = mapped_column(Boolean, default=False)
-    cache_source: Mapped[str | None] = mapped_column(String(100))
-    finished_at: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Col = Column(String(32), primary_key=True)
+    idx: Col = Column(Integer, primary_key=True, autoincrement=False)
+    status: Col = Column(String(20), nullable=False)
+    output: Col = Column(Text)
+    finish_reason: Col = Column(String(50))
+    input_tokens: Col = Column(Integer)
+    output_tokens: Col = Column(Integer)
+    latency_ms: Col = Column(Float)
+    ttft_ms: Col = Column(Float)
+    tokens_per_s: Col = Column(Float)
+    cost_usd: Col = Column(Float)
+    attempts: Col = Column(Integer, nullable=False)
+    response_model: Col = Column(String(500))
+    fingerprint: Col = Column(String(200))
+    error_kind: Col = Column(String(20))
+    error: Col = Column(Text)
+    cache_hit: Col = Column(Boolean, default=False, nullable=False)
+    cacheable: Col = Column(Boolean, default=False, nullable=False)
+    cache_source: Col = Column(String(100))
+    finished_at: Col = Column(DateTime, nullable=False)
     # 0005: tool calls (name + arguments, in order), the parsed JSON of a structured
     # output, reasoning summaries / thinking apart from the output, token detail.
-    tool_calls_json: Mapped[str | None] = mapped_column(Text)
-    parsed_json: Mapped[str | None] = mapped_column(Text)
-    reasoning: Mapped[str | None] = mapped_column(Text)
-    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
-    cached_input_tokens: Mapped[int | None] = mapped_column(Integer)
-    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
+    tool_calls_json: Col = Column(Text)
+    parsed_json: Col = Column(Text)
+    reasoning: Col = Column(Text)
+    reasoning_tokens: Col = Column(Integer)
+    cached_input_tokens: Col = Column(Integer)
+    cache_write_tokens: Col = Column(Integer)
 
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
@@ -165,12 +205,12 @@ RESULT_DETAILS = ("tool_calls_json", "parsed_json", "reasoning", "reasoning_toke
 class Score(Base):
     __tablename__ = "scores"
 
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    scorer: Mapped[str] = mapped_column(String(200), primary_key=True)
-    value: Mapped[float | None] = mapped_column(Float)
-    passed: Mapped[bool | None] = mapped_column(Boolean)
-    detail_json: Mapped[str | None] = mapped_column(Text)
+    run_id: Col = Column(String(32), primary_key=True)
+    idx: Col = Column(Integer, primary_key=True, autoincrement=False)
+    scorer: Col = Column(String(200), primary_key=True)
+    value: Col = Column(Float)
+    passed: Col = Column(Boolean)
+    detail_json: Col = Column(Text)
 
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "idx"], ["trials.run_id", "trials.idx"]),
@@ -186,25 +226,25 @@ class StoredBatch(Base):
 
     __tablename__ = "batches"
 
-    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id"), primary_key=True)
-    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    model_alias: Mapped[str] = mapped_column(String(200))
-    api: Mapped[str] = mapped_column(String(20))
-    round: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))
-    batch_id: Mapped[str | None] = mapped_column(String(200))
-    input_file_id: Mapped[str | None] = mapped_column(String(200))
-    output_file_id: Mapped[str | None] = mapped_column(String(200))
-    error_file_id: Mapped[str | None] = mapped_column(String(200))
-    results_url: Mapped[str | None] = mapped_column(Text)
-    request_count: Mapped[int] = mapped_column(Integer)
-    completed_count: Mapped[int] = mapped_column(Integer, default=0)
-    failed_count: Mapped[int] = mapped_column(Integer, default=0)
-    idx_json: Mapped[str] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-    ingested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    run_id: Col = Column(String(32), ForeignKey("runs.id"), primary_key=True)
+    number: Col = Column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Col = Column(String(200), nullable=False)
+    api: Col = Column(String(20), nullable=False)
+    round: Col = Column(Integer, nullable=False)
+    status: Col = Column(String(20), nullable=False)
+    batch_id: Col = Column(String(200))
+    input_file_id: Col = Column(String(200))
+    output_file_id: Col = Column(String(200))
+    error_file_id: Col = Column(String(200))
+    results_url: Col = Column(Text)
+    request_count: Col = Column(Integer, nullable=False)
+    completed_count: Col = Column(Integer, default=0, nullable=False)
+    failed_count: Col = Column(Integer, default=0, nullable=False)
+    idx_json: Col = Column(Text, nullable=False)
+    error: Col = Column(Text)
+    created_at: Col = Column(DateTime, nullable=False)
+    updated_at: Col = Column(DateTime, nullable=False)
+    ingested_at: Col = Column(DateTime)
 
 
 # The viewer's matrix pages a run's trials by dataset row (store/browse.py): without this
@@ -218,24 +258,24 @@ class ReportCell(Base):
 
     __tablename__ = "report_cells"
 
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    cell: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    model_alias: Mapped[str] = mapped_column(String(200))
-    prompt: Mapped[str] = mapped_column(String(200))
-    params_json: Mapped[str] = mapped_column(Text)
-    calls: Mapped[int] = mapped_column(Integer)
-    ok: Mapped[int] = mapped_column(Integer)
-    cached: Mapped[int] = mapped_column(Integer)
-    tool_call_ok: Mapped[int] = mapped_column(Integer)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
-    cached_input_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
-    cost_usd: Mapped[float] = mapped_column(Float)
+    run_id: Col = Column(String(32), primary_key=True)
+    cell: Col = Column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Col = Column(String(200), nullable=False)
+    prompt: Col = Column(String(200), nullable=False)
+    params_json: Col = Column(Text, nullable=False)
+    calls: Col = Column(Integer, nullable=False)
+    ok: Col = Column(Integer, nullable=False)
+    cached: Col = Column(Integer, nullable=False)
+    tool_call_ok: Col = Column(Integer, nullable=False)
+    input_tokens: Col = Column(BigInteger, nullable=False)
+    output_tokens: Col = Column(BigInteger, nullable=False)
+    reasoning_tokens: Col = Column(BigInteger, nullable=False)
+    cached_input_tokens: Col = Column(BigInteger, nullable=False)
+    cache_write_tokens: Col = Column(BigInteger, nullable=False)
+    cost_usd: Col = Column(Float, nullable=False)
     # float64 arrays, sorted: the ok, non-cached latencies and TTFTs (exact percentiles)
-    latencies: Mapped[bytes] = mapped_column(LargeBinary)
-    ttfts: Mapped[bytes] = mapped_column(LargeBinary)
+    latencies: Col = Column(LargeBinary, nullable=False)
+    ttfts: Col = Column(LargeBinary, nullable=False)
 
 
 class ReportCellScore(Base):
@@ -246,13 +286,13 @@ class ReportCellScore(Base):
 
     __tablename__ = "report_cell_scores"
 
-    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    scorer: Mapped[str] = mapped_column(String(200), primary_key=True)
-    cell: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    model_alias: Mapped[str] = mapped_column(String(200))
-    prompt: Mapped[str] = mapped_column(String(200))
-    params_json: Mapped[str] = mapped_column(Text)
-    n: Mapped[int] = mapped_column(Integer)
-    passed: Mapped[int] = mapped_column(Integer)
-    idxs: Mapped[bytes] = mapped_column(LargeBinary)
-    vals: Mapped[bytes] = mapped_column(LargeBinary)
+    run_id: Col = Column(String(32), primary_key=True)
+    scorer: Col = Column(String(200), primary_key=True)
+    cell: Col = Column(Integer, primary_key=True, autoincrement=False)
+    model_alias: Col = Column(String(200), nullable=False)
+    prompt: Col = Column(String(200), nullable=False)
+    params_json: Col = Column(Text, nullable=False)
+    n: Col = Column(Integer, nullable=False)
+    passed: Col = Column(Integer, nullable=False)
+    idxs: Col = Column(LargeBinary, nullable=False)
+    vals: Col = Column(LargeBinary, nullable=False)

@@ -20,6 +20,10 @@ __all__ = ["TrialQueries"]
 
 
 _ON_RESULT = (Result.run_id == StoredTrial.run_id) & (Result.idx == StoredTrial.idx)
+# A result's columns in an export (`TrialQueries.export_rows`).
+_EXPORTED = ("status", "output", "finish_reason", "input_tokens", "output_tokens",
+             "latency_ms", "ttft_ms", "cost_usd", "attempts", "response_model", "fingerprint",
+             "error_kind", "error", "cache_hit", "cache_source", *RESULT_DETAILS)
 
 
 def _fields(row: Any) -> dict[str, Any]:
@@ -126,26 +130,25 @@ class TrialQueries:
     def export_rows(self, run_id: str) -> Iterator[dict[str, Any]]:
         """One dict per finished trial: the trial, its last request and response, result."""
         stmt = _with_last_attempt(
-            select(StoredTrial, Result, Attempt.request_body, Attempt.response_body,
-                   Attempt.url, Attempt.status_code).join(Result, _ON_RESULT),
-            run_id).where(StoredTrial.run_id == run_id).order_by(StoredTrial.idx)
-        from sqlalchemy.orm import Session
-
-        with Session(self.engine) as session:
-            for t, r, req, resp, url, code in session.execute(stmt):
+            select(*StoredTrial.__table__.c, Attempt.request_body, Attempt.response_body,
+                   Attempt.url, Attempt.status_code,
+                   # labelled apart from the trial's columns (both have run_id, idx, ...)
+                   *(Result.__table__.c[k].label(f"result_{k}") for k in _EXPORTED))
+            .join(Result, _ON_RESULT), run_id).where(
+            StoredTrial.run_id == run_id).order_by(StoredTrial.idx)
+        with self.engine.connect() as conn:
+            for t in conn.execute(stmt):
+                req, resp = t.request_body, t.response_body
                 yield {
                     "idx": t.idx, "key": t.key, "model": t.model_alias,
                     "provider": t.provider, "api_model": t.model, "prompt": t.prompt,
                     "params": json.loads(t.params_json), "row_id": t.row_id,
                     "row": json.loads(t.row_json), "repeat": t.repeat,
                     "messages": json.loads(t.messages_json),
-                    "request": {"url": url, "body": req} if req is not None else None,
-                    "response": {"status": code, "body": resp} if resp is not None else None,
-                    "result": {k: getattr(r, k) for k in (
-                        "status", "output", "finish_reason", "input_tokens", "output_tokens",
-                        "latency_ms", "ttft_ms", "cost_usd", "attempts", "response_model",
-                        "fingerprint", "error_kind", "error", "cache_hit", "cache_source",
-                        *RESULT_DETAILS)},
+                    "request": {"url": t.url, "body": req} if req is not None else None,
+                    "response": ({"status": t.status_code, "body": resp}
+                                 if resp is not None else None),
+                    "result": {k: t._mapping[f"result_{k}"] for k in _EXPORTED},
                 }
 
     def ok_outputs(self, run_id: str) -> list[dict[str, Any]]:
