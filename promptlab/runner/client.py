@@ -157,6 +157,7 @@ class AiohttpSender:
     def __init__(self, concurrency: int) -> None:
         self._limit = max(concurrency, 1) + 4
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per call timeout
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -170,10 +171,13 @@ class AiohttpSender:
 
     async def send(self, request: HttpRequest, timeout: float) -> Reply:
         session = self._session or self._open()
+        limit = self._timeouts.get(timeout)
+        if limit is None:
+            limit = self._timeouts[timeout] = self._aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=self._aiohttp.ClientTimeout(total=timeout),
+                    timeout=limit,
                     allow_redirects=False) as resp:  # a redirect would carry the key along
                 body = await _read_bounded(resp)
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
