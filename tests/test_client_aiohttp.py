@@ -163,3 +163,15 @@ def test_a_content_length_beside_chunked_encoding_does_not_lift_the_cap() -> Non
     with pytest.raises(SendError):
         send(fixed(_head("200 OK", "Content-Length: 10", "Transfer-Encoding: chunked")
                    + chunks))
+
+
+def test_reply_headers_read_as_a_lower_case_dict_where_the_last_repeat_wins() -> None:
+    reply = send(fixed(_head("429 Too Many Requests", "Retry-After: 1", "retry-after: 2",
+                             "X-RateLimit-Remaining-Requests: 0", "Content-Length: 0")))
+    assert reply.headers["retry-after"] == "2" and reply.headers.get("Retry-After") is None
+    assert reply.headers.get("x-ratelimit-remaining-requests") == "0"
+    assert "content-length" in reply.headers and "missing" not in reply.headers
+    assert dict(reply.headers) == {"retry-after": "2", "x-ratelimit-remaining-requests": "0",
+                                   "content-length": "0"}
+    assert reply.headers == {"retry-after": "2", "x-ratelimit-remaining-requests": "0",
+                             "content-length": "0"}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -114,12 +114,40 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+class _LowerHeaders(Mapping[str, str]):
+    """A reply's headers as a dict with lower-case names (the last of repeated names wins),
+    built on first use: the runner reads them only for a failed or redirected call."""
+
+    __slots__ = ("_raw", "_dict")
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+        self._dict: dict[str, str] | None = None
+
+    def _lower(self) -> dict[str, str]:
+        if self._dict is None:
+            self._dict = {k.lower(): v for k, v in self._raw.items()}
+        return self._dict
+
+    def __getitem__(self, name: str) -> str:
+        return self._lower()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lower())
+
+    def __len__(self) -> int:
+        return len(self._lower())
+
+    def __repr__(self) -> str:
+        return repr(self._lower())
+
+
 class _AiohttpStream:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self._errors = _aiohttp_errors()
         self.status = resp.status
-        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers: Mapping[str, str] = _LowerHeaders(resp.headers)
 
     async def lines(self) -> AsyncIterator[str]:
         size = 0
@@ -180,7 +208,7 @@ class AiohttpSender:
                     timeout=limit,
                     allow_redirects=False) as resp:  # a redirect would carry the key along
                 body = await _read_bounded(resp)
-                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+                return Reply(resp.status, _LowerHeaders(resp.headers), body)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
         except self._errors as exc:
