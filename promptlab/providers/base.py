@@ -33,15 +33,20 @@ __all__ = [
 ErrorKind = Literal["rate_limit", "transient", "auth", "fatal"]
 
 
+# What json.dumps(value, separators=(",", ":"), ...) builds on every call, built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes for a request body (UTF-8, non-ASCII kept as is)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _COMPACT.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (a dataset's "\ud800" escape) has no UTF-8 form; JSON's
         # \u escapes carry it to the server unchanged.
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+        return _COMPACT_ASCII.encode(value).encode("ascii")
 
 
 @dataclass(frozen=True)
