@@ -7,6 +7,7 @@ asks of a failure: is it a rate limit, transient, an auth failure, or fatal?
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -104,6 +105,7 @@ class ProviderResponse:
     reasoning: str | None = None  # reasoning summaries / thinking blocks, apart from text
 
 
+@functools.lru_cache(maxsize=1024)  # a run builds the same few URLs again and again
 def api_url(base: str, path: str) -> str:
     """`path` appended to the base URL's path, keeping the base's query string where it
     is (Azure's ``?api-version=...``) and joining any query the path brings."""
