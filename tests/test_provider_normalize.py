@@ -112,3 +112,15 @@ def test_load_json_reads_valid_json() -> None:
 def test_describe_is_one_short_line(value: Any) -> None:
     text = describe(value)
     assert len(text.splitlines()) == 1 and len(text) <= 120
+
+
+def test_make_response_keeps_only_tool_calls_from_a_list_or_tuple() -> None:
+    from promptlab.providers.normalize import make_tool_call
+
+    call = make_tool_call("f", '{"a": 1}', "c1")
+    assert make_response("t", None, None, None, None, tool_calls=[call, "junk"]
+                         ).tool_calls == (call,)
+    assert make_response("t", None, None, None, None, tool_calls=(call,)).tool_calls == (call,)
+    for nothing in ([], (), None, 0, "", {"f": call}, "abc"):
+        assert make_response("t", None, None, None, None, tool_calls=nothing).tool_calls == ()
+

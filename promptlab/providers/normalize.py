@@ -49,7 +49,8 @@ def make_response(text: Any, finish_reason: Any, input_tokens: Any, output_token
 
     `tool_calls` are ToolCalls (from `make_tool_call`); `reasoning` is the text of
     reasoning summaries or thinking blocks (content parts are joined as for `text`)."""
-    calls = tuple(c for c in tool_calls if isinstance(c, ToolCall)) if isinstance(
+    calls: tuple[ToolCall, ...] = () if not tool_calls else tuple(
+        c for c in tool_calls if isinstance(c, ToolCall)) if isinstance(
         tool_calls, list | tuple) else ()
     return ProviderResponse(
         text=as_text(text),
@@ -122,6 +123,10 @@ def as_token_count(value: Any) -> int | None:
 
     Accepts ints, integral floats (``5.0``) and decimal strings (``"5"``); None for
     booleans, negatives, fractions, NaN and infinities, and anything above 2**31-1."""
+    if value is None:
+        return None
+    if type(value) is int:  # the common case, first
+        return value if 0 <= value <= INT32_MAX else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -189,6 +194,8 @@ def _json(value: Any) -> str:
 def _clean(text: str) -> str:
     """Lone surrogates (from JSON escapes such as "\\ud800") cannot be encoded as UTF-8,
     so no database would take the text: replace them with U+FFFD."""
+    if text.isascii():  # O(1) in CPython: the string knows
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
