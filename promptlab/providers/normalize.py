@@ -37,6 +37,7 @@ FINISH_REASON_CHARS = 50
 FINGERPRINT_CHARS = 200
 INT32_MAX = 2**31 - 1  # token counts go to INTEGER columns
 
+_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
 _DIGITS = re.compile(r"\s*([0-9]{1,12})\s*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -148,6 +149,13 @@ def as_token_count(value: Any) -> int | None:
 def load_json(body: bytes | str, what: str) -> Any:
     """Parse a body, or raise a transient ProviderError naming `what` and saying why."""
     try:
+        # A body that opens an object is what json.loads would find UTF-8 (no BOM, no NUL
+        # of UTF-16/32) and decode with "surrogatepass": done here without its checks.
+        if isinstance(body, bytes):
+            if body[:1] == b"{" and body[1:2] != b"\0":
+                return _DECODER.decode(body.decode("utf-8", "surrogatepass"))
+        elif body[:1] == "{":
+            return _DECODER.decode(body)
         return json.loads(body)
     except UnicodeDecodeError as exc:  # a subclass of ValueError: check it first
         raise ProviderError(f"{what} is not valid {exc.encoding} text ({exc.reason} at byte "
