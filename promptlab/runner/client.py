@@ -143,9 +143,10 @@ class _LowerHeaders(Mapping[str, str]):
 
 
 class _AiohttpStream:
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse,
+                 errors: tuple[type[BaseException], ...]) -> None:
         self._resp = resp
-        self._errors = _aiohttp_errors()
+        self._errors = errors  # _aiohttp_errors(), from the sender
         self.status = resp.status
         self.headers: Mapping[str, str] = _LowerHeaders(resp.headers)
 
@@ -186,6 +187,7 @@ class AiohttpSender:
         self._limit = max(concurrency, 1) + 4
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per call timeout
+        self._stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -218,13 +220,15 @@ class AiohttpSender:
     async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
         session = self._session or self._open()
         aiohttp = self._aiohttp
+        limit = self._stream_timeouts.get(timeout)
+        if limit is None:
+            limit = self._stream_timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout * STREAM_TOTAL_FACTOR, sock_read=timeout, sock_connect=timeout)
         try:
             async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout * STREAM_TOTAL_FACTOR,
-                                                  sock_read=timeout, sock_connect=timeout),
-                    allow_redirects=False) as resp:
-                yield _AiohttpStream(resp)
+                    timeout=limit, allow_redirects=False) as resp:
+                yield _AiohttpStream(resp, self._errors)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
