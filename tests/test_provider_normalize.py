@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -112,3 +113,40 @@ def test_load_json_reads_valid_json() -> None:
 def test_describe_is_one_short_line(value: Any) -> None:
     text = describe(value)
     assert len(text.splitlines()) == 1 and len(text) <= 120
+
+
+def test_make_response_keeps_only_tool_calls_from_a_list_or_tuple() -> None:
+    from promptlab.providers.normalize import make_tool_call
+
+    call = make_tool_call("f", '{"a": 1}', "c1")
+    assert make_response("t", None, None, None, None, tool_calls=[call, "junk"]
+                         ).tool_calls == (call,)
+    assert make_response("t", None, None, None, None, tool_calls=(call,)).tool_calls == (call,)
+    for nothing in ([], (), None, 0, "", {"f": call}, "abc"):
+        assert make_response("t", None, None, None, None, tool_calls=nothing).tool_calls == ()
+
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a": 1}', b'{"a": "\xc3\xa9\xe2\x9c\x93"}', b'{"s": "\xed\xa0\x80"}', b"{", b"{}",
+    b'{"a": 1} x', b'{"a": 1}\n\n', b'{"a": \xff}', b'\xef\xbb\xbf{"a": 1}',
+    '{"a": 1}'.encode("utf-16-le"), '{"a": 1}'.encode("utf-16"), '{"a": 1}'.encode("utf-32"),
+    '{"a": 1}'.encode("utf-32-le"), b' {"a": 1}', b"[1]", b'"x"', b"{" * 100_000,
+    '{"a": 1}', "{", '{"a": 1} x', '\ufeff{"a": 1}', '{"s": "\ud800"}', "{" * 100_000,
+])
+def test_load_json_reads_every_body_as_json_loads_does(body: bytes | str) -> None:
+    try:
+        expected: Any = json.loads(body)
+    except UnicodeDecodeError as exc:
+        expected = f"not valid {exc.encoding}"
+    except ValueError as exc:
+        expected = f"({exc.msg} at char {exc.pos})" if isinstance(
+            exc, json.JSONDecodeError) else str(exc)[:80]
+    except RecursionError:
+        expected = "nested too deeply"
+    try:
+        got: Any = load_json(body, "reply")
+    except ProviderError as exc:
+        assert isinstance(expected, str) and expected in str(exc)
+    else:
+        assert got == expected

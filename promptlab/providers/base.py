@@ -7,6 +7,7 @@ asks of a failure: is it a rate limit, transient, an auth failure, or fatal?
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -33,15 +34,20 @@ __all__ = [
 ErrorKind = Literal["rate_limit", "transient", "auth", "fatal"]
 
 
+# What json.dumps(value, separators=(",", ":"), ...) builds on every call, built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes for a request body (UTF-8, non-ASCII kept as is)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _COMPACT.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (a dataset's "\ud800" escape) has no UTF-8 form; JSON's
         # \u escapes carry it to the server unchanged.
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+        return _COMPACT_ASCII.encode(value).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class ProviderResponse:
     reasoning: str | None = None  # reasoning summaries / thinking blocks, apart from text
 
 
+@functools.lru_cache(maxsize=1024)  # a run builds the same few URLs again and again
 def api_url(base: str, path: str) -> str:
     """`path` appended to the base URL's path, keeping the base's query string where it
     is (Azure's ``?api-version=...``) and joining any query the path brings."""

@@ -37,6 +37,7 @@ FINISH_REASON_CHARS = 50
 FINGERPRINT_CHARS = 200
 INT32_MAX = 2**31 - 1  # token counts go to INTEGER columns
 
+_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
 _DIGITS = re.compile(r"\s*([0-9]{1,12})\s*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -49,7 +50,8 @@ def make_response(text: Any, finish_reason: Any, input_tokens: Any, output_token
 
     `tool_calls` are ToolCalls (from `make_tool_call`); `reasoning` is the text of
     reasoning summaries or thinking blocks (content parts are joined as for `text`)."""
-    calls = tuple(c for c in tool_calls if isinstance(c, ToolCall)) if isinstance(
+    calls: tuple[ToolCall, ...] = () if not tool_calls else tuple(
+        c for c in tool_calls if isinstance(c, ToolCall)) if isinstance(
         tool_calls, list | tuple) else ()
     return ProviderResponse(
         text=as_text(text),
@@ -122,6 +124,10 @@ def as_token_count(value: Any) -> int | None:
 
     Accepts ints, integral floats (``5.0``) and decimal strings (``"5"``); None for
     booleans, negatives, fractions, NaN and infinities, and anything above 2**31-1."""
+    if value is None:
+        return None
+    if type(value) is int:  # the common case, first
+        return value if 0 <= value <= INT32_MAX else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -143,6 +149,13 @@ def as_token_count(value: Any) -> int | None:
 def load_json(body: bytes | str, what: str) -> Any:
     """Parse a body, or raise a transient ProviderError naming `what` and saying why."""
     try:
+        # A body that opens an object is what json.loads would find UTF-8 (no BOM, no NUL
+        # of UTF-16/32) and decode with "surrogatepass": done here without its checks.
+        if isinstance(body, bytes):
+            if body[:1] == b"{" and body[1:2] != b"\0":
+                return _DECODER.decode(body.decode("utf-8", "surrogatepass"))
+        elif body[:1] == "{":
+            return _DECODER.decode(body)
         return json.loads(body)
     except UnicodeDecodeError as exc:  # a subclass of ValueError: check it first
         raise ProviderError(f"{what} is not valid {exc.encoding} text ({exc.reason} at byte "
@@ -189,6 +202,8 @@ def _json(value: Any) -> str:
 def _clean(text: str) -> str:
     """Lone surrogates (from JSON escapes such as "\\ud800") cannot be encoded as UTF-8,
     so no database would take the text: replace them with U+FFFD."""
+    if text.isascii():  # O(1) in CPython: the string knows
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

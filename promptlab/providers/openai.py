@@ -132,7 +132,9 @@ class OpenAIProvider:
             usage = {}
         details = _usage_details(usage)
         out: list[ProviderResponse] = []
-        for position, choice in sorted(enumerate(choices), key=_index_order):
+        ordered = enumerate(choices) if len(choices) == 1 else sorted(enumerate(choices),
+                                                                       key=_index_order)
+        for position, choice in ordered:
             text = _choice_text(choice, position)
             first = not out
             message = choice.get("message")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -89,23 +89,66 @@ def _aiohttp_errors() -> tuple[type[BaseException], ...]:
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body, at most MAX_BODY_BYTES of it (after decompression).
+
+    A plain body with a Content-Length is read in one go: aiohttp's parser stops at that
+    length (a shorter body fails as cut off, a longer one as a bad next message), so it
+    cannot grow past the cap. A compressed body (its length is the compressed size) or one
+    without a length is read chunk by chunk and counted."""
+    length = resp.content_length
+    headers = resp.headers
+    if (length is not None and "content-encoding" not in headers
+            and "transfer-encoding" not in headers):
+        if length > MAX_BODY_BYTES:
+            raise SendError(f"reply over {MAX_BODY_BYTES >> 20} MB (decompressed); "
+                            "not read further")
+        return await resp.content.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise SendError(f"reply over {MAX_BODY_BYTES >> 20} MB (decompressed); not read "
-                            "further")
+            raise SendError(f"reply over {MAX_BODY_BYTES >> 20} MB (decompressed); "
+                            "not read further")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
+class _LowerHeaders(Mapping[str, str]):
+    """A reply's headers as a dict with lower-case names (the last of repeated names wins),
+    built on first use: the runner reads them only for a failed or redirected call."""
+
+    __slots__ = ("_raw", "_dict")
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+        self._dict: dict[str, str] | None = None
+
+    def _lower(self) -> dict[str, str]:
+        if self._dict is None:
+            self._dict = {k.lower(): v for k, v in self._raw.items()}
+        return self._dict
+
+    def __getitem__(self, name: str) -> str:
+        return self._lower()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lower())
+
+    def __len__(self) -> int:
+        return len(self._lower())
+
+    def __repr__(self) -> str:
+        return repr(self._lower())
+
+
 class _AiohttpStream:
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse,
+                 errors: tuple[type[BaseException], ...]) -> None:
         self._resp = resp
-        self._errors = _aiohttp_errors()
+        self._errors = errors  # _aiohttp_errors(), from the sender
         self.status = resp.status
-        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers: Mapping[str, str] = _LowerHeaders(resp.headers)
 
     async def lines(self) -> AsyncIterator[str]:
         size = 0
@@ -143,6 +186,8 @@ class AiohttpSender:
     def __init__(self, concurrency: int) -> None:
         self._limit = max(concurrency, 1) + 4
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per call timeout
+        self._stream_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -156,13 +201,16 @@ class AiohttpSender:
 
     async def send(self, request: HttpRequest, timeout: float) -> Reply:
         session = self._session or self._open()
+        limit = self._timeouts.get(timeout)
+        if limit is None:
+            limit = self._timeouts[timeout] = self._aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=self._aiohttp.ClientTimeout(total=timeout),
+                    timeout=limit,
                     allow_redirects=False) as resp:  # a redirect would carry the key along
                 body = await _read_bounded(resp)
-                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+                return Reply(resp.status, _LowerHeaders(resp.headers), body)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
         except self._errors as exc:
@@ -172,13 +220,15 @@ class AiohttpSender:
     async def stream(self, request: HttpRequest, timeout: float) -> AsyncIterator[StreamReply]:
         session = self._session or self._open()
         aiohttp = self._aiohttp
+        limit = self._stream_timeouts.get(timeout)
+        if limit is None:
+            limit = self._stream_timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout * STREAM_TOTAL_FACTOR, sock_read=timeout, sock_connect=timeout)
         try:
             async with session.request(
                     request.method, request.url, data=request.body, headers=request.headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout * STREAM_TOTAL_FACTOR,
-                                                  sock_read=timeout, sock_connect=timeout),
-                    allow_redirects=False) as resp:
-                yield _AiohttpStream(resp)
+                    timeout=limit, allow_redirects=False) as resp:
+                yield _AiohttpStream(resp, self._errors)
         except TimeoutError:
             raise SendTimeout(f"timeout after {timeout:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
