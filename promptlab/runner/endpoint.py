@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from promptlab.spec import ModelSpec
 
-__all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key"]
+__all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key", "endpoints_of"]
 
 _REMAINING = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
               "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-tokens-remaining")
@@ -156,3 +156,17 @@ class Endpoint:
             if not waiter.done():
                 waiter.set_result(None)
                 free -= 1
+
+
+def endpoints_of(models: Sequence[ModelSpec], clock: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[None]],
+                 concurrency: int) -> dict[str, Endpoint]:
+    """Each model alias's endpoint: aliases that share an endpoint share one, under the
+    tightest of their limits."""
+    limits: dict[str, EndpointLimits] = {}
+    for m in models:
+        mine = EndpointLimits(m.max_concurrency, m.rpm, m.tpm)
+        k = endpoint_key(m)
+        limits[k] = limits[k].merge(mine) if k in limits else mine
+    endpoints = {k: Endpoint(k, v, clock, sleep, concurrency) for k, v in limits.items()}
+    return {m.alias: endpoints[endpoint_key(m)] for m in models}

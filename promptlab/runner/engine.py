@@ -24,7 +24,7 @@ from promptlab.providers.base import ProviderResponse
 from promptlab.redaction import Scrubber, redact_headers, redact_url
 from promptlab.runner.calls import CallBuilder, Pending, estimated_cost
 from promptlab.runner.client import Sender, SendError, SendTimeout, as_sender
-from promptlab.runner.endpoint import Endpoint, EndpointLimits, budget_spent, endpoint_key
+from promptlab.runner.endpoint import Endpoint, budget_spent, endpoints_of
 from promptlab.runner.exchange import Exchange, exchange
 from promptlab.runner.records import (
     Call,
@@ -83,14 +83,7 @@ class Runner:
         self.plan = Plan(self.spec)
         self.stats = RunStats(planned=len(self.plan))
         self._writer: BatchWriter
-        limits: dict[str, EndpointLimits] = {}
-        for m in self.spec.models:
-            mine = EndpointLimits(m.max_concurrency, m.rpm, m.tpm)
-            k = endpoint_key(m)
-            limits[k] = limits[k].merge(mine) if k in limits else mine
-        self._endpoints = {k: Endpoint(k, v, clock, sleep, run.concurrency)
-                           for k, v in limits.items()}
-        self._endpoint_of = {m.alias: self._endpoints[endpoint_key(m)] for m in self.spec.models}
+        self._endpoint_of = endpoints_of(spec.models, clock, sleep, run.concurrency)
         self._headers_json: dict[str, str] = {}
         self._urls: dict[str, str] = {}
         self._scrub = Scrubber(self.spec.models)
