@@ -190,9 +190,10 @@ class Runner:
                         return
             if previous is not None:
                 await self._dispatch(*previous, queue)
-        finally:
-            if ahead is not None:
-                ahead.cancel()  # stopped before it was needed (done: nothing happens)
+        finally:  # lookups stopped before they were needed (a done one: nothing happens)
+            for lookup in (ahead, previous[1] if previous else None):
+                if lookup is not None:
+                    lookup.cancel()
 
     async def _dispatch(self, chunk: list[Pending], lookup: asyncio.Future[Hits],
                         queue: asyncio.Queue[Call | None]) -> bool:
