@@ -26,7 +26,7 @@ class _Calls:
 
 def _runner(cache_sources: Any, failed: threading.Event, emitted: list[Any]) -> Runner:
     r = object.__new__(Runner)  # only what the feeder touches
-    r.spec = NS(run=NS(cache="readwrite"))
+    r.spec = NS(run=NS(cache="readwrite"))  # type: ignore[assignment]
     r.plan = [NS(index=i) for i in range(FIRST_CHUNK + 3 * CHUNK)]  # type: ignore[assignment]
     r._calls = _Calls()  # type: ignore[assignment]
     r.store = NS(cache_sources=cache_sources)  # type: ignore[assignment]
@@ -52,7 +52,7 @@ def test_lookups_the_feeder_never_uses_are_cancelled_when_the_writer_gives_up() 
         time.sleep(0.2)  # the database is failing: every later lookup fails, slowly
         raise OperationalError("SELECT ...", {}, Exception("disk I/O error"))
 
-    failed, emitted, unhandled = threading.Event(), [], []
+    failed, emitted, unhandled = threading.Event(), list[Any](), list[dict[str, Any]]()
     runner = _runner(cache_sources, failed, emitted)
     loop = asyncio.new_event_loop()
     loop.set_exception_handler(lambda loop, context: unhandled.append(context))
