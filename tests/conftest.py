@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 from promptlab.testing import MockConfig, MockServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A shell without job control starts a background job with SIGINT ignored, and a child
+# inherits that: the Ctrl-C tests' runs would ignore their SIGINT and finish. With a
+# handler here, every child starts with SIGINT at its default, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
