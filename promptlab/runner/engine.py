@@ -174,7 +174,7 @@ class Runner:
                            done: frozenset[int] | set[int], started: dict[int, int]) -> None:
         """Dispatch chunk after chunk. Each chunk's lookup starts before the previous chunk
         is dispatched, so the database looks up while the loop records hits and queues
-        calls (10,000 cache hits: ~0.1 s of waiting for lookups gone)."""
+        calls (a cached re-run of 10,000 trials: 1.03 -> 1.01 s)."""
         previous: tuple[list[Pending], asyncio.Future[Hits]] | None = None
         ahead: asyncio.Future[Hits] | None = None
         trials = (t for t in self.plan if t.index not in done)
