@@ -213,7 +213,7 @@ class BatchWriter:
         # commit rewrites every page it touched (the fingerprint index's are scattered), so
         # 10,000 cache hits cost 0.27 s of CPU in commits of 200 and 0.18 s in commits of
         # 5,000. Caught up, it commits what the runner hands over: batch_size, or 0.25 s.
-        self._most = max(batch_size, BEHIND_BATCHES * batch_size)
+        self._most = BEHIND_BATCHES * batch_size
         self._max_wait_s = max_wait_s
         self._sleep = sleep
         self._retry_waits_s = tuple(retry_waits_s)
