@@ -36,6 +36,7 @@ from promptlab.store.searches import SearchQueries
 from promptlab.store.tables import (
     Artifact,
     Attempt,
+    CacheEntry,
     Result,
     Run,
     RunArtifact,
@@ -145,17 +146,12 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
     def cache_sources(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         """For each of these request fingerprints the cache answers, the stored fresh ok
-        result that answers it (run id, idx): the newest of them."""
+        result that answers it (run id, idx): the newest of them (`CacheEntry`, kept by
+        triggers: one row per fingerprint, however many re-runs repeated it)."""
         if not keys:
             return {}
-        # Oldest first, so the newest is the one left per key (the database sorts: parsing
-        # every candidate's time in Python was a third of a lookup's cost).
-        stmt = (select(StoredTrial.cache_key, Result.run_id, Result.idx)
-                .join(Result, (Result.run_id == StoredTrial.run_id)
-                      & (Result.idx == StoredTrial.idx))
-                .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
-                       Result.cacheable.is_(True))
-                .order_by(Result.finished_at, Result.run_id, Result.idx))
+        stmt = (select(CacheEntry.cache_key, CacheEntry.run_id, CacheEntry.idx)
+                .where(CacheEntry.cache_key.in_(list(set(keys)))))
         with self.engine.connect() as conn:
             return {key: (run_id, idx) for key, run_id, idx in conn.execute(stmt)}
 
@@ -163,11 +159,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
         if not keys:
             return set()
-        stmt = (select(StoredTrial.cache_key).distinct()
-                .join(Result, (Result.run_id == StoredTrial.run_id)
-                      & (Result.idx == StoredTrial.idx))
-                .where(StoredTrial.cache_key.in_(list(set(keys))), Result.status == "ok",
-                       Result.cacheable.is_(True)))
+        stmt = select(CacheEntry.cache_key).where(CacheEntry.cache_key.in_(list(set(keys))))
         with self.engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
@@ -176,10 +168,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
         None when there are more: then look keys up a chunk at a time (`cached_keys`).
         """
-        stmt = (select(StoredTrial.cache_key).distinct()
-                .join(Result, (Result.run_id == StoredTrial.run_id)
-                      & (Result.idx == StoredTrial.idx))
-                .where(Result.status == "ok", Result.cacheable.is_(True)).limit(limit + 1))
+        stmt = select(CacheEntry.cache_key).limit(limit + 1)
         with self.engine.connect() as conn:
             keys = set(conn.execute(stmt).scalars())
         return keys if len(keys) <= limit else None

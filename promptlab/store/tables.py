@@ -35,7 +35,8 @@ from sqlalchemy import (
 )
 
 __all__ = ["RESULT_DETAILS", "Base", "Col", "Run", "Artifact", "RunArtifact", "StoredTrial",
-           "Attempt", "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore"]
+           "Attempt", "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore",
+           "CacheEntry"]
 
 # How mypy sees a column read off its table's class (see `Base`). Its value type is left
 # Any, as the ORM's attributes' ``.type`` was: store/replace.py mixes those in one dict.
@@ -296,3 +297,17 @@ class ReportCellScore(Base):
     passed: Col = Column(Integer, nullable=False)
     idxs: Col = Column(LargeBinary, nullable=False)
     vals: Col = Column(LargeBinary, nullable=False)
+
+
+class CacheEntry(Base):
+    """0009: the cache's index: per request fingerprint, the newest fresh ok result that
+    answers it. Derived, never the record: triggers on results keep it in the writing
+    transaction (migrations/versions/0009_cache_entries.py), so a lookup reads one row per
+    fingerprint however many cached re-runs repeated it."""
+
+    __tablename__ = "cache_entries"
+
+    cache_key: Col = Column(String(64), primary_key=True)
+    run_id: Col = Column(String(32), nullable=False)
+    idx: Col = Column(Integer, nullable=False)
+    finished_at: Col = Column(DateTime, nullable=False)

@@ -1,0 +1,31 @@
+"""The cache's index on a real PostgreSQL: its trigger function keeps the same entries the
+SQLite triggers do (the tests of test_cache_entries.py, run here against PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from test_cache_entries import (  # noqa: F401
+    test_a_result_not_for_the_cache_is_never_an_entry,
+    test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
+    test_deleting_the_runs_behind_entries_falls_back_to_the_next_newest,
+    test_the_newest_fresh_ok_result_is_the_entry_and_hits_never_are,
+)
+from test_postgres import postgres_url, pytestmark  # noqa: F401
+
+from promptlab.store import Store
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[Store]:  # noqa: F811
+    s = Store.open(postgres_url)
+    try:
+        yield s
+    finally:
+        with s.engine.begin() as conn:
+            for table in ("report_cell_scores", "report_cells", "scores", "attempts",
+                          "results", "cache_entries", "trials", "run_artifacts", "runs"):
+                conn.execute(text(f"delete from {table}"))
+        s.close()
