@@ -1,6 +1,6 @@
-"""The cache's index (`cache_entries`, 0009): one row per fingerprint naming the newest fresh
-ok result that answers it, kept by triggers on results in the writing transaction, so a
-lookup reads one row per key however many runs have repeated it."""
+"""The cache's index (`cache_entries`, 0009): every fresh ok result (a source; a cache hit's
+copy never is) under its fingerprint, kept by triggers on results in the writing
+transaction, so a lookup reads a key's sources however many runs have repeated it."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def _hit(run_id: str, idx: int, key: str, source: tuple[str, int]) -> Record:
     return Record(trial, result, [], False, copy_of=source)
 
 
-def _entries(store: Store) -> dict[str, tuple[str, int]]:
+def _entries(store: Store) -> set[tuple[str, str, int]]:
     with store.engine.connect() as conn:
-        return {k: (r, i) for k, r, i in conn.execute(
+        return {(k, r, i) for k, r, i in conn.execute(
             text("SELECT cache_key, run_id, idx FROM cache_entries"))}
 
 
@@ -78,19 +78,20 @@ def test_a_lookup_costs_the_same_however_many_runs_repeated_the_requests(
     assert _vm_steps(store, keys) <= after_one * 1.2
 
 
-def test_the_newest_fresh_ok_result_is_the_entry_and_hits_never_are(store: Store) -> None:
+def test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers(
+        store: Store) -> None:
     _run(store, "a")
     _run(store, "b")
     store.write([_record("a", 0, model="x", row="r", cache_key="k"),
                  _record("a", 1, model="x", row="s", cache_key="j", at=T0 + timedelta(hours=2))])
-    assert _entries(store) == {"k": ("a", 0), "j": ("a", 1)}
-    # Newer: it takes over; older: it does not; an error or a hit never does.
+    assert _entries(store) == {("k", "a", 0), ("j", "a", 1)}
     store.write([_record("b", 0, model="x", row="r", cache_key="k", at=T0 + timedelta(hours=1)),
                  _record("b", 1, model="x", row="s", cache_key="j", at=T0 + timedelta(hours=1)),
                  _record("b", 2, model="x", row="t", cache_key="k", status="error",
                          at=T0 + timedelta(hours=3)),
                  _hit("b", 3, "k", ("a", 0))])
-    assert _entries(store) == {"k": ("b", 0), "j": ("a", 1)}
+    assert _entries(store) == {("k", "a", 0), ("j", "a", 1), ("k", "b", 0), ("j", "b", 1)}
+    # The newest source answers: b's for k, a's (two hours later) for j.
     assert store.cache_sources(["k", "j", "none"]) == {"k": ("b", 0), "j": ("a", 1)}
     assert store.cached_keys(["k", "j", "none"]) == {"k", "j"}
     assert store.cache_entries(10) == {"k", "j"} and store.cache_entries(1) is None
@@ -101,22 +102,23 @@ def test_a_result_not_for_the_cache_is_never_an_entry(store: Store) -> None:
     written = _record("a", 0, model="x", row="r", cache_key="k")
     written.result["cacheable"] = False  # run.cache=write-off, say
     store.write([written])
-    assert _entries(store) == {} and store.cache_sources(["k"]) == {}
+    assert _entries(store) == set() and store.cache_sources(["k"]) == {}
 
 
 def test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry(
         store: Store) -> None:
     _run(store, "a")
     store.write([_record("a", 0, model="x", row="r", cache_key="k", status="error")])
-    assert _entries(store) == {}
+    assert _entries(store) == set()
     again = _record("a", 0, model="x", row="r", cache_key="k", at=T0 + timedelta(hours=1))
     again.trial_exists = True
     again.attempts[0]["number"] = 2
     store.write([again])  # the upsert replaces the error: an UPDATE
-    assert _entries(store) == {"k": ("a", 0)}
+    assert _entries(store) == {("k", "a", 0)}
+    assert store.cache_sources(["k"]) == {"k": ("a", 0)}
 
 
-def test_deleting_the_runs_behind_entries_falls_back_to_the_next_newest(store: Store) -> None:
+def test_a_deleted_runs_entries_go_and_the_next_newest_source_answers(store: Store) -> None:
     for n, run_id in enumerate(("old", "mid", "new")):
         _run(store, run_id)
         store.write([_record(run_id, 0, model="x", row="r", cache_key="k",
@@ -127,11 +129,11 @@ def test_deleting_the_runs_behind_entries_falls_back_to_the_next_newest(store: S
     store.write([_hit("copy", 0, "k", ("new", 0))])
     assert store.cache_sources(["k"]) == {"k": ("new", 0)}
     store.delete_run("new")
-    assert _entries(store) == {"k": ("mid", 0), "only-old": ("old", 1), "only-mid": ("mid", 1)}
+    assert store.cache_sources(["k", "only-new"]) == {"k": ("mid", 0)}
     store.delete_run("old")
-    assert _entries(store) == {"k": ("mid", 0), "only-mid": ("mid", 1)}
+    assert _entries(store) == {("k", "mid", 0), ("only-mid", "mid", 1)}
     store.delete_run("mid")
-    assert _entries(store) == {}
+    assert _entries(store) == set()
     assert store.cache_sources(["k"]) == {}  # the copy is not a source
 
 
@@ -152,10 +154,12 @@ def test_an_older_database_gets_its_entries_when_it_is_upgraded(tmp_path: Path) 
                                     "AND name LIKE '%cache_entries%'").fetchall():
             conn.execute(f"DROP TRIGGER {name}")
         conn.execute("DROP TABLE cache_entries")
+        conn.execute("CREATE INDEX ix_trials_cache_key ON trials (cache_key)")
         conn.execute("UPDATE alembic_version SET version_num = '0008'")
     upgraded = Store.open(str(db))
     try:
-        assert _entries(upgraded) == {"k": ("b", 0)}
+        assert _entries(upgraded) == {("k", "a", 0), ("k", "b", 0)}
+        assert upgraded.cache_sources(["k"]) == {"k": ("b", 0)}
         _run(upgraded, "c")
         upgraded.write([_record("c", 0, model="x", row="r", cache_key="k",
                                 at=T0 + timedelta(hours=5))])

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 from test_cache_entries import (  # noqa: F401
+    test_a_deleted_runs_entries_go_and_the_next_newest_source_answers,
     test_a_result_not_for_the_cache_is_never_an_entry,
     test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
-    test_deleting_the_runs_behind_entries_falls_back_to_the_next_newest,
-    test_the_newest_fresh_ok_result_is_the_entry_and_hits_never_are,
+    test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
 from test_postgres import postgres_url, pytestmark  # noqa: F401
 

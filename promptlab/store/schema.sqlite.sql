@@ -59,8 +59,6 @@ CREATE TABLE trials (
 	FOREIGN KEY(run_id) REFERENCES runs (id)
 );
 
-CREATE INDEX ix_trials_cache_key ON trials (cache_key);
-
 CREATE UNIQUE INDEX ix_trials_run_key ON trials (run_id, "key");
 
 CREATE TABLE attempts (
@@ -232,14 +230,17 @@ CREATE TABLE cache_entries (
 	run_id VARCHAR(32) NOT NULL, 
 	idx INTEGER NOT NULL, 
 	finished_at DATETIME NOT NULL, 
-	PRIMARY KEY (cache_key)
-);
+	PRIMARY KEY (cache_key, run_id, idx)
+)
+ WITHOUT ROWID
 
-CREATE TRIGGER results_insert_keeps_cache_entries AFTER INSERT ON results FOR EACH ROW WHEN NEW.status = 'ok' AND NEW.cacheable BEGIN INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT cache_key, NEW.run_id, NEW.idx, NEW.finished_at FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx AND NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key) DO UPDATE SET run_id = excluded.run_id, idx = excluded.idx, finished_at = excluded.finished_at WHERE (excluded.finished_at, excluded.run_id, excluded.idx) > (cache_entries.finished_at, cache_entries.run_id, cache_entries.idx); END;
+;
 
-CREATE TRIGGER results_update_keeps_cache_entries AFTER UPDATE ON results FOR EACH ROW WHEN (OLD.status = 'ok' AND OLD.cacheable) OR (NEW.status = 'ok' AND NEW.cacheable) BEGIN DELETE FROM cache_entries WHERE cache_entries.cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND cache_entries.run_id = OLD.run_id AND cache_entries.idx = OLD.idx AND NOT EXISTS (SELECT r.run_id, r.idx, r.finished_at FROM trials t JOIN results r ON r.run_id = t.run_id AND r.idx = t.idx WHERE t.cache_key = cache_entries.cache_key AND r.status = 'ok' AND r.cacheable ORDER BY r.finished_at DESC, r.run_id DESC, r.idx DESC); UPDATE cache_entries SET (run_id, idx, finished_at) = (SELECT r.run_id, r.idx, r.finished_at FROM trials t JOIN results r ON r.run_id = t.run_id AND r.idx = t.idx WHERE t.cache_key = cache_entries.cache_key AND r.status = 'ok' AND r.cacheable ORDER BY r.finished_at DESC, r.run_id DESC, r.idx DESC LIMIT 1) WHERE cache_entries.cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND cache_entries.run_id = OLD.run_id AND cache_entries.idx = OLD.idx; INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT cache_key, NEW.run_id, NEW.idx, NEW.finished_at FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx AND NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key) DO UPDATE SET run_id = excluded.run_id, idx = excluded.idx, finished_at = excluded.finished_at WHERE (excluded.finished_at, excluded.run_id, excluded.idx) > (cache_entries.finished_at, cache_entries.run_id, cache_entries.idx); END;
+CREATE TRIGGER results_insert_keeps_cache_entries AFTER INSERT ON results FOR EACH ROW WHEN NEW.status = 'ok' AND NEW.cacheable BEGIN INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
 
-CREATE TRIGGER results_delete_keeps_cache_entries AFTER DELETE ON results FOR EACH ROW WHEN OLD.status = 'ok' AND OLD.cacheable BEGIN DELETE FROM cache_entries WHERE cache_entries.cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND cache_entries.run_id = OLD.run_id AND cache_entries.idx = OLD.idx AND NOT EXISTS (SELECT r.run_id, r.idx, r.finished_at FROM trials t JOIN results r ON r.run_id = t.run_id AND r.idx = t.idx WHERE t.cache_key = cache_entries.cache_key AND r.status = 'ok' AND r.cacheable ORDER BY r.finished_at DESC, r.run_id DESC, r.idx DESC); UPDATE cache_entries SET (run_id, idx, finished_at) = (SELECT r.run_id, r.idx, r.finished_at FROM trials t JOIN results r ON r.run_id = t.run_id AND r.idx = t.idx WHERE t.cache_key = cache_entries.cache_key AND r.status = 'ok' AND r.cacheable ORDER BY r.finished_at DESC, r.run_id DESC, r.idx DESC LIMIT 1) WHERE cache_entries.cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND cache_entries.run_id = OLD.run_id AND cache_entries.idx = OLD.idx; END;
+CREATE TRIGGER results_update_keeps_cache_entries AFTER UPDATE ON results FOR EACH ROW WHEN (OLD.status = 'ok' AND OLD.cacheable) OR (NEW.status = 'ok' AND NEW.cacheable) BEGIN DELETE FROM cache_entries WHERE cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND run_id = OLD.run_id AND idx = OLD.idx; INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
+
+CREATE TRIGGER results_delete_keeps_cache_entries AFTER DELETE ON results FOR EACH ROW WHEN OLD.status = 'ok' AND OLD.cacheable BEGIN DELETE FROM cache_entries WHERE cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND run_id = OLD.run_id AND idx = OLD.idx; END;
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 

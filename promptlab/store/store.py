@@ -146,12 +146,15 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
     def cache_sources(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         """For each of these request fingerprints the cache answers, the stored fresh ok
-        result that answers it (run id, idx): the newest of them (`CacheEntry`, kept by
-        triggers: one row per fingerprint, however many re-runs repeated it)."""
+        result that answers it (run id, idx): the newest of them. It reads the cache's
+        index (`CacheEntry`, kept by triggers), which holds sources only: a lookup costs
+        the same however many cached re-runs repeated a request."""
         if not keys:
             return {}
+        # Oldest first, so the newest is the one left per key.
         stmt = (select(CacheEntry.cache_key, CacheEntry.run_id, CacheEntry.idx)
-                .where(CacheEntry.cache_key.in_(list(set(keys)))))
+                .where(CacheEntry.cache_key.in_(list(set(keys))))
+                .order_by(CacheEntry.finished_at, CacheEntry.run_id, CacheEntry.idx))
         with self.engine.connect() as conn:
             return {key: (run_id, idx) for key, run_id, idx in conn.execute(stmt)}
 
@@ -159,7 +162,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
         if not keys:
             return set()
-        stmt = select(CacheEntry.cache_key).where(CacheEntry.cache_key.in_(list(set(keys))))
+        stmt = (select(CacheEntry.cache_key).distinct()
+                .where(CacheEntry.cache_key.in_(list(set(keys)))))
         with self.engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
@@ -168,7 +172,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
         None when there are more: then look keys up a chunk at a time (`cached_keys`).
         """
-        stmt = select(CacheEntry.cache_key).limit(limit + 1)
+        stmt = select(CacheEntry.cache_key).distinct().limit(limit + 1)
         with self.engine.connect() as conn:
             keys = set(conn.execute(stmt).scalars())
         return keys if len(keys) <= limit else None

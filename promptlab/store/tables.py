@@ -57,6 +57,7 @@ class Base:
     __tablename__: ClassVar[str]
     __table__: ClassVar[Table]
     __table_args__: ClassVar[tuple[Any, ...]] = ()
+    __table_kwargs__: ClassVar[dict[str, Any]] = {}  # dialect options, as Table takes them
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -65,7 +66,8 @@ class Base:
             if isinstance(value, Column):
                 value.name = value.key = key
                 columns.append(value)
-        cls.__table__ = Table(cls.__tablename__, cls.metadata, *columns, *cls.__table_args__)
+        cls.__table__ = Table(cls.__tablename__, cls.metadata, *columns, *cls.__table_args__,
+                              **cls.__table_kwargs__)
 
     @classmethod
     def __clause_element__(cls) -> Table:
@@ -129,7 +131,7 @@ class StoredTrial(Base):
     repeat: Col = Column(Integer, nullable=False)
     messages_json: Col = Column(Text, nullable=False)
     endpoint: Col = Column(String(500), nullable=False)
-    cache_key: Col = Column(String(64), index=True, nullable=False)
+    cache_key: Col = Column(String(64), nullable=False)  # indexed in cache_entries (0009)
 
     __table_args__ = (Index("ix_trials_run_key", "run_id", "key", unique=True),)
 
@@ -300,14 +302,16 @@ class ReportCellScore(Base):
 
 
 class CacheEntry(Base):
-    """0009: the cache's index: per request fingerprint, the newest fresh ok result that
-    answers it. Derived, never the record: triggers on results keep it in the writing
-    transaction (migrations/versions/0009_cache_entries.py), so a lookup reads one row per
-    fingerprint however many cached re-runs repeated it."""
+    """0009: the cache's index: every fresh ok result (a source; a cache hit's copy never
+    is) under its request fingerprint. Derived, never the record: triggers on results keep
+    it in the writing transaction (migrations/versions/0009_cache_entries.py), so a lookup
+    reads the sources of a fingerprint, however many cached re-runs repeated it."""
 
     __tablename__ = "cache_entries"
 
     cache_key: Col = Column(String(64), primary_key=True)
-    run_id: Col = Column(String(32), nullable=False)
-    idx: Col = Column(Integer, nullable=False)
+    run_id: Col = Column(String(32), primary_key=True)
+    idx: Col = Column(Integer, primary_key=True, autoincrement=False)
     finished_at: Col = Column(DateTime, nullable=False)
+
+    __table_kwargs__ = {"sqlite_with_rowid": False}  # the rows are their key: one B-tree
