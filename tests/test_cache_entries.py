@@ -4,6 +4,7 @@ transaction, so a lookup reads a key's sources however many runs have repeated i
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -137,32 +138,52 @@ def test_a_deleted_runs_entries_go_and_the_next_newest_source_answers(store: Sto
     assert store.cache_sources(["k"]) == {}  # the copy is not a source
 
 
-def test_an_older_database_gets_its_entries_when_it_is_upgraded(tmp_path: Path) -> None:
-    import sqlite3
+def downgraded(url: str, revision: str) -> None:
+    """The database at `url` migrated down to `revision` by Alembic."""
+    from alembic import command
 
-    db = tmp_path / "old.db"
-    store = Store.open(str(db))
+    from promptlab.store.database import alembic_config, open_engine
+
+    engine = open_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+    engine.dispose()
+
+
+def check_upgrade_fills_the_entries(url: str) -> None:
+    """Two runs written, the database taken down to 0008 (no index, no triggers, the
+    trials' fingerprint index back), opened again: the migration fills the index."""
+    store = Store.open(url)
     for n, run_id in enumerate(("a", "b")):
         _run(store, run_id)
         store.write([_record(run_id, 0, model="x", row="r", cache_key="k",
                              at=T0 + timedelta(hours=n)),
                      _record(run_id, 1, model="x", row="s", cache_key=f"k{run_id}",
                              status="error")])
+    _run(store, "c")
+    store.write([_hit("c", 0, "k", ("b", 0))])
     store.close()
-    with sqlite3.connect(db) as conn:  # back to 0008: no index, no triggers
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                    "AND name LIKE '%cache_entries%'").fetchall():
-            conn.execute(f"DROP TRIGGER {name}")
-        conn.execute("DROP TABLE cache_entries")
-        conn.execute("CREATE INDEX ix_trials_cache_key ON trials (cache_key)")
-        conn.execute("UPDATE alembic_version SET version_num = '0008'")
-    upgraded = Store.open(str(db))
+    downgraded(url, "0008")
+    upgraded = Store.open(url)
     try:
         assert _entries(upgraded) == {("k", "a", 0), ("k", "b", 0)}
-        assert upgraded.cache_sources(["k"]) == {"k": ("b", 0)}
-        _run(upgraded, "c")
-        upgraded.write([_record("c", 0, model="x", row="r", cache_key="k",
+        assert upgraded.cache_sources(["k", "ka", "kb"]) == {"k": ("b", 0)}
+        _run(upgraded, "d")
+        upgraded.write([_record("d", 0, model="x", row="r", cache_key="k",
                                 at=T0 + timedelta(hours=5))])
-        assert upgraded.cache_sources(["k"]) == {"k": ("c", 0)}
+        assert upgraded.cache_sources(["k"]) == {"k": ("d", 0)}
     finally:
         upgraded.close()
+
+
+def test_an_older_database_gets_its_entries_when_it_is_upgraded(tmp_path: Path) -> None:
+    from promptlab.store.database import resolve_url
+
+    url = resolve_url(str(tmp_path / "old.db"))
+    check_upgrade_fills_the_entries(url)
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # and down again: 0008's schema
+        downgraded(url, "0008")
+        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert "ix_trials_cache_key" in names and not {n for n in names if "cache_entries" in n}

@@ -1,21 +1,29 @@
-"""The cache's index on a real PostgreSQL: its trigger function keeps the same entries the
-SQLite triggers do (the tests of test_cache_entries.py, run here against PostgreSQL)."""
+"""The cache's index on a real PostgreSQL: its triggers keep the same entries the SQLite
+triggers do (the tests of test_cache_entries.py, run here against PostgreSQL), an upgrade
+fills it, and an upgrade beside a running writer waits for it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, insert, text
 from test_cache_entries import (  # noqa: F401
+    check_upgrade_fills_the_entries,
+    downgraded,
     test_a_deleted_runs_entries_go_and_the_next_newest_source_answers,
     test_a_result_not_for_the_cache_is_never_an_entry,
     test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
     test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
 from test_postgres import postgres_url, pytestmark  # noqa: F401
+from test_store_queries import T0, _record
 
 from promptlab.store import Store
+from promptlab.store.tables import Result, Run, StoredTrial
 
 
 @pytest.fixture
@@ -29,3 +37,57 @@ def store(postgres_url: str) -> Iterator[Store]:  # noqa: F811
                           "results", "cache_entries", "trials", "run_artifacts", "runs"):
                 conn.execute(text(f"delete from {table}"))
         s.close()
+
+
+def test_an_older_postgres_database_gets_its_entries_when_it_is_upgraded(
+        postgres_url: str, store: Store) -> None:  # noqa: F811
+    check_upgrade_fills_the_entries(postgres_url)
+
+
+def test_the_upgrade_waits_for_a_writer_instead_of_deadlocking_with_it(
+        postgres_url: str, store: Store) -> None:  # noqa: F811
+    """A run of an older promptlab writing while a newer command upgrades the database:
+    the writer holds trials (its rows go first) and then wants results. The migration
+    locks trials before results, as writers do, so it waits for the writer to commit; it
+    locked results first and then waited for trials, a deadlock PostgreSQL broke by
+    failing one of them."""
+    store.close()
+    downgraded(postgres_url, "0008")
+    writer = create_engine(postgres_url)
+    record = _record("w", 0, model="x", row="r", cache_key="k")
+    failures: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            Store.open(postgres_url).close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    try:
+        with writer.connect() as conn:
+            conn.execute(insert(Run).values(
+                id="w", name="w", status="running", created_at=T0, planned=1,
+                config_json="{}", overrides_json="[]", config_sha256="0" * 64,
+                manifest_json="{}"))
+            conn.commit()
+            conn.execute(insert(StoredTrial).values(**record.trial))  # holds trials
+            upgrading = threading.Thread(target=upgrade)
+            upgrading.start()
+            deadline = time.monotonic() + 30
+            while not _waiting_for_a_lock(writer) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _waiting_for_a_lock(writer), "the upgrade never waited for the writer"
+            conn.execute(insert(Result).values(**record.result))  # then wants results
+            conn.commit()
+        upgrading.join(60)
+        assert not upgrading.is_alive() and failures == []
+        with Store.open(postgres_url) as upgraded:
+            assert upgraded.cache_sources(["k"]) == {"k": ("w", 0)}
+    finally:
+        writer.dispose()
+
+
+def _waiting_for_a_lock(engine: Any) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+                    .scalar())

@@ -50,7 +50,19 @@ def _drop(row: str) -> str:
             f"AND run_id = {row}.run_id AND idx = {row}.idx")
 
 
+# When each event's trigger runs (SQLite and PostgreSQL alike): a cache hit's copy or an
+# error never runs one.
+_WHEN = {"INSERT": _source("NEW"), "UPDATE": f"({_source('OLD')}) OR ({_source('NEW')})",
+         "DELETE": _source("OLD")}
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # In the order a writer takes them (its trial rows, then its results): a run of an
+        # older promptlab still writing is waited for. Taken as the DDL below needed them
+        # (results for the trigger, then trials for the index), a writer holding trials and
+        # wanting results deadlocked with the upgrade.
+        op.execute("LOCK TABLE trials, results IN SHARE ROW EXCLUSIVE MODE")
     op.create_table(
         "cache_entries",
         sa.Column("cache_key", sa.String(length=64), nullable=False),
@@ -74,13 +86,11 @@ def upgrade() -> None:
 
 
 def _sqlite_triggers() -> None:
-    op.execute(f"CREATE TRIGGER results_insert_keeps_cache_entries AFTER INSERT ON results "
-               f"FOR EACH ROW WHEN {_source('NEW')} BEGIN {_add('NEW')}; END")
-    op.execute(f"CREATE TRIGGER results_update_keeps_cache_entries AFTER UPDATE ON results "
-               f"FOR EACH ROW WHEN ({_source('OLD')}) OR ({_source('NEW')}) "
-               f"BEGIN {_drop('OLD')}; {_add('NEW')}; END")
-    op.execute(f"CREATE TRIGGER results_delete_keeps_cache_entries AFTER DELETE ON results "
-               f"FOR EACH ROW WHEN {_source('OLD')} BEGIN {_drop('OLD')}; END")
+    body = {"INSERT": _add("NEW"), "UPDATE": f"{_drop('OLD')}; {_add('NEW')}",
+            "DELETE": _drop("OLD")}
+    for event, when in _WHEN.items():
+        op.execute(f"CREATE TRIGGER results_{event.lower()}_keeps_cache_entries AFTER {event} "
+                   f"ON results FOR EACH ROW WHEN {when} BEGIN {body[event]}; END")
 
 
 def _postgres_triggers() -> None:
@@ -95,16 +105,18 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$""")
-    op.execute("CREATE TRIGGER results_keep_cache_entries AFTER INSERT OR UPDATE OR DELETE "
-               "ON results FOR EACH ROW EXECUTE FUNCTION results_keep_cache_entries()")
+    for event, when in _WHEN.items():
+        op.execute(f"CREATE TRIGGER results_{event.lower()}_keeps_cache_entries AFTER {event} "
+                   f"ON results FOR EACH ROW WHEN ({when}) "
+                   f"EXECUTE FUNCTION results_keep_cache_entries()")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS results_keep_cache_entries ON results")
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for event in _WHEN:
+        name = f"results_{event.lower()}_keeps_cache_entries"
+        op.execute(f"DROP TRIGGER IF EXISTS {name}" + (" ON results" if postgres else ""))
+    if postgres:
         op.execute("DROP FUNCTION IF EXISTS results_keep_cache_entries()")
-    else:
-        for event in ("insert", "update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS results_{event}_keeps_cache_entries")
     op.create_index("ix_trials_cache_key", "trials", ["cache_key"])
     op.drop_table("cache_entries")
