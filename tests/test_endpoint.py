@@ -21,8 +21,8 @@ def endpoint(ceiling: int, clock: FakeClock | None = None) -> Endpoint:
 
 
 def send(e: Endpoint, n: int = 1) -> list[int]:
-    async def go() -> list[int]:
-        return [await e.acquire(10) for _ in range(n)]
+    async def go() -> list[int]:  # a slot that never comes fails the test, not hangs it
+        return [await asyncio.wait_for(e.acquire(10), 5) for _ in range(n)]
     return asyncio.run(go())
 
 
@@ -54,10 +54,31 @@ def test_a_429_halves_the_requests_in_flight_once_per_round() -> None:
 
 
 def test_the_cut_halves_what_is_in_flight_not_an_unused_limit() -> None:
-    e = endpoint(64)
-    seqs = send(e, 10)
+    e = endpoint(10)
+    e.limit = 10.0
+    seqs = send(e, 6)
     too_many(e, seqs[0])
-    assert e.limit == 5
+    assert e.limit == 3
+
+
+def test_a_few_429s_in_a_wide_round_are_tolerated_a_tenth_of_it_cuts() -> None:
+    e = endpoint(64)
+    seqs = send(e, 64)
+    for seq in seqs[:6]:  # a provider's random 429s: six of a round of 64
+        too_many(e, seq)
+    assert e.limit == 64
+    too_many(e, seqs[6])  # the seventh is a tenth of the round: too many
+    assert e.limit == 29  # half of the 57 still in flight and this one
+
+
+def test_a_round_without_a_cut_counts_its_429s_afresh() -> None:
+    e = endpoint(20)
+    for _ in range(5):  # each round: 20 sent, one 429 and 19 answers
+        seqs = send(e, 20)
+        too_many(e, seqs[0])
+        for _ in seqs[1:]:
+            ok(e)
+    assert e.limit == 20  # two a round would cut; one a round never does
 
 
 def test_answers_grow_the_limit_by_one_over_the_limit_up_to_the_ceiling() -> None:

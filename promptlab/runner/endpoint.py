@@ -4,16 +4,17 @@ An endpoint is what a provider bills and throttles: provider + base URL + API ke
 variable. Model aliases that share one share its limits.
 
 Its concurrency adapts as TCP's window does (AIMD): an answer while the limit was in
-full use adds 1/limit to it (one per round of calls) up to the configured ceiling, and a
-429 halves the requests in flight, at most once per round (only a request sent after
-the last cut can cut again). At one request in flight concurrency no longer bounds the
-rate (a fast server answers one at a time faster than it allows), so a 429 there paces
-the requests instead: the rate drops to 0.7 of the rate measured, then regrows along
-CUBIC's curve in time since the cut, as the AWS SDKs' adaptive retry mode paces its
-client. The request that got the 429 waits its Retry-After alone; the whole endpoint
-pauses only when the provider's headers say its budget is spent (until their reset,
-else for the Retry-After). Waits are single injected `sleep` calls (no polling), so
-tests run with a fake clock and no real waiting.
+full use adds 1/limit to it (one per round of calls) up to the configured ceiling, and
+429s halve the requests in flight, at most once per round (only a request sent after
+the last cut can cut again) and once they are a tenth of the round (one, below a limit
+of ten: a provider's few random 429s do not hold a wide limit down). At one request in
+flight concurrency no longer bounds the rate (a fast server answers one at a time
+faster than it allows), so a 429 there paces the requests instead: the rate drops to
+0.7 of the rate measured, then regrows along CUBIC's curve in time since the cut, as
+the AWS SDKs' adaptive retry mode paces its client. The request that got the 429 waits
+its Retry-After alone; the whole endpoint pauses only when the provider's headers say
+its budget is spent (until their reset, else for the Retry-After). Waits are single
+injected `sleep` calls (no polling), so tests run with a fake clock and no real waiting.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ BETA = 0.7
 CUBIC_C = 0.4  # requests/s per s^3
 MIN_PACE = 0.5  # requests/s
 SENDS = 32  # send times kept to measure the rate at a cut
+# A round's 429s cut it once they are this share of the limit (one, below ten): a
+# provider's random 429s (2.5% of calls) would otherwise hold 64 in flight near nine.
+TOLERATE = 0.1
 
 
 def budget_spent(headers: Mapping[str, str]) -> bool:
@@ -84,6 +88,8 @@ class Endpoint:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._sent = 0  # requests let through so far; a 429 names the one it answered
         self._cut_at = 0  # the value of _sent at the last cut of the limit
+        self._round_429s = 0  # 429s to requests sent since the cut, in this round ...
+        self._round_answers = 0  # ... and all its answers
         self._next_slot = 0.0
         self._next_pace = 0.0
         self._sends: deque[float] = deque(maxlen=SENDS)
@@ -111,12 +117,16 @@ class Endpoint:
         """Request number `seq` got a 429 asking for `wait` s; True if the endpoint paused
         for at least that long (the request need not wait on its own).
 
-        Once per round, the requests in flight halve, or at one in flight the pace drops;
+        Once per round, when its 429s reach a tenth of the limit, the requests in flight
+        halve, or at one in flight (or once paced) the pace drops;
         the endpoint pauses for everyone only when the budget is spent: until `reset`
         (the provider's reset header) if given, else for `wait`.
         """
         self.rate_limits += 1
+        self._round_answers += 1
         if seq > self._cut_at:
+            self._round_429s += 1
+        if seq > self._cut_at and self._round_429s >= TOLERATE * int(self.limit):
             used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
             if used > 1 and not self._pace_top:
                 self.limit = max(1.0, used / 2)
@@ -124,6 +134,9 @@ class Endpoint:
                 self.limit = min(self.limit, max(1.0, used / 2))
                 self._slow_down()
             self._cut_at = self._sent
+            self._round_429s = self._round_answers = 0
+        elif self._round_answers >= self.limit:  # a round without a cut: count afresh
+            self._round_429s = self._round_answers = 0
         if spent:
             pause = reset if reset is not None else wait
             self.pause(pause)
@@ -152,6 +165,9 @@ class Endpoint:
     def answered(self) -> None:
         """A request got an answer that was not a 429: if the limit was in full use (a
         window not used is not known to be safe), grow it by 1/limit."""
+        self._round_answers += 1
+        if self._round_answers >= self.limit:  # a round without a cut: count afresh
+            self._round_429s = self._round_answers = 0
         if self.limit < self.ceiling and (self.in_flight + 1 >= int(self.limit)
                                           or self._waiters):
             before = int(self.limit)
