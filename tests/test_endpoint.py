@@ -244,3 +244,22 @@ def test_a_cut_of_the_pace_respaces_requests_already_waiting_for_theirs() -> Non
     # The waiters re-reserved their times at the slower pace rather than going out at the
     # old one into more 429s.
     assert all(g >= 1 / slower * 0.99 for g in gaps)
+
+
+def test_once_paced_one_429_cuts_the_pace_however_wide_the_limit_has_grown() -> None:
+    clock = FakeClock()
+    e = endpoint(64, clock)
+    e.limit = 4.0
+    for _ in range(10):
+        send(e)
+        ok(e)
+        clock.now += 0.01
+    [seq] = send(e)
+    too_many(e, seq)
+    assert e.pace_cuts == 1
+    first = e.pace()
+    e.limit = 30.0  # pacing sleepers hold slots, so the limit grows while paced
+    [later] = send(e)
+    too_many(e, later)
+    assert e.pace_cuts == 2
+    assert first is not None and (e.pace() or 0) < first

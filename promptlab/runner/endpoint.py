@@ -126,7 +126,8 @@ class Endpoint:
         self._round_answers += 1
         if seq > self._cut_at:
             self._round_429s += 1
-        if seq > self._cut_at and self._round_429s >= TOLERATE * int(self.limit):
+        need = 1.0 if self._pace_top else TOLERATE * int(self.limit)  # paced: every one
+        if seq > self._cut_at and self._round_429s >= need:
             used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
             if used > 1 and not self._pace_top:
                 self.limit = max(1.0, used / 2)
