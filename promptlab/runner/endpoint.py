@@ -32,8 +32,9 @@ _REMAINING = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
               "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-tokens-remaining")
 
 
-# Pacing (below one request in flight): the cut keeps BETA of the rate, and the rate then
-# regrows as BETA_MAX + CUBIC_C * (t - K)^3 (AWS SDK adaptive retry mode's constants).
+# Pacing (below one request in flight): a cut keeps BETA of the rate cut from (`top`),
+# which then regrows as top + CUBIC_C * (t - K)^3, back at `top` after K seconds (the
+# AWS SDKs' adaptive retry mode's constants).
 BETA = 0.7
 CUBIC_C = 0.4  # requests/s per s^3
 MIN_PACE = 0.5  # requests/s
@@ -118,9 +119,9 @@ class Endpoint:
         for at least that long (the request need not wait on its own).
 
         Once per round, when its 429s reach a tenth of the limit, the requests in flight
-        halve, or at one in flight (or once paced) the pace drops;
-        the endpoint pauses for everyone only when the budget is spent: until `reset`
-        (the provider's reset header) if given, else for `wait`.
+        halve, or at one in flight (or once paced) the pace drops. The endpoint pauses
+        for everyone only when the budget is spent: until `reset` (the provider's reset
+        header) if given, else for `wait`.
         """
         self.rate_limits += 1
         self._round_answers += 1
