@@ -1,7 +1,7 @@
 """A mock server with any MockConfig (JSON in argv[1]) on port argv[2]; runs until killed.
 
-The `mock-server` command has no flag for the 429's Retry-After; the fault benchmark
-needs one second, as a real provider sends.
+The fault and overload benchmarks give the mock its whole config (faults, a rate cap, a
+one-second Retry-After as a real provider sends) in one argument.
 """
 
 import json

@@ -19,6 +19,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         mock.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="RATE",
                           help=f"fraction of requests answered with fault '{kind}'")
     mock.add_argument("--slow-ms", type=float, default=5000.0)
+    mock.add_argument("--retry-after-s", type=float, default=0.01, metavar="SECONDS",
+                      help="the Retry-After sent with every 429 (fault or rate cap)")
+    mock.add_argument("--max-rps", type=float, metavar="RATE",
+                      help="a provider's rate limit: requests over RATE a second get 429 "
+                           "with Retry-After at once (a token bucket; counted as rate:429 "
+                           "in /_mock/stats)")
+    mock.add_argument("--burst", type=float, metavar="N",
+                      help="requests the rate cap admits at once (default: a tenth of a "
+                           "second's worth of --max-rps, at least 1)")
+    mock.add_argument("--rate-headers", action="store_true",
+                      help="with --max-rps, send x-ratelimit-{limit,remaining,reset}-requests "
+                           "with every answer, as OpenAI does")
     mock.add_argument("--seed", type=int, default=0)
     mock.add_argument("--api-key", help="require this key (Bearer or x-api-key)")
     mock.add_argument("--batch-delay-s", type=float, default=0.0,
@@ -36,7 +48,9 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
 
     faults = {k: getattr(args, f"fault_{k}") for k in FAULTS}
     config = MockConfig(latency_ms=args.latency_ms, faults={k: v for k, v in faults.items() if v},
-                        slow_ms=args.slow_ms, seed=args.seed, api_key=args.api_key,
+                        slow_ms=args.slow_ms, retry_after_s=args.retry_after_s,
+                        max_rps=args.max_rps, burst=args.burst,
+                        rate_headers=args.rate_headers, seed=args.seed, api_key=args.api_key,
                         batch_delay_s=args.batch_delay_s, batch_errored=args.batch_errored,
                         batch_expired=args.batch_expired)
     if args.parent_pid:

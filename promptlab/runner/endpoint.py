@@ -3,13 +3,18 @@
 An endpoint is what a provider bills and throttles: provider + base URL + API key
 variable. Model aliases that share one share its limits.
 
-Its concurrency adapts as TCP's window does (AIMD): every answer adds 1/limit to the
-limit (one per round of calls) up to the configured ceiling, and a 429 halves it, at most
-once per round (only a request sent after the last cut can cut again). The request that
-got the 429 waits its Retry-After alone; the whole endpoint pauses only when the
-provider's headers say its budget is spent, or when 429s keep coming at a limit of one.
-Waits are single injected `sleep` calls (no polling), so tests run with a fake clock and
-no real waiting.
+Its concurrency adapts as TCP's window does (AIMD): an answer while the limit was in
+full use adds 1/limit to it (one per round of calls) up to the configured ceiling, and
+429s halve the requests in flight, at most once per round (only a request sent after
+the last cut can cut again) and once they are a tenth of the round (one, below a limit
+of ten: a provider's few random 429s do not hold a wide limit down). At one request in
+flight concurrency no longer bounds the rate (a fast server answers one at a time
+faster than it allows), so a 429 there paces the requests instead: the rate drops to
+0.7 of the rate measured, then regrows along CUBIC's curve in time since the cut, as
+the AWS SDKs' adaptive retry mode paces its client. The request that got the 429 waits
+its Retry-After alone; the whole endpoint pauses only when the provider's headers say
+its budget is spent (until their reset, else for the Retry-After). Waits are single
+injected `sleep` calls (no polling), so tests run with a fake clock and no real waiting.
 """
 
 from __future__ import annotations
@@ -25,6 +30,18 @@ __all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key", "endpoi
 
 _REMAINING = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
               "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-tokens-remaining")
+
+
+# Pacing (below one request in flight): a cut keeps BETA of the rate cut from (`top`),
+# which then regrows as top + CUBIC_C * (t - K)^3, back at `top` after K seconds (the
+# AWS SDKs' adaptive retry mode's constants).
+BETA = 0.7
+CUBIC_C = 0.4  # requests/s per s^3
+MIN_PACE = 0.5  # requests/s
+SENDS = 32  # send times kept to measure the rate at a cut
+# A round's 429s cut it once they are this share of the limit (one, below ten): a
+# provider's random 429s (2.5% of calls) would otherwise hold 64 in flight near nine.
+TOLERATE = 0.1
 
 
 def budget_spent(headers: Mapping[str, str]) -> bool:
@@ -72,12 +89,21 @@ class Endpoint:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._sent = 0  # requests let through so far; a 429 names the one it answered
         self._cut_at = 0  # the value of _sent at the last cut of the limit
+        self._round_429s = 0  # 429s to requests sent since the cut, in this round ...
+        self._round_answers = 0  # ... and all its answers
         self._next_slot = 0.0
+        self._next_pace = 0.0
+        self._sends: deque[float] = deque(maxlen=SENDS)
+        self._pace_top = 0.0  # the rate at the last pace cut (0: not paced)
+        self._pace_cut = 0.0  # when it was cut
+        self._pace_k = 0.0  # seconds until the rate regrows to _pace_top
+        self._epoch = 0  # pace cuts so far: a slot reserved before one is reserved again
         self._tokens = float(limits.tpm or 0)
         self._tokens_at = clock()
         self.paused_until = 0.0
         self.pauses = 0
         self.rate_limits = 0
+        self.pace_cuts = 0
         self.stopped: str | None = None
 
     def pause(self, seconds: float) -> None:
@@ -87,33 +113,73 @@ class Endpoint:
             self.paused_until = until
             self.pauses += 1
 
-    def rate_limited(self, seq: int, wait: float, spent: bool) -> bool:
-        """Request number `seq` got a 429 asking for `wait` s; True if the endpoint paused.
+    def rate_limited(self, seq: int, wait: float, spent: bool,
+                     reset: float | None = None) -> bool:
+        """Request number `seq` got a 429 asking for `wait` s; True if the endpoint paused
+        for at least that long (the request need not wait on its own).
 
-        The limit halves once per round; the endpoint pauses for everyone only when the
-        budget is spent or the limit is already down to one.
+        Once per round, when its 429s reach a tenth of the limit, the requests in flight
+        halve, or at one in flight (or once paced) the pace drops. The endpoint pauses
+        for everyone only when the budget is spent: until `reset` (the provider's reset
+        header) if given, else for `wait`.
         """
         self.rate_limits += 1
-        if spent or (self.limit <= 1.0 and seq > self._cut_at):
-            self.pause(wait)
-            self._cut_at = self._sent
-            return True
+        self._round_answers += 1
         if seq > self._cut_at:
-            self.limit = max(1.0, self.limit / 2)
+            self._round_429s += 1
+        need = 1.0 if self._pace_top else TOLERATE * int(self.limit)  # paced: every one
+        if seq > self._cut_at and self._round_429s >= need:
+            used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
+            if used > 1 and not self._pace_top:
+                self.limit = max(1.0, used / 2)
+            else:  # one in flight is too many, or already paced: slow the pace
+                self.limit = min(self.limit, max(1.0, used / 2))
+                self._slow_down()
             self._cut_at = self._sent
+            self._round_429s = self._round_answers = 0
+        elif self._round_answers >= self.limit:  # a round without a cut: count afresh
+            self._round_429s = self._round_answers = 0
+        if spent:
+            pause = reset if reset is not None else wait
+            self.pause(pause)
+            return pause >= wait
         return False
 
+    def pace(self, now: float | None = None) -> float | None:
+        """The paced requests per second (None until a 429 came at one in flight)."""
+        if not self._pace_top:
+            return None
+        t = (self.clock() if now is None else now) - self._pace_cut
+        return max(MIN_PACE, self._pace_top + CUBIC_C * (t - self._pace_k) ** 3)
+
+    def _slow_down(self) -> None:
+        now = self.clock()
+        span = now - self._sends[0] if self._sends else 0.0
+        measured = max(len(self._sends) - 1, 1) / max(span, 1e-3)
+        current = self.pace(now)
+        top = measured if current is None else min(measured, current)
+        self._pace_top, self._pace_cut = top, now
+        self._pace_k = (top * (1 - BETA) / CUBIC_C) ** (1 / 3)
+        self._epoch += 1
+        self._next_pace = now + 1.0 / max(MIN_PACE, top * BETA)
+        self.pace_cuts += 1
+
     def answered(self) -> None:
-        """A request got an answer that was not a 429: grow the limit by 1/limit."""
-        if self.limit < self.ceiling:
+        """A request got an answer that was not a 429: if the limit was in full use (a
+        window not used is not known to be safe), grow it by 1/limit."""
+        self._round_answers += 1
+        if self._round_answers >= self.limit:  # a round without a cut: count afresh
+            self._round_429s = self._round_answers = 0
+        if self.limit < self.ceiling and (self.in_flight + 1 >= int(self.limit)
+                                          or self._waiters):
             before = int(self.limit)
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
             if int(self.limit) > before:
                 self._wake()
 
     async def acquire(self, est_tokens: int) -> int:
-        """Wait for the pause, rate, token budget and a concurrency slot; the request's
-        sequence number (for `rate_limited`)."""
+        """Wait for the pause, rate, token budget, a concurrency slot and then the pace;
+        the request's sequence number (for `rate_limited`)."""
         wait = self.paused_until - self.clock()
         if wait > 0:
             await self.sleep(wait)
@@ -142,8 +208,31 @@ class Endpoint:
                     self._wake()  # pass the slot it was given on
                 raise
         self.in_flight += 1
+        if self._pace_top:
+            # Paced with the slot held: a request queued for a slot before a cut would
+            # otherwise go out at once, get a 429 and cut the pace again.
+            try:
+                await self._paced()
+            except asyncio.CancelledError:
+                self.release()
+                raise
         self._sent += 1
+        self._sends.append(self.clock())
         return self._sent
+
+    async def _paced(self) -> None:
+        for _ in range(8):  # again only if the pace was cut while it slept (a few times)
+            now = self.clock()
+            pace = self.pace(now)
+            assert pace is not None
+            slot = max(now, self._next_pace)
+            self._next_pace = slot + 1.0 / pace
+            if slot <= now:
+                return
+            epoch = self._epoch
+            await self.sleep(slot - now)
+            if self._epoch == epoch:
+                return
 
     def release(self) -> None:
         self.in_flight -= 1

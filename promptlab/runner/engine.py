@@ -392,8 +392,9 @@ class Runner:
             if not self.policy.should_retry(kind, tries):
                 return Outcome(None, attempts, duration_ms, kind, self._scrub(error))
             delay = self.policy.delay(tries, wait, self.rng)
-            # A 429 halves the endpoint's concurrency; this request waits its Retry-After,
-            # everyone else waits only when the endpoint pauses (then in endpoint.acquire).
+            # A 429 halves the endpoint's concurrency (or its pace); this request waits its
+            # Retry-After, everyone else only when the endpoint pauses (in endpoint.acquire).
             if not (kind == "rate_limit"
-                    and endpoint.rate_limited(seq, delay, budget_spent(got.headers))):
+                    and endpoint.rate_limited(seq, delay, budget_spent(got.headers),
+                                              reset_wait_s(got.headers))):
                 await self.sleep(delay)

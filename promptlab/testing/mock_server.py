@@ -7,7 +7,8 @@ them. Latency is configurable per server (``latency_ms``) and per request (heade
 ``x-mock-latency-ms``). Faults are injected at configured rates (``faults``: 429 with
 Retry-After, 500, 529 overloaded, slow, drop, malformed) from a seeded random source, or
 on demand by a request whose prompt contains ``MOCK_FAULT=<kind>`` (also 400, and
-``midstream``: a stream that breaks after its first words).
+``midstream``: a stream that breaks after its first words). A rate cap (``max_rps``, a
+token bucket: mock_rate) answers requests over the rate with 429 and Retry-After at once.
 
 Counters at ``GET /_mock/stats``; received bodies at ``GET /_mock/requests``.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from promptlab.testing.mock_batch import add_batch_routes
+from promptlab.testing.mock_rate import RateCap
 from promptlab.testing.mock_responses import (
     response_answer,
     response_error_frame,
@@ -57,6 +59,13 @@ class MockConfig:
     batch_errored: float = 0.0
     batch_expired: float = 0.0
     batch_create_delay_s: float = 0.0  # the reply to a create, held after the batch exists
+    # A provider's rate limit: requests over `max_rps` a second (a token bucket holding
+    # `burst`, by default a tenth of a second's worth) get 429 with Retry-After
+    # `retry_after_s`, counted as rate:429 (the admitted as rate:ok). `rate_headers` sends
+    # OpenAI's x-ratelimit-*-requests headers with every answer.
+    max_rps: float | None = None
+    burst: float | None = None
+    rate_headers: bool = False
 
 
 class _State:
@@ -65,6 +74,7 @@ class _State:
         self.rng = random.Random(config.seed)
         self.counts: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.cap = RateCap(config.max_rps, config.burst) if config.max_rps else None
 
     def pick_fault(self, text: str) -> str | None:
         marker = _MARKER.search(text)
@@ -181,6 +191,16 @@ def build_app(config: MockConfig | None = None) -> web.Application:
             if given != state.config.api_key:
                 state.counts["status:401"] += 1
                 return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+        budget: dict[str, str] = {}
+        if state.cap is not None:
+            admitted = state.cap.take()
+            state.counts["rate:ok" if admitted else "rate:429"] += 1
+            budget = state.cap.headers() if state.config.rate_headers else {}
+            if not admitted:
+                return web.json_response(
+                    {"error": {"type": "rate_limit_error", "message": "rate limit reached"}},
+                    status=429, headers={**budget,
+                                         "retry-after": f"{state.config.retry_after_s:g}"})
         delay = float(request.headers.get("x-mock-latency-ms", state.config.latency_ms))
         fault = state.pick_fault(prompt_text(body))
         if fault:
@@ -204,7 +224,7 @@ def build_app(config: MockConfig | None = None) -> web.Application:
         for needle, replacement in state.config.alter.items():
             if needle in text:
                 _replace_text(flavour, reply, replacement)
-        return web.json_response(reply)
+        return web.json_response(reply, headers=budget or None)
 
     def route(flavour: str) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
