@@ -72,3 +72,15 @@ def test_rate_headers_say_when_the_budget_is_spent() -> None:
     assert second.headers["x-ratelimit-remaining-requests"] == "0"
     assert third.status_code == 429
     assert third.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "fast"])
+def test_a_bad_rate_cap_is_one_line_and_exit_2(value: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from promptlab.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["mock-server", "--max-rps", value])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert "--max-rps" in err and "Traceback" not in err and "a number above 0" in err

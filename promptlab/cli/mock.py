@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mock.add_argument("--slow-ms", type=float, default=5000.0)
     mock.add_argument("--retry-after-s", type=float, default=0.01, metavar="SECONDS",
                       help="the Retry-After sent with every 429 (fault or rate cap)")
-    mock.add_argument("--max-rps", type=float, metavar="RATE",
+    mock.add_argument("--max-rps", type=_above_zero, metavar="RATE",
                       help="a provider's rate limit: requests over RATE a second get 429 "
                            "with Retry-After at once (a token bucket; counted as rate:429 "
                            "in /_mock/stats)")
@@ -41,6 +41,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="fraction of batch items that expire")
     mock.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     mock.set_defaults(handler=cmd_mock_server)
+
+
+def _above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number above 0 (requests a "
+                                         "second)")
+    return value
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:
