@@ -19,7 +19,7 @@ from test_cache_entries import (  # noqa: F401
     test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
     test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
-from test_postgres import postgres_url, pytestmark  # noqa: F401
+from test_postgres import delete_all, postgres_url, pytestmark  # noqa: F401
 from test_store_queries import T0, _record
 
 from promptlab.store import Store
@@ -32,10 +32,7 @@ def store(postgres_url: str) -> Iterator[Store]:  # noqa: F811
     try:
         yield s
     finally:
-        with s.engine.begin() as conn:
-            for table in ("report_cell_scores", "report_cells", "scores", "attempts",
-                          "results", "cache_entries", "trials", "run_artifacts", "runs"):
-                conn.execute(text(f"delete from {table}"))
+        delete_all(s)
         s.close()
 
 

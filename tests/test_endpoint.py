@@ -37,6 +37,17 @@ def too_many(e: Endpoint, seq: int, wait: float = 1.0, spent: bool = False,
     return e.rate_limited(seq, wait, spent, reset)
 
 
+def paced_429(e: Endpoint, clock: FakeClock) -> tuple[int, bool]:
+    """Ten requests one at a time, 10 ms apart (100 a second), then one more that gets a
+    429: its sequence number and what `rate_limited` said."""
+    for _ in range(10):
+        send(e)
+        ok(e)
+        clock.now += 0.01
+    [seq] = send(e)
+    return seq, too_many(e, seq)
+
+
 def test_a_429_halves_the_requests_in_flight_once_per_round() -> None:
     e = endpoint(8)
     seqs = send(e, 8)
@@ -115,12 +126,8 @@ def test_a_limit_not_in_full_use_does_not_grow() -> None:
 def test_the_limit_never_goes_below_one_and_a_429_there_paces_the_requests() -> None:
     clock = FakeClock()
     e = endpoint(4, clock)
-    for _ in range(10):  # one at a time, every 10 ms: 100 requests a second
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [seq] = send(e)
-    assert too_many(e, seq) is False
+    seq, paused = paced_429(e, clock)
+    assert paused is False
     assert e.limit == 1
     assert e.paused_until == 0  # no pause for everyone: a pace
     pace = e.pace()
@@ -138,12 +145,7 @@ def test_the_limit_never_goes_below_one_and_a_429_there_paces_the_requests() -> 
 def test_the_pace_regrows_along_a_cubic_curve_to_the_rate_it_was_cut_from() -> None:
     clock = FakeClock()
     e = endpoint(4, clock)
-    for _ in range(10):
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [seq] = send(e)
-    too_many(e, seq)
+    seq, _ = paced_429(e, clock)
     top = 100.0
     k = (top * (1 - BETA) / 0.4) ** (1 / 3)  # seconds back to the rate cut from
     start = clock.now
@@ -158,12 +160,7 @@ def test_the_pace_regrows_along_a_cubic_curve_to_the_rate_it_was_cut_from() -> N
 def test_once_paced_a_429_in_a_new_round_cuts_the_pace_again() -> None:
     clock = FakeClock()
     e = endpoint(4, clock)
-    for _ in range(10):
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [seq] = send(e)
-    too_many(e, seq)
+    seq, _ = paced_429(e, clock)
     first = e.pace()
     e.rate_limited(seq - 1, 1.0, False)  # a 429 for a request sent before the cut
     assert e.pace() == first
@@ -214,12 +211,7 @@ def test_a_cancelled_waiter_passes_its_slot_on() -> None:
 def test_a_cut_of_the_pace_respaces_requests_already_waiting_for_theirs() -> None:
     clock = FakeClock()
     e = endpoint(8, clock)
-    for _ in range(10):
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [seq] = send(e)
-    too_many(e, seq)
+    seq, _ = paced_429(e, clock)
     pace = e.pace()
     assert pace is not None
 
@@ -250,12 +242,7 @@ def test_once_paced_one_429_cuts_the_pace_however_wide_the_limit_has_grown() -> 
     clock = FakeClock()
     e = endpoint(64, clock)
     e.limit = 4.0
-    for _ in range(10):
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [seq] = send(e)
-    too_many(e, seq)
+    seq, _ = paced_429(e, clock)
     assert e.pace_cuts == 1
     first = e.pace()
     e.limit = 30.0  # pacing sleepers hold slots, so the limit grows while paced

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,16 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("runuser") is None and os.geteuid() == 0,
                        reason="needs runuser to start PostgreSQL as a non-root user"),
 ]
+
+
+def delete_all(store: Any) -> None:
+    """Every row a test wrote, children first (the module's database is shared)."""
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        for table in ("report_cell_scores", "report_cells", "scores", "attempts", "results",
+                      "cache_entries", "trials", "run_artifacts", "runs"):
+            conn.execute(text(f"delete from {table}"))
 
 
 def _as_postgres(*cmd: str) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
-from test_postgres import postgres_url, pytestmark  # noqa: F401
+from test_postgres import delete_all, postgres_url, pytestmark  # noqa: F401
 from test_report_cells import _fill, _report
 
 from promptlab.store import Store
@@ -19,10 +19,7 @@ def pg(postgres_url: str) -> Iterator[Store]:  # noqa: F811
     try:
         yield store
     finally:
-        with store.engine.begin() as conn:
-            for table in ("report_cell_scores", "report_cells", "scores", "attempts",
-                          "results", "trials", "run_artifacts", "runs"):
-                conn.execute(text(f"delete from {table}"))
+        delete_all(store)
         store.close()
 
 
