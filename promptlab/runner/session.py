@@ -31,6 +31,7 @@ from promptlab.ids import new_run_id
 from promptlab.redaction import Scrubber
 from promptlab.runner.client import Sender
 from promptlab.runner.engine import Runner
+from promptlab.runner.loop import loop_factory
 from promptlab.runner.records import RunStats
 from promptlab.servers.managed import managed_servers, resolve_fallbacks
 from promptlab.spec import ExperimentSpec
@@ -54,7 +55,8 @@ class _Stop:
     """Runs a coroutine in its own event loop; `stop` cancels it from a signal handler or
     another thread. Outside the loop, a SIGTERM raises KeyboardInterrupt like Ctrl-C."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+        self._loop_factory = loop
         self.reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -68,7 +70,8 @@ class _Stop:
                 self._loop = self._task = None
 
         try:
-            result = asyncio.run(main())
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                result = runner.run(main())
         except asyncio.CancelledError:
             if self.reason is None:
                 raise
@@ -187,6 +190,7 @@ class Session:
         self.after = after
         self.heartbeat_s = heartbeat_s
         self._tokens: dict[str, str] = {}  # run id -> owner token, from start or resume
+        self._loop = loop_factory()  # PROMPTLAB_EVENT_LOOP, checked before any run row
 
     def start(self, new: NewRun, run_id: str | None = None) -> str:
         """Record the run (status running, owned by this process); returns its id."""
@@ -228,7 +232,7 @@ class Session:
         The run must be this session's (`start` or `resume`), or free to take over."""
         token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
         status = "failed"
-        stop = _Stop()
+        stop = _Stop(self._loop)
         try:
             spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
             with (_heartbeat(self.store, run_id, token, self.heartbeat_s,
@@ -269,7 +273,7 @@ class Session:
         launched the shards: it heartbeats the run, scores it and sets its status).
 
         A shard starts fresh: finishing a run whose shard died is `resume`'s work."""
-        stop = _Stop()
+        stop = _Stop(self._loop)
         spec = resolve_fallbacks(self.spec, lambda text: self.notice("note", text))
         with _sigterm_stops(stop), managed_servers(spec, self.where) as live_spec:
             runner = Runner(live_spec, self.renderer, self.store, run_id, client=self.client,
@@ -283,7 +287,7 @@ class Session:
         why it failed, or None."""
         token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
         status = "failed"
-        stop = _Stop()
+        stop = _Stop(self._loop)
         start = time.perf_counter()
         try:
             with (_heartbeat(self.store, run_id, token, self.heartbeat_s,
