@@ -1,7 +1,10 @@
 """The reference: a bare aiohttp loop sending N chat requests at concurrency C to URL.
 
-    python benchmarks/_bare.py URL N C    # prints BARE_S=<seconds> for the N requests
-                                          # and BARE_CPU_S=<this process's CPU seconds>
+    python benchmarks/_bare.py URL N C [uvloop]  # prints BARE_S=<seconds> for the N
+                                                 # requests, BARE_CPU_S=<process CPU s>
+
+With ``uvloop`` the same loop runs on uvloop's event loop, as promptlab's runs do where
+uvloop is installed (the second reference).
 """
 
 import asyncio
@@ -32,6 +35,12 @@ async def main(url: str, n: int, concurrency: int) -> float:
     return time.perf_counter() - t0
 
 
-loop_s = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+if sys.argv[4:] == ["uvloop"]:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        loop_s = runner.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+else:
+    loop_s = asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(f"BARE_S={loop_s:.4f} BARE_CPU_S={usage.ru_utime + usage.ru_stime:.3f}")

@@ -105,10 +105,12 @@ def promptlab(cwd: Path, *args: str) -> dict[str, Any]:
             "run_s": float(run.group(1)) if run else None, "stdout": done.stdout}
 
 
-def bare(url: str, n: int, concurrency: int = 64) -> dict[str, Any]:
-    """The bare aiohttp reference, whole process (interpreter start included)."""
+def bare(url: str, n: int, concurrency: int = 64, loop: str = "asyncio") -> dict[str, Any]:
+    """The bare aiohttp reference, whole process (interpreter start included); on uvloop's
+    event loop with ``loop="uvloop"``."""
     t0 = time.perf_counter()
-    done = subprocess.run([PY, str(HERE / "_bare.py"), url, str(n), str(concurrency)],
+    done = subprocess.run([PY, str(HERE / "_bare.py"), url, str(n), str(concurrency),
+                           *([loop] if loop != "asyncio" else [])],
                           capture_output=True, text=True, timeout=600, check=True)
     wall = time.perf_counter() - t0
     m = re.search(r"BARE_S=([\d.]+) BARE_CPU_S=([\d.]+)", done.stdout)
@@ -419,20 +421,26 @@ def main() -> int:
 
         # Interleaved with promptlab's runs, so both see the same machine load.
         refs: list[dict[str, Any]] = []
+        uv_refs: list[dict[str, Any]] = []
 
         def one_pair(i: int) -> dict[str, Any]:
             refs.append(bare(fast.url, small))
+            uv_refs.append(bare(fast.url, small, loop="uvloop"))
             return one_small(i)
 
         before = fast.requests()
         r1 = median_of(repeat, one_pair)
-        assert fast.requests() - before == 2 * small * repeat
+        assert fast.requests() - before == 3 * small * repeat
         ref_rate = statistics.median(r["rate"] for r in refs)
+        uv_rate = statistics.median(r["rate"] for r in uv_refs)
         ratio = r1["rate"] / ref_rate
-        extra.append({"name": f"{small:,} calls, bare aiohttp loop (reference, whole process)",
-                     "value": f"{ref_rate:,.0f} calls/s (loop alone "
-                              f"{small / statistics.median(r['run_s'] for r in refs):,.0f}/s)",
-                     "target": "reference", "ok": True, "data": {"runs": refs}})
+        for name, runs, rate in (("", refs, ref_rate), (" on uvloop", uv_refs, uv_rate)):
+            extra.append({"name": f"{small:,} calls, bare aiohttp loop{name} (reference, "
+                                  "whole process)",
+                          "value": f"{rate:,.0f} calls/s (loop alone "
+                                   f"{small / statistics.median(r['run_s'] for r in runs):,.0f}"
+                                   f"/s); promptlab's rate is {r1['rate'] / rate:.2f} of it",
+                          "target": "reference", "ok": True, "data": {"runs": runs}})
         # CPU seconds are steadier than wall time on a shared machine: both processes'
         # own CPU, whole process each (interpreter and start-up included).
         ref_cpu = statistics.median(r["cpu_s"] for r in refs)

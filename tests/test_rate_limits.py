@@ -65,6 +65,30 @@ def test_a_429_waits_its_retry_after_alone_while_other_requests_go_on(project: P
     assert max(others) < limited_at + 250  # ... alone: no one else waited for it
 
 
+def test_calls_waiting_to_retry_leave_their_workers_to_other_calls(project: Path) -> None:
+    """Four workers, and the first four requests all get a 429 with a long Retry-After:
+    while those four wait, the other twenty trials are sent (none waits behind them)."""
+    clock = FastClock()
+    sent: list[tuple[float, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((clock(), request.content.decode()))
+        if len(sent) <= 4:
+            return httpx.Response(429, headers={"retry-after": "500"},
+                                  json={"error": {"message": "slow"}})
+        return ok_chat()
+
+    stats, _ = run_with(project, handler, *MANY, clock=clock)
+    assert stats.ok == 24 and len(sent) == 28
+    limited = {body for _, body in sent[:4]}
+    first_at = sent[0][0]
+    others = [t for t, b in sent[4:] if b not in limited]
+    assert len(others) == 20
+    assert max(others) < first_at + 250, "the other trials waited behind the 429'd ones"
+    retried = [t for t, b in sent[4:] if b in limited]
+    assert len(retried) == 4 and min(retried) >= first_at + 499
+
+
 def test_a_429_saying_the_budget_is_spent_pauses_every_request(project: Path) -> None:
     clock = FastClock()
     handler, sent = first_limited(clock, {"retry-after": "500",

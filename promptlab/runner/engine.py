@@ -35,6 +35,7 @@ from promptlab.runner.records import (
     with_n,
 )
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
+from promptlab.runner.slots import Seat, Slots
 from promptlab.spec import ExperimentSpec
 from promptlab.store import Record, Store, utcnow
 from promptlab.store.writer import BatchWriter, fit_int
@@ -54,20 +55,12 @@ BACKLOG = 5000
 
 
 class Runner:
-    def __init__(
-        self,
-        spec: ExperimentSpec,
-        renderer: Renderer,
-        store: Store,
-        run_id: str,
-        *,
-        client: httpx.AsyncClient | Sender | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-        on_progress: Callable[[RunStats], None] | None = None,
-        max_backlog: int = BACKLOG,
-    ) -> None:
+    def __init__(self, spec: ExperimentSpec, renderer: Renderer, store: Store, run_id: str, *,
+                 client: httpx.AsyncClient | Sender | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 on_progress: Callable[[RunStats], None] | None = None,
+                 max_backlog: int = BACKLOG) -> None:
         self.spec = spec
         self.renderer = renderer
         self.store = store
@@ -106,14 +99,16 @@ class Runner:
         self.stats.planned = len(self.plan) - len(done)
         self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
         client, own_client = as_sender(self.client, self.spec.run.concurrency)
-        n_workers = min(self.spec.run.concurrency, max(self.stats.planned, 1))
-        queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers * 2)
+        slots = Slots(min(self.spec.run.concurrency, max(self.stats.planned, 1)))
+        n_workers = slots.workers
+        queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n_workers)
         start = time.perf_counter()
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
         ticker = asyncio.create_task(self._ticker()) if self.on_progress else None
         flusher = asyncio.create_task(self._flusher())
         feeder = asyncio.create_task(self._feed(queue, done, started, n_workers))
-        workers = [asyncio.create_task(self._worker(client, queue)) for _ in range(n_workers)]
+        workers = [asyncio.create_task(self._worker(client, queue, slots.seat()))
+                   for _ in range(n_workers)]
         tasks = [feeder, *workers]
         try:
             await asyncio.gather(*tasks)
@@ -256,10 +251,14 @@ class Runner:
         await queue.put(call)
         return True
 
-    async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None]) -> None:
+    async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None],
+                      seat: Seat) -> None:
         while True:
+            seat.give()  # a slot from taking a call to finishing it (slots.py)
+            await seat.take()
             call = await queue.get()
             if call is None:
+                seat.give()
                 return
             if self._writer.failed.is_set():  # it could not be recorded: not sent
                 self.stats.calls -= 1
@@ -270,7 +269,7 @@ class Runner:
             if endpoint.stopped is not None:
                 outcome = Outcome(None, [], None, "skipped", endpoint.stopped)
             else:
-                outcome = await self._send(client, call, endpoint)
+                outcome = await self._send(client, call, endpoint, seat)
             self._reserved -= estimated_cost(call)
             self._emit(self._recorder.record(call, outcome))
             for i, sibling in enumerate(call.siblings, 1):
@@ -280,16 +279,16 @@ class Runner:
                 elif outcome.response is None:  # the call failed: so did its samples
                     shared = Outcome(None, [], None, outcome.error_kind, outcome.error)
                 else:  # the server gave fewer choices than asked: ask for this one alone
-                    shared = await self._send(client, sibling, endpoint)
+                    shared = await self._send(client, sibling, endpoint, seat)
                 self._emit(self._recorder.record(sibling, shared))
             self._finished_one.set()
 
     # -- one trial -------------------------------------------------------------------------
 
-    async def _send(self, client: Sender, call: Call, endpoint: Endpoint) -> Outcome:
+    async def _send(self, client: Sender, call: Call, endpoint: Endpoint, seat: Seat) -> Outcome:
         attempts: list[dict[str, Any]] = []
         try:
-            return await self._tries(client, call, endpoint, attempts)
+            return await self._tries(client, call, endpoint, attempts, seat)
         except asyncio.CancelledError:
             # Stopped between tries (a Retry-After wait): the attempts were sent, so they
             # are recorded, with an error result that resume sends again.
@@ -301,7 +300,7 @@ class Runner:
             raise
 
     async def _tries(self, client: Sender, call: Call, endpoint: Endpoint,
-                     attempts: list[dict[str, Any]]) -> Outcome:
+                     attempts: list[dict[str, Any]], seat: Seat) -> Outcome:
         model, http = call.trial.model, call.http
         provider = self._calls.providers[model.alias]
         timeout = model.timeout_s or self.spec.run.timeout_s
@@ -397,4 +396,4 @@ class Runner:
             if not (kind == "rate_limit"
                     and endpoint.rate_limited(seq, delay, budget_spent(got.headers),
                                               reset_wait_s(got.headers))):
-                await self.sleep(delay)
+                await seat.wait(self.sleep(delay))  # its slot goes to another call meanwhile
