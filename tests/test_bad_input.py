@@ -90,6 +90,16 @@ ORIGINAL: list[Case] = [
     ("bad_jsonl", append("data/rows.jsonl", "{not json}\n"), [], ["rows.jsonl:4", "invalid JSON"]),
     ("empty_grid_axis", nothing, ["grid.params.temperature=[]"],
      ["experiments/grid/small.yaml", "grid.params.temperature"]),
+    # The same value twice made two trials with one key: the database refused them after
+    # their calls were paid for, and the run failed with a traceback.
+    ("grid_value_twice", nothing, ["grid.params.temperature=[0.5,0.5]"],
+     ["experiments/grid/small.yaml", "grid.params.temperature", "0.5", "twice",
+      "grid.repeats"]),
+    ("grid_value_twice_in_file", replace("experiments/grid/small.yaml", "top_p: [0.5, 1.0]",
+                                         "top_p: [0.5, 1.0, 0.5]"), [],
+     ["experiments/grid/small.yaml", "grid.params.top_p", "0.5", "twice"]),
+    ("grid_mapping_twice", nothing, ["+grid.params.stop=[{a: 1},{a: 1}]"],
+     ["grid.params.stop", "twice"]),
 ]
 
 DATASETS: list[Case] = [

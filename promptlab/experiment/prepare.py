@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from promptlab.canonical import canonical_json
 from promptlab.config.judge import judge_model_config
 from promptlab.config.loading import LoadedConfig, source_file
 from promptlab.dataset import load_dataset
@@ -149,6 +150,14 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
         if not v:
             raise UserError(f"{_where(loaded, 'grid')}: grid.params.{k} is an empty list; give "
                             "at least one value")
+        seen: set[str] = set()
+        for value in v:  # one value twice: two trials with one key (the database's key)
+            text = canonical_json(value)
+            if text in seen:
+                raise UserError(f"{_where(loaded, 'grid')}: grid.params.{k}: {text} appears "
+                                "twice; list each value once (grid.repeats samples a point "
+                                "more than once)")
+            seen.add(text)
     grid = GridSpec(params={k: tuple(v) for k, v in g["params"].items()}, repeats=g["repeats"])
     r = cfg["run"]
     if r["concurrency"] < 1:

@@ -254,8 +254,7 @@ class Runner:
     async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None],
                       seat: Seat) -> None:
         while True:
-            seat.give()  # a slot from taking a call to finishing it (slots.py)
-            await seat.take()
+            await seat.between_calls()  # a slot from taking a call to finishing it (slots.py)
             call = await queue.get()
             if call is None:
                 seat.give()

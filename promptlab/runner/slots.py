@@ -1,56 +1,101 @@
 """The run's concurrency counts calls being sent, not calls waiting to be tried again.
 
 A call that must wait before its next try (a 429's Retry-After, a 5xx's backoff) gives its
-slot to the next call while it waits, and takes one again to retry. The runner keeps
-twice `run.concurrency` workers and `run.concurrency` slots: a worker holds a slot from
-taking a call to finishing it, except while the call waits. Before, a waiting call held its
-worker: when a round's 429s outnumbered the workers, nothing was sent for a whole
-Retry-After (benchmarks/README.md: a server capped at 300/s was met at 0.88-0.91 of the
-cap, the rest of the time spent waiting with nothing in flight).
+slot to a spare worker while it waits, and takes one again to retry. The runner keeps
+`run.concurrency` slots and twice as many workers: a worker holds a slot from taking a call
+to finishing it, except while the call waits; a spare waits for a slot. A call done
+waiting goes first: the next worker to finish a call hands it its slot. Before, a waiting
+call held its worker, so when a round's 429s outnumbered the workers nothing was sent for
+a whole Retry-After (benchmarks/README.md: a server capped at 300/s was met at 0.88-0.91
+of the cap, the rest of the time spent with nothing in flight).
+
+With no call waiting, a worker keeps its slot from one call to the next: the slots cost the
+event loop nothing per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable
 
-__all__ = ["Seat", "Slots", "SPARE_WORKERS"]
+__all__ = ["Seat", "Slots"]
 
-SPARE_WORKERS = 1.0  # workers beyond the slots, as a share of them: calls that can wait
+
+class Slots:
+    """`n` slots for calls being sent, handed out first to calls done waiting, then to spare
+    workers; `workers` is how many workers to start, `seat()` one worker's hold."""
+
+    def __init__(self, n: int) -> None:
+        self.workers = 2 * n
+        self._free = n
+        self._returning: deque[asyncio.Future[None]] = deque()  # calls done waiting
+        self._spares: deque[asyncio.Future[None]] = deque()
+
+    def seat(self) -> Seat:
+        return Seat(self)
+
+    @property
+    def wanted(self) -> bool:
+        """A call done waiting wants a slot: the next worker to finish a call gives its own."""
+        return bool(self._returning)
+
+    def _give(self) -> None:
+        for line in (self._returning, self._spares):
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():  # (a cancelled waiter is skipped)
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+    async def _take(self, returning: bool) -> None:
+        if self._free and not (self._returning if returning else
+                               (self._returning or self._spares)):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._returning if returning else self._spares).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a slot as it was cancelled
+                self._give()
+            raise
 
 
 class Seat:
-    """One worker's hold on a slot: taken, given up while its call waits, taken again."""
+    """One worker's hold on a slot."""
 
     __slots__ = ("_slots", "held")
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
+    def __init__(self, slots: Slots) -> None:
         self._slots = slots
         self.held = False
 
     async def take(self) -> None:
-        await self._slots.acquire()
-        self.held = True
+        """A slot, as a spare worker waits for one (nothing when held already)."""
+        if not self.held:
+            await self._slots._take(returning=False)
+            self.held = True
 
     def give(self) -> None:
         """Give the slot up (nothing when not held: a worker's `finally` may repeat it)."""
         if self.held:
             self.held = False
-            self._slots.release()
+            self._slots._give()
 
-    async def wait(self, sleep: Awaitable[None]) -> None:
-        """Await `sleep` without the slot, then take one again."""
-        self.give()
-        await sleep
+    async def between_calls(self) -> None:
+        """After a call: hand the slot to a call done waiting, if one wants it, and wait as
+        a spare; otherwise keep it."""
+        if self._slots.wanted:
+            self.give()
         await self.take()
 
-
-class Slots:
-    """`n` slots for calls being sent; `seat()` gives a worker its hold on one."""
-
-    def __init__(self, n: int) -> None:
-        self._slots = asyncio.Semaphore(n)
-        self.workers = n + max(1, round(n * SPARE_WORKERS))
-
-    def seat(self) -> Seat:
-        return Seat(self._slots)
+    async def wait(self, sleep: Awaitable[None]) -> None:
+        """Await `sleep` without the slot (a spare sends meanwhile), then take one again,
+        ahead of the spares."""
+        self.give()
+        await sleep
+        await self._slots._take(returning=True)
+        self.held = True
