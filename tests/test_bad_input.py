@@ -93,8 +93,8 @@ ORIGINAL: list[Case] = [
     # The same value twice made two trials with one key: the database refused them after
     # their calls were paid for, and the run failed with a traceback.
     ("grid_value_twice", nothing, ["grid.params.temperature=[0.5,0.5]"],
-     ["experiments/grid/small.yaml", "grid.params.temperature", "0.5", "twice",
-      "grid.repeats"]),
+     ["grid.params.temperature=[0.5,0.5]:", "0.5", "twice", "grid.repeats",
+      "!small.yaml"]),
     ("grid_value_twice_in_file", replace("experiments/grid/small.yaml", "top_p: [0.5, 1.0]",
                                          "top_p: [0.5, 1.0, 0.5]"), [],
      ["experiments/grid/small.yaml", "grid.params.top_p", "0.5", "twice"]),

@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import pytest
 from helpers import FakeClock, ok_chat, prepared_for, run_with
 
 from promptlab.runner.session import NewRun, Session
@@ -18,6 +22,8 @@ from promptlab.store import Store
 from promptlab.testing import MockConfig, MockServer
 
 # 24 trials on one endpoint, four at a time.
+T = TypeVar("T")
+
 MANY = ("models=[oa]", "prompts=[plain,fewshot]", "run.concurrency=4")
 
 
@@ -87,6 +93,41 @@ def test_calls_waiting_to_retry_leave_their_workers_to_other_calls(project: Path
     assert max(others) < first_at + 250, "the other trials waited behind the 429'd ones"
     retried = [t for t, b in sent[4:] if b in limited]
     assert len(retried) == 4 and min(retried) >= first_at + 499
+
+
+def finishes_within(seconds: float, run: Callable[[], T]) -> T:
+    """`run()`'s result, failing (not hanging the suite) when it takes longer."""
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(run()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the run did not finish in {seconds:g} s"
+    return box[0]
+
+
+@pytest.mark.parametrize(("status", "concurrency", "budget"), [(429, 1, 40), (503, 8, 60)])
+def test_a_budgeted_run_with_calls_waiting_to_retry_finishes(
+        project: Path, status: int, concurrency: int, budget: int) -> None:
+    """With run.max_cost_usd the feeder waits for calls to finish; a call done waiting
+    to retry must get a slot though no call is being sent (an independent review found
+    this run hanging for ever: every slot held by a worker waiting for the queue)."""
+    model = project / "experiments/models/oa.yaml"
+    model.write_text(model.read_text() + "price: {input_per_mtok: 100000, "
+                                         "output_per_mtok: 100000}\n")
+    seen: dict[str, int] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode()
+        seen[body] = seen.get(body, 0) + 1
+        if seen[body] == 1 and (status == 503 or len(seen) == 1):
+            return httpx.Response(status, headers={"retry-after": "1"},
+                                  json={"error": {"message": "not now"}})
+        return ok_chat()
+
+    stats, _ = finishes_within(20, lambda: run_with(
+        project, handler, "models=[oa]", "prompts=[plain]", "grid.params.top_p=[1]",
+        f"run.concurrency={concurrency}", f"run.max_cost_usd={budget}"))
+    assert stats.ok >= 1 and stats.errors == 0
 
 
 def test_a_429_saying_the_budget_is_spent_pauses_every_request(project: Path) -> None:

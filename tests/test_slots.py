@@ -47,7 +47,8 @@ def test_a_call_done_waiting_goes_before_the_spares() -> None:
         await settle()
         assert not retry.done()  # no slot free yet
         # The spare finishes a call: its slot goes to the retry, and it waits as a spare.
-        spare_again = asyncio.ensure_future(spare.between_calls())
+        spare.between_calls(nothing_queued=False)  # ... and, with a call, waits as a spare
+        spare_again = asyncio.ensure_future(spare.take())
         await settle()
         assert retry.done() and waiting.held and not spare.held
         assert not busy.held  # ... not to the spare that waited longer
@@ -75,7 +76,8 @@ def test_with_no_call_waiting_a_worker_keeps_its_slot_without_waiting() -> None:
         loop.create_future = lambda: made.append(1) or before()  # type: ignore[method-assign]
         try:
             for _ in range(100):
-                await seat.between_calls()
+                seat.between_calls(nothing_queued=False)
+                await seat.take()
         finally:
             loop.create_future = before  # type: ignore[method-assign]
         assert seat.held and made == []
@@ -83,6 +85,29 @@ def test_with_no_call_waiting_a_worker_keeps_its_slot_without_waiting() -> None:
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_a_worker_waiting_for_the_queue_holds_no_slot() -> None:
+    """Workers idle before a call comes back from its wait (the feeder waits for a
+    budget, nothing is queued): the call done waiting gets a slot at once."""
+    async def main() -> None:
+        slots = Slots(2)
+        worker, waiting = slots.seat(), slots.seat()
+        await worker.take()
+        await waiting.take()
+        back = asyncio.Event()
+        retry = asyncio.ensure_future(waiting.wait(back.wait()))
+        await settle()
+        worker.between_calls(nothing_queued=True)  # its call done, the queue empty
+        assert not worker.held
+        back.set()
+        await settle()
+        assert retry.done() and waiting.held
+        worker.between_calls(nothing_queued=False)
+        await worker.take()  # a call queued at last: the other slot is free for it
+        assert worker.held
 
     asyncio.run(main())
 

@@ -15,6 +15,7 @@ from typing import Any
 from promptlab.canonical import canonical_json
 from promptlab.config.judge import judge_model_config
 from promptlab.config.loading import LoadedConfig, source_file
+from promptlab.config.locate import Locator
 from promptlab.dataset import load_dataset
 from promptlab.errors import UserError
 from promptlab.providers import ProviderRequest, get_provider
@@ -154,9 +155,10 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
         for value in v:  # one value twice: two trials with one key (the database's key)
             text = canonical_json(value)
             if text in seen:
-                raise UserError(f"{_where(loaded, 'grid')}: grid.params.{k}: {text} appears "
-                                "twice; list each value once (grid.repeats samples a point "
-                                "more than once)")
+                setter = Locator(loaded.choices, loaded.config_dir, loaded.overrides)
+                raise UserError(f"{setter(f'grid.params.{k}')}: grid.params.{k}: {text} "
+                                "appears twice; list each value once (grid.repeats samples "
+                                "a point more than once)")
             seen.add(text)
     grid = GridSpec(params={k: tuple(v) for k, v in g["params"].items()}, repeats=g["repeats"])
     r = cfg["run"]

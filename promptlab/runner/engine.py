@@ -254,11 +254,12 @@ class Runner:
     async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None],
                       seat: Seat) -> None:
         while True:
-            await seat.between_calls()  # a slot from taking a call to finishing it (slots.py)
+            seat.between_calls(queue.empty())  # no slot held waiting for a call (slots.py)
             call = await queue.get()
             if call is None:
                 seat.give()
                 return
+            await seat.take()
             if self._writer.failed.is_set():  # it could not be recorded: not sent
                 self.stats.calls -= 1
                 self._reserved -= estimated_cost(call)

@@ -3,14 +3,15 @@
 A call that must wait before its next try (a 429's Retry-After, a 5xx's backoff) gives its
 slot to a spare worker while it waits, and takes one again to retry. The runner keeps
 `run.concurrency` slots and twice as many workers: a worker holds a slot from taking a call
-to finishing it, except while the call waits; a spare waits for a slot. A call done
-waiting goes first: the next worker to finish a call hands it its slot. Before, a waiting
+to finishing it, except while the call waits; a spare (a worker with a call and no slot)
+waits for one. A call done waiting goes first: the next worker to finish a call hands it
+its slot. A worker waiting for the queue holds no slot. Before, a waiting
 call held its worker, so when a round's 429s outnumbered the workers nothing was sent for
 a whole Retry-After (benchmarks/README.md: a server capped at 300/s was met at 0.88-0.91
 of the cap, the rest of the time spent with nothing in flight).
 
-With no call waiting, a worker keeps its slot from one call to the next: the slots cost the
-event loop nothing per call.
+With calls queued and none done waiting, a worker keeps its slot from one call to the
+next: the slots cost the event loop nothing per call.
 """
 
 from __future__ import annotations
@@ -85,12 +86,13 @@ class Seat:
             self.held = False
             self._slots._give()
 
-    async def between_calls(self) -> None:
-        """After a call: hand the slot to a call done waiting, if one wants it, and wait as
-        a spare; otherwise keep it."""
-        if self._slots.wanted:
+    def between_calls(self, nothing_queued: bool) -> None:
+        """Between calls: give the slot up when a call done waiting wants it or when there
+        is no call to take. A worker waiting for the queue holds none: a run whose feeder
+        waits for calls to finish (run.max_cost_usd) would otherwise keep every slot from
+        a call done waiting, for ever. The worker takes one (`take`) once it has a call."""
+        if nothing_queued or self._slots.wanted:
             self.give()
-        await self.take()
 
     async def wait(self, sleep: Awaitable[None]) -> None:
         """Await `sleep` without the slot (a spare sends meanwhile), then take one again,
