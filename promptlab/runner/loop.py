@@ -2,9 +2,9 @@
 
 A run at zero latency is bound by one core: aiohttp and the event loop are about half of
 its main thread's CPU. uvloop (libuv, in C) runs the same loop for less. Measured on the
-2-core machine against the mock server, 10,000 calls at concurrency 64: the bare aiohttp
-loop 1.00 -> 0.82 s, `promptlab run` as a whole command 2.87 -> 2.65 s (see
-benchmarks/README.md for the medians).
+2-core machine against the mock server, 10,000 calls at concurrency 64, medians of 5
+interleaved rounds: the bare aiohttp loop 1.14 -> 0.91 s as a whole process, `promptlab
+run` as a whole command 2.91 -> 2.78 s (benchmarks/README.md).
 
 ``PROMPTLAB_EVENT_LOOP`` chooses: ``auto`` (the default: uvloop when it imports),
 ``uvloop`` (required: a user error without it) or ``asyncio``.
