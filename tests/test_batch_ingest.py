@@ -37,9 +37,13 @@ def ingest(n: int) -> dict[str, float]:
 def test_100000_result_lines_are_all_stored_and_memory_stays_flat() -> None:
     small, large = ingest(10_000), ingest(100_000)
     assert small["lines"] == 10_000 and large["lines"] == 100_000  # the child counts them
-    # Ten times the lines, not ten times the memory: growth while ingesting stays within a
-    # few MB of the small file's (it was +143 MB at 100,000 lines before streaming).
-    assert large["growth_mb"] < small["growth_mb"] + 25, (small, large)
+    # Ten times the lines, not ten times the memory (it was +143 MB at 100,000 lines before
+    # streaming). Growth levels off as the allocator and SQLite's caches fill: measured
+    # +29-32 MB at 10,000 lines, +53 at 30,000, +55-57 at 100,000, +61 at 200,000; the
+    # margin was 25 MB, which 10,000 against 100,000 sat on. Growth counts from the memory
+    # in use before the ingest (it counted from the peak so far, which setting up a small
+    # database could exceed: a small ingest then "grew" by 0).
+    assert large["growth_mb"] < small["growth_mb"] + 40, (small, large)
 
 
 class ChunkedReply:

@@ -30,7 +30,7 @@ def _runner(cache_sources: Any, failed: threading.Event, emitted: list[Any]) -> 
     r.plan = [NS(index=i) for i in range(FIRST_CHUNK + 3 * CHUNK)]  # type: ignore[assignment]
     r._calls = _Calls()  # type: ignore[assignment]
     r.store = NS(cache_sources=cache_sources)  # type: ignore[assignment]
-    r._writer = NS(failed=failed, backlog=0)  # type: ignore[assignment]
+    r._writer = NS(failed=failed, backlog=0, behind=lambda most: False)  # type: ignore[assignment]
     r.max_backlog = 5000
     r._recorder = NS(record_hit=lambda p, exists, hit: p)  # type: ignore[assignment]
 

@@ -132,7 +132,10 @@ _NO_HTTP = HttpRequest("POST", "", {}, b"")
 
 class IngestWriter(BatchWriter):
     """The writer thread, with how far behind it is: reading a result file waits while the
-    thread is a few batches behind, so records never pile up in memory."""
+    thread is a few batches behind, so records never pile up in memory (nor in one of
+    its transactions: 25 batches at most, not a run's 100)."""
+
+    behind_batches = 25
 
     @property
     def backlog(self) -> int:

@@ -48,10 +48,10 @@ __all__ = ["Call", "Runner", "RunStats"]
 
 Hits = dict[str, tuple[str, int]]  # fingerprint -> the stored result answering it
 
-# Records finished but not yet stored (a few KB each) before the feeder waits for the
-# writer: without it a database slower than the calls held the difference in memory
-# (a 1,000,000-call run grew past 460 MB, ~70,000 records behind).
-BACKLOG = 5000
+# Records finished but not yet stored (or writer.BEHIND_BYTES of them) before the feeder
+# waits: without a bound a database slower than the calls held the difference in memory
+# (a 1,000,000-call run grew past 460 MB, ~70,000 records behind; 180 MB behind 20,000).
+BACKLOG = 20_000
 
 
 class Runner:
@@ -221,7 +221,7 @@ class Runner:
         return True
 
     async def _wait_for_writer(self) -> None:
-        while self._writer.backlog > self.max_backlog and not self._writer.failed.is_set():
+        while self._writer.behind(self.max_backlog) and not self._writer.failed.is_set():
             await asyncio.sleep(0.005)  # real time: the writer is a real thread
 
     async def _enqueue(self, call: Call, queue: asyncio.Queue[Call | None]) -> bool:

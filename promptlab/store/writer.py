@@ -193,7 +193,27 @@ def _database_fault(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-BEHIND_BATCHES = 25  # how many batches the writer takes at once when they wait
+BEHIND_BATCHES = 100  # how many batches the writer takes at once when they wait
+# What the runner may hand over ahead of the writer in bytes of messages, outputs and
+# bodies, whatever the count: records of big prompts and answers fill memory sooner.
+BEHIND_BYTES = 48 << 20
+
+
+def weight(record: Record) -> int:
+    """About how many bytes a record holds: its messages, its output, its attempts' bodies
+    (0 for a record too broken to weigh: the safety net deals with it)."""
+    n = 0
+    try:
+        for text in (record.trial.get("messages_json"), record.result.get("output")):
+            if type(text) is str:
+                n += len(text)
+        for attempt in record.attempts:
+            for text in (attempt.get("request_body"), attempt.get("response_body")):
+                if type(text) is str:
+                    n += len(text)
+    except Exception:
+        return n
+    return n
 
 
 class BatchWriter:
@@ -203,6 +223,8 @@ class BatchWriter:
     counts records stored, error rows included, `unstorable` the error rows it made, and
     `demoted` those by the status their result had (a run's summary counts them as errors).
     """
+
+    behind_batches = BEHIND_BATCHES
 
     def __init__(self, write: Callable[[Sequence[Record]], None], batch_size: int = 200,
                  max_wait_s: float = 0.25, *, sleep: Callable[[float], None] = time.sleep,
@@ -215,19 +237,24 @@ class BatchWriter:
         # of CPU in commits of 200 and 0.18 s in commits of 5,000; since 0009 (which
         # dropped it) 0.148 and 0.134 s, and 10,000 answers, whose cache entries are keyed
         # by fingerprint, 0.195 and 0.185 s. Caught up, it commits what the runner hands
-        # over: batch_size, or 0.25 s.
-        self._most = BEHIND_BATCHES * batch_size
+        # over: batch_size, or 0.25 s. Commits of 1,000, 5,000 and 20,000 rows into a table
+        # of 1,000,000 cost 7.9, 6.7 and 5.3 s of CPU per 100,000 rows (each commit writes
+        # the pages it dirtied; a bigger one shares more of them); a 1,000,000-call run at
+        # zero latency took 294 s behind 5,000 and 253 s behind 20,000.
+        self._most = self.behind_batches * batch_size
         self._max_wait_s = max_wait_s
         self._sleep = sleep
         self._retry_waits_s = tuple(retry_waits_s)
         self._queue: queue.Queue[object] = queue.Queue()
         self._local: list[Record] = []
+        self._local_bytes = 0
         self._kept: list[Record] = []  # not stored after giving up: tried again at close
         self.failed = threading.Event()
         self.error: BaseException | None = None
         self.written = 0
         self.unstorable = 0
         self._handed = self._taken = 0  # records: each counter written by one thread only
+        self._handed_bytes = self._taken_bytes = 0  # and their `weight`
         self.demoted: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name="promptlab-writer", daemon=True)
         self._thread.start()
@@ -235,6 +262,7 @@ class BatchWriter:
     def put(self, record: Record) -> None:
         """Hand over one record (from one thread only: the event loop's)."""
         self._local.append(record)
+        self._local_bytes += weight(record)
         if len(self._local) >= self._batch_size:
             self.flush()
 
@@ -242,13 +270,20 @@ class BatchWriter:
         """Pass what was handed over so far to the writer thread (one lock per batch)."""
         if self._local:
             batch, self._local = self._local, []
+            size, self._local_bytes = self._local_bytes, 0
             self._handed += len(batch)
-            self._queue.put(batch)
+            self._handed_bytes += size
+            self._queue.put((batch, size))
 
     @property
     def backlog(self) -> int:
         """Records handed over and not yet stored: the runner waits while it is large."""
         return self._handed - self._taken + len(self._local)
+
+    def behind(self, most: int) -> bool:
+        """More than `most` records, or than BEHIND_BYTES of them, wait to be stored."""
+        return (self.backlog > most
+                or self._handed_bytes - self._taken_bytes + self._local_bytes > BEHIND_BYTES)
 
     def _loop(self) -> None:
         stopping = False
@@ -258,14 +293,16 @@ class BatchWriter:
             except queue.Empty:
                 continue
             batch: list[Record] = []
+            size = 0
             item = first
             while True:
                 if item is _STOP:
                     stopping = True
                 else:
-                    assert isinstance(item, list)
-                    batch.extend(item)
-                if len(batch) >= self._most and not stopping:
+                    assert isinstance(item, tuple)
+                    batch.extend(item[0])
+                    size += item[1]
+                if (len(batch) >= self._most or size > BEHIND_BYTES // 2) and not stopping:
                     break
                 try:
                     item = self._queue.get_nowait()
@@ -276,6 +313,7 @@ class BatchWriter:
             elif batch:
                 self._store(batch)
             self._taken += len(batch)
+            self._taken_bytes += size
 
     def _store(self, batch: list[Record]) -> None:
         """Store every record, refused ones as error rows; or give up, keeping the rest."""
