@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from promptlab.store import Record, Store, utcnow
-from promptlab.store.writer import BEHIND_BATCHES, BatchWriter
+from promptlab.store.writer import BEHIND_BATCHES, BEHIND_BYTES, BatchWriter, weight
 
 RUN = "r1"
 
@@ -360,3 +360,33 @@ def test_a_writer_behind_takes_the_waiting_batches_together_up_to_its_most(
     w.close()
     assert calls == [10, 10 * BEHIND_BATCHES, 50]
     assert q(store, "select count(*) from results") == [(total,)]
+
+
+def test_big_records_hold_the_runner_back_by_their_bytes_not_their_count(
+        store: Store) -> None:
+    # The runner waits while `behind(most)`: past `most` records, or past BEHIND_BYTES of
+    # messages, outputs and bodies however few the records (a 4 MB answer is not 750 B).
+    entered, release = threading.Event(), threading.Event()
+
+    def held(batch: Sequence[Record]) -> None:
+        entered.set()
+        release.wait(10)
+        store.write(batch)
+
+    w = BatchWriter(held, batch_size=1, max_wait_s=10, sleep=lambda s: None)
+    big = BEHIND_BYTES // 8 + 1
+    try:
+        for i in range(8):
+            r = record(i)
+            r.result["output"] = "x" * big
+            w.put(r)
+            assert not w.behind(20_000) or i == 7
+            if i == 0:
+                assert entered.wait(10)  # the first is being written: the rest wait
+        assert w.behind(20_000) and w.backlog == 8  # eight records, over the bytes
+        assert weight(record(0)) < 1_000 and weight(r) > big
+    finally:
+        release.set()
+        w.close()
+    assert not w.behind(0)
+    assert q(store, "select count(*) from results") == [(8,)]
