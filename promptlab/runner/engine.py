@@ -50,7 +50,7 @@ Hits = dict[str, tuple[str, int]]  # fingerprint -> the stored result answering 
 
 # Records finished but not yet stored (or writer.BEHIND_BYTES of them) before the feeder
 # waits: without a bound a database slower than the calls held the difference in memory
-# (a 1,000,000-call run grew past 460 MB, ~70,000 records behind; 180 MB behind 20,000).
+# (a 1,000,000-call run grew past 460 MB, ~70,000 records behind; 176-180 MB at 20,000).
 BACKLOG = 20_000
 
 
