@@ -19,7 +19,7 @@ from test_cache_entries import (  # noqa: F401
     test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
     test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
-from test_postgres import delete_all, postgres_url, pytestmark  # noqa: F401
+from test_postgres import emptied, postgres_url, pytestmark  # noqa: F401
 from test_store_queries import T0, _record
 
 from promptlab.store import Store
@@ -28,12 +28,7 @@ from promptlab.store.tables import Result, Run, StoredTrial
 
 @pytest.fixture
 def store(postgres_url: str) -> Iterator[Store]:  # noqa: F811
-    s = Store.open(postgres_url)
-    try:
-        yield s
-    finally:
-        delete_all(s)
-        s.close()
+    yield from emptied(postgres_url)
 
 
 def test_an_older_postgres_database_gets_its_entries_when_it_is_upgraded(

@@ -42,6 +42,19 @@ def delete_all(store: Any) -> None:
             conn.execute(text(f"delete from {table}"))
 
 
+def emptied(url: str) -> Iterator[Any]:
+    """A fixture's body: a store on the module's shared database, emptied of every row the
+    test wrote when it is done."""
+    from promptlab.store import Store
+
+    store = Store.open(url)
+    try:
+        yield store
+    finally:
+        delete_all(store)
+        store.close()
+
+
 def _as_postgres(*cmd: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
 

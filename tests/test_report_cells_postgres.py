@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
-from test_postgres import delete_all, postgres_url, pytestmark  # noqa: F401
+from test_postgres import emptied, postgres_url, pytestmark  # noqa: F401
 from test_report_cells import _fill, _report
 
 from promptlab.store import Store
@@ -15,12 +15,7 @@ from promptlab.store import Store
 
 @pytest.fixture
 def pg(postgres_url: str) -> Iterator[Store]:  # noqa: F811
-    store = Store.open(postgres_url)
-    try:
-        yield store
-    finally:
-        delete_all(store)
-        store.close()
+    yield from emptied(postgres_url)
 
 
 def _drop(store: Store) -> None:
