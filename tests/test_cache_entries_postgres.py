@@ -1,6 +1,7 @@
 """The cache's index on a real PostgreSQL: its triggers keep the same entries the SQLite
-triggers do (the tests of test_cache_entries.py, run here against PostgreSQL), an upgrade
-fills it, and an upgrade beside a running writer waits for it."""
+triggers do, and a run being sent enters it when it ends (the tests of test_cache_entries.py
+and test_cache_pending.py, run here against PostgreSQL); an upgrade fills it, a downgrade
+indexes the pending runs, and an upgrade beside a running writer waits for it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ from test_cache_entries import (  # noqa: F401
     test_a_resumed_trial_whose_error_is_replaced_by_an_answer_becomes_the_entry,
     test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
+from test_cache_pending import (  # noqa: F401
+    check_downgrade_indexes_the_pending_runs,
+    test_a_dead_runs_answers_serve_the_next_lookup,
+    test_a_run_being_sent_enters_the_index_when_it_is_released,
+    test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale,
+    test_a_run_taken_over_is_left_to_its_new_owner,
+    test_an_interrupted_or_failed_run_is_indexed_too,
+    test_deleting_a_pending_run_deletes_its_pending_row,
+    test_plans_see_a_dead_runs_answers,
+)
 from test_postgres import emptied, postgres_url, pytestmark  # noqa: F401
 from test_store_queries import T0, _record
 
@@ -34,6 +45,12 @@ def store(postgres_url: str) -> Iterator[Store]:  # noqa: F811
 def test_an_older_postgres_database_gets_its_entries_when_it_is_upgraded(
         postgres_url: str, store: Store) -> None:  # noqa: F811
     check_upgrade_fills_the_entries(postgres_url)
+
+
+def test_a_postgres_downgrade_indexes_the_pending_runs(
+        postgres_url: str, store: Store) -> None:  # noqa: F811
+    store.close()
+    check_downgrade_indexes_the_pending_runs(postgres_url)
 
 
 def test_the_upgrade_waits_for_a_writer_instead_of_deadlocking_with_it(

@@ -120,3 +120,31 @@ def test_ctrl_c_commits_what_finished_and_says_how_to_resume(
         assert conn.execute("select count(*), count(distinct idx) from results"
                             ).fetchone() == (480, 480)
     assert mock_server.request_count - sent_before == 480 - done
+
+
+def test_a_new_run_answers_from_a_run_killed_with_sigkill(
+        project: Path, mock_server: MockServer) -> None:
+    """The killed run never ended, so its results never went into the cache's index as
+    its end: the next run's first lookup puts them there, and only the rest is sent."""
+    for name in ("oa", "an"):
+        model = project / f"experiments/models/{name}.yaml"
+        model.write_text(model.read_text() + "headers:\n  x-mock-latency-ms: '40'\n")
+    db = project / "killed.db"
+    proc = start(project, db, "run", *ARGS)
+    deadline = time.monotonic() + 120
+    while count_results(db) < 100 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    with sqlite3.connect(db) as conn:
+        answered = conn.execute("select count(*) from results where status = 'ok'").fetchone()[0]
+        assert conn.execute("select count(*) from cache_pending").fetchone()[0] == 1
+    assert 100 <= answered < 480
+    sent_before = mock_server.request_count
+    proc = start(project, db, "run", *ARGS)
+    assert proc.wait(180) == 0, (project / "stderr.log").read_text()
+    assert mock_server.request_count - sent_before == 480 - answered
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from cache_pending").fetchone()[0] == 0
+        hits = conn.execute("select count(*) from results where cache_hit").fetchone()[0]
+    assert hits == answered

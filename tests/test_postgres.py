@@ -38,7 +38,7 @@ def delete_all(store: Any) -> None:
 
     with store.engine.begin() as conn:
         for table in ("report_cell_scores", "report_cells", "scores", "attempts", "results",
-                      "cache_entries", "trials", "run_artifacts", "runs"):
+                      "cache_entries", "cache_pending", "trials", "run_artifacts", "runs"):
             conn.execute(text(f"delete from {table}"))
 
 

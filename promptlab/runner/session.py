@@ -201,7 +201,8 @@ class Session:
             run_id=run_id, name=self.spec.name, planned=len(Plan(self.spec)),
             config=new.config, overrides=new.overrides, manifest=new.manifest,
             artifacts=new.artifacts, scrub=Scrubber(self.spec.models),
-            parent_run_id=new.parent_run_id, sweep_id=new.sweep_id, owner_token=token)
+            parent_run_id=new.parent_run_id, sweep_id=new.sweep_id, owner_token=token,
+            index_at_end=True)
         self._tokens[run_id] = token
         return run_id
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from promptlab.errors import UserError
 from promptlab.store.queries import RunInfo, RunQueries
@@ -110,6 +110,7 @@ def _owner(row: Any) -> Owner:
 
 class RunOwnership(RunQueries):
     refresh_cells: Callable[..., bool]  # CellQueries (store/cells.py)
+    fill_cache: Callable[[Connection, str], bool]  # CacheIndex (store/cacheindex.py)
     """A mixin of `Store`: run owners and heartbeats, and run statuses as they are now."""
 
     def _state(self, run_id: str) -> tuple[str, Owner]:
@@ -165,11 +166,14 @@ class RunOwnership(RunQueries):
         return result.rowcount == 1
 
     def release(self, run_id: str, token: str, status: str) -> bool:
-        """Record the final status if this process still owns the run; False otherwise."""
+        """Record the final status if this process still owns the run, and its results in
+        the cache's index if they wait for its end; False if it is not ours."""
         now = _now()
         with self.engine.begin() as conn:
             result = conn.execute(update(Run).where(Run.id == run_id, Run.owner_token == token)
                                   .values(status=status, finished_at=now, heartbeat_at=now))
+            if result.rowcount == 1:
+                self.fill_cache(conn, run_id)
         self.refresh_cells(run_id)  # the report cells (store/cells.py), for fast reports
         return result.rowcount == 1
 

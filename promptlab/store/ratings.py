@@ -16,7 +16,15 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 
 from promptlab.errors import UserError
-from promptlab.store.tables import Attempt, Result, Run, RunArtifact, Score, StoredTrial
+from promptlab.store.tables import (
+    Attempt,
+    CachePending,
+    Result,
+    Run,
+    RunArtifact,
+    Score,
+    StoredTrial,
+)
 
 __all__ = ["HUMAN", "Curation"]
 
@@ -61,7 +69,7 @@ class Curation:
                 frontier = list(conn.scalars(select(Run.id).where(
                     Run.parent_run_id.in_(frontier))))
                 ids += [i for i in frontier if i not in ids]
-            for table in (Score, Result, Attempt, StoredTrial, RunArtifact):
+            for table in (Score, Result, Attempt, StoredTrial, RunArtifact, CachePending):
                 conn.execute(delete(table).where(table.run_id.in_(ids)))
             for rid in reversed(ids):  # children before parents
                 conn.execute(delete(Run).where(Run.id == rid))

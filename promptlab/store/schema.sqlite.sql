@@ -236,16 +236,22 @@ CREATE TABLE cache_entries (
 
 ;
 
-CREATE TRIGGER results_insert_keeps_cache_entries AFTER INSERT ON results FOR EACH ROW WHEN NEW.status = 'ok' AND NEW.cacheable BEGIN INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
-
-CREATE TRIGGER results_update_keeps_cache_entries AFTER UPDATE ON results FOR EACH ROW WHEN (OLD.status = 'ok' AND OLD.cacheable) OR (NEW.status = 'ok' AND NEW.cacheable) BEGIN DELETE FROM cache_entries WHERE cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND run_id = OLD.run_id AND idx = OLD.idx; INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
-
 CREATE TRIGGER results_delete_keeps_cache_entries AFTER DELETE ON results FOR EACH ROW WHEN OLD.status = 'ok' AND OLD.cacheable BEGIN DELETE FROM cache_entries WHERE cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND run_id = OLD.run_id AND idx = OLD.idx; END;
+
+CREATE TABLE cache_pending (
+	run_id VARCHAR(32) NOT NULL, 
+	PRIMARY KEY (run_id), 
+	FOREIGN KEY(run_id) REFERENCES runs (id)
+);
+
+CREATE TRIGGER results_insert_keeps_cache_entries AFTER INSERT ON results FOR EACH ROW WHEN NEW.status = 'ok' AND NEW.cacheable AND NOT EXISTS (SELECT 1 FROM cache_pending WHERE cache_pending.run_id = NEW.run_id) BEGIN INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable AND NOT EXISTS (SELECT 1 FROM cache_pending WHERE cache_pending.run_id = NEW.run_id) ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
+
+CREATE TRIGGER results_update_keeps_cache_entries AFTER UPDATE ON results FOR EACH ROW WHEN (OLD.status = 'ok' AND OLD.cacheable) OR (NEW.status = 'ok' AND NEW.cacheable) BEGIN DELETE FROM cache_entries WHERE cache_key = (SELECT cache_key FROM trials WHERE trials.run_id = OLD.run_id AND trials.idx = OLD.idx) AND run_id = OLD.run_id AND idx = OLD.idx; INSERT INTO cache_entries (cache_key, run_id, idx, finished_at) SELECT (SELECT cache_key FROM trials WHERE trials.run_id = NEW.run_id AND trials.idx = NEW.idx), NEW.run_id, NEW.idx, NEW.finished_at WHERE NEW.status = 'ok' AND NEW.cacheable AND NOT EXISTS (SELECT 1 FROM cache_pending WHERE cache_pending.run_id = NEW.run_id) ON CONFLICT (cache_key, run_id, idx) DO UPDATE SET finished_at = excluded.finished_at; END;
 
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0009');
+INSERT INTO alembic_version (version_num) VALUES ('0010');
 

@@ -23,6 +23,7 @@ from promptlab.canonical import sha256_hex
 from promptlab.store.batches import BatchQueries
 from promptlab.store.browse import BrowseQueries
 from promptlab.store.bulk import executemany
+from promptlab.store.cacheindex import CacheIndex
 from promptlab.store.cells import CellQueries
 from promptlab.store.database import open_engine, resolve_url
 from promptlab.store.grouping import ReportQueries
@@ -36,7 +37,7 @@ from promptlab.store.searches import SearchQueries
 from promptlab.store.tables import (
     Artifact,
     Attempt,
-    CacheEntry,
+    CachePending,
     Result,
     Run,
     RunArtifact,
@@ -66,7 +67,7 @@ class Record:
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
-            StoreMerge, BatchQueries, BatchRecording, CellQueries, SearchQueries):
+            StoreMerge, BatchQueries, BatchRecording, CellQueries, SearchQueries, CacheIndex):
     """A database of runs. Open one with `Store.open(path_or_url)`; close it when done."""
 
     def __init__(self, engine: Engine) -> None:
@@ -104,9 +105,10 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                    artifacts: dict[str, str], parent_run_id: str | None = None,
                    sweep_id: str | None = None,
                    scrub: Callable[[str | None], str | None] = lambda s: s,
-                   owner_token: str | None = None) -> None:
+                   owner_token: str | None = None, index_at_end: bool = False) -> None:
         """Record a new run, owned by this process under `owner_token`; `scrub` removes
-        secrets from everything stored."""
+        secrets from everything stored. With `index_at_end`, the cache's index takes its
+        results in when it is released (store/cacheindex.py), not one by one."""
         artifacts = {n: scrub(c) or "" for n, c in artifacts.items()}
         # Insertion order is kept: the plan's order of models and prompts follows it.
         config_json = scrub(json.dumps(config)) or ""
@@ -119,6 +121,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                 config_sha256=sha256_hex(config_json), manifest_json=json.dumps(manifest),
                 parent_run_id=parent_run_id, sweep_id=sweep_id, owner_host=this_host(),
                 owner_pid=os.getpid(), owner_token=owner_token, heartbeat_at=now))
+            if index_at_end:
+                conn.execute(insert(CachePending).values(run_id=run_id))
             if artifacts:
                 hashes = {name: sha256_hex(content) for name, content in artifacts.items()}
                 known = set(conn.scalars(select(Artifact.sha256).where(
@@ -143,39 +147,6 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             insert_results(conn, [r.result for r in records if r.copy_of is None])
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
                                 for r in records if r.copy_of is not None])
-
-    def cache_sources(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """For each of these request fingerprints the cache answers, the stored fresh ok
-        result that answers it (run id, idx): the newest of them. It reads the cache's
-        index (`CacheEntry`, kept by triggers), which holds sources only: a lookup costs
-        the same however many cached re-runs repeated a request."""
-        if not keys:
-            return {}
-        # Oldest first, so the newest is the one left per key.
-        stmt = (select(CacheEntry.cache_key, CacheEntry.run_id, CacheEntry.idx)
-                .where(CacheEntry.cache_key.in_(list(set(keys))))
-                .order_by(CacheEntry.finished_at, CacheEntry.run_id, CacheEntry.idx))
-        with self.engine.connect() as conn:
-            return {key: (run_id, idx) for key, run_id, idx in conn.execute(stmt)}
-
-    def cached_keys(self, keys: Sequence[str]) -> set[str]:
-        """Which of these fingerprints the cache would answer (`lookup_cache`, keys only)."""
-        if not keys:
-            return set()
-        stmt = (select(CacheEntry.cache_key).distinct()
-                .where(CacheEntry.cache_key.in_(list(set(keys)))))
-        with self.engine.connect() as conn:
-            return set(conn.execute(stmt).scalars())
-
-    def cache_entries(self, limit: int) -> set[str] | None:
-        """Every fingerprint the cache would answer, if there are at most `limit` of them.
-
-        None when there are more: then look keys up a chunk at a time (`cached_keys`).
-        """
-        stmt = select(CacheEntry.cache_key).distinct().limit(limit + 1)
-        with self.engine.connect() as conn:
-            keys = set(conn.execute(stmt).scalars())
-        return keys if len(keys) <= limit else None
 
     def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
         """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.

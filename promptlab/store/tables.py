@@ -36,7 +36,7 @@ from sqlalchemy import (
 
 __all__ = ["RESULT_DETAILS", "Base", "Col", "Run", "Artifact", "RunArtifact", "StoredTrial",
            "Attempt", "Result", "Score", "StoredBatch", "ReportCell", "ReportCellScore",
-           "CacheEntry"]
+           "CacheEntry", "CachePending"]
 
 # How mypy sees a column read off its table's class (see `Base`). Its value type is left
 # Any, as the ORM's attributes' ``.type`` was: store/replace.py mixes those in one dict.
@@ -315,3 +315,13 @@ class CacheEntry(Base):
     finished_at: Col = Column(DateTime, nullable=False)
 
     __table_kwargs__ = {"sqlite_with_rowid": False}  # the rows are their key: one B-tree
+
+
+class CachePending(Base):
+    """0010: a run whose fresh results the cache's index takes in when the run ends, sorted
+    (store/cacheindex.py), instead of one trigger call per result: the triggers pass over
+    its results while its row is here."""
+
+    __tablename__ = "cache_pending"
+
+    run_id: Col = Column(String(32), ForeignKey("runs.id"), primary_key=True)
