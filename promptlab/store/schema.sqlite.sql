@@ -59,8 +59,6 @@ CREATE TABLE trials (
 	FOREIGN KEY(run_id) REFERENCES runs (id)
 );
 
-CREATE UNIQUE INDEX ix_trials_run_key ON trials (run_id, "key");
-
 CREATE TABLE attempts (
 	run_id VARCHAR(32) NOT NULL, 
 	idx INTEGER NOT NULL, 

@@ -132,8 +132,7 @@ class StoredTrial(Base):
     messages_json: Col = Column(Text, nullable=False)
     endpoint: Col = Column(String(500), nullable=False)
     cache_key: Col = Column(String(64), nullable=False)  # indexed in cache_entries (0009)
-
-    __table_args__ = (Index("ix_trials_run_key", "run_id", "key", unique=True),)
+    # No index on (run_id, key) since 0010: a random page written per trial, for no lookup.
 
 
 class Attempt(Base):
