@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -271,15 +272,18 @@ def bench_million(n: int = 1_000_000) -> dict[str, Any]:
     finally:
         fast.stop()
     tenth = n // 10
-    with sqlite3.connect(work / "m.db") as conn:
-        done = conn.execute("select count(*) from results where status = 'ok'").fetchone()[0]
+    try:
+        with sqlite3.connect(work / "m.db") as conn:
+            done = conn.execute("select count(*) from results where status = 'ok'").fetchone()[0]
 
-        def at(idx: int) -> datetime:
-            row = conn.execute("select finished_at from results where idx = ?", (idx,))
-            return datetime.fromisoformat(row.fetchone()[0])
+            def at(idx: int) -> datetime:
+                row = conn.execute("select finished_at from results where idx = ?", (idx,))
+                return datetime.fromisoformat(row.fetchone()[0])
 
-        first = (at(tenth - 1) - at(0)).total_seconds()
-        last = (at(n - 1) - at(n - tenth)).total_seconds()
+            first = (at(tenth - 1) - at(0)).total_seconds()
+            last = (at(n - 1) - at(n - tenth)).total_seconds()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # ~1.8 GB
     return {"n": n, "ok": done, "wall_s": r["wall_s"], "run_s": r["run_s"], "cpu_s": r["cpu_s"],
             "rss_mb": r["rss_mb"], "first_rate": tenth / first, "last_rate": tenth / last}
 
@@ -389,9 +393,12 @@ def main() -> int:
     if args.rate_limits:
         work = Path(tempfile.mkdtemp(prefix="promptlab-bench-rate-"))
         n = 20 if args.smoke else 1000
-        for r in [*fault_rows(work, n, 100.0, 1 if args.smoke else args.repeat),
-                  *overload_rows(work, 60 if args.smoke else 3000, 300.0)]:
-            print(f"{r['name']}: {r['value']}  (target {r['target']})")
+        try:
+            for r in [*fault_rows(work, n, 100.0, 1 if args.smoke else args.repeat),
+                      *overload_rows(work, 60 if args.smoke else 3000, 300.0)]:
+                print(f"{r['name']}: {r['value']}  (target {r['target']})")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return 0
     if args.million:
         m = bench_million(20_000 if args.smoke else 1_000_000)
@@ -563,6 +570,7 @@ def main() -> int:
                      "target": "each <= 300 ms", "ok": worst <= 300, "data": sv})
     finally:
         fast.stop()
+        shutil.rmtree(work, ignore_errors=True)  # ~1 GB of databases
     width = max(len(r["name"]) for r in rows + extra)
     print(f"\n{'benchmark':<{width}}  {'measured (median)':<62} target")
     for r in rows + extra:
