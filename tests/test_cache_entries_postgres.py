@@ -26,6 +26,7 @@ from test_cache_pending import (  # noqa: F401
     test_a_run_being_sent_enters_the_index_when_it_is_released,
     test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale,
     test_a_run_taken_over_is_left_to_its_new_owner,
+    test_a_store_that_may_only_read_looks_up_without_filling,
     test_an_interrupted_or_failed_run_is_indexed_too,
     test_deleting_a_pending_run_deletes_its_pending_row,
     test_plans_see_a_dead_runs_answers,

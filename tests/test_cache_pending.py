@@ -149,3 +149,14 @@ def test_a_downgrade_indexes_the_pending_runs(tmp_path: Path) -> None:
     from promptlab.store.database import resolve_url
 
     check_downgrade_indexes_the_pending_runs(resolve_url(str(tmp_path / "d.db")))
+
+
+def test_a_store_that_may_only_read_looks_up_without_filling(store: Store) -> None:
+    _sent(store, "dead")
+    store.write(_results("dead"))
+    _died(store, "dead")
+    with Store.open(store.url, read_only=True) as reader:
+        assert reader.cache_sources(["k"]) == {}  # no crash; the run waits for a writer
+    assert _pending(store) == {"dead"}
+    with Store.open(store.url) as writer:
+        assert writer.cache_sources(["k"]) == {"k": ("dead", 0)}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from promptlab.store.ownership import Owner, is_alive, this_host
 from promptlab.store.tables import CacheEntry, CachePending, Run
@@ -114,5 +114,5 @@ class CacheIndex:
                     if same and self.fill_cache(conn, row.id):
                         settled.append(row.id)
             return settled
-        except OperationalError:  # a database this process may only read: lookups go on
+        except DBAPIError:  # a file or a role that may only read: lookups go on without
             return []
