@@ -77,11 +77,22 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
     lines = [head, "cache miss:"]
     earlier = [c for c in same if c["status"] == "ok" and c["cacheable"]]
     if earlier:
-        source = f"{earlier[0]['run_id']}:{earlier[0]['idx']}"
-        policy = store.run(run_id).config.get("run", {}).get("cache")
-        lines.append(f"  an identical request ({source}) was stored before this trial "
-                     + ("finished, but this run used run.cache=off" if policy == "off" else
-                        "finished, while it was on its way: after it looked the cache up"))
+        src = earlier[0]
+        source = f"{src['run_id']}:{src['idx']}"
+        ended = store.run(src["run_id"]).finished_at
+        if store.run(run_id).config.get("run", {}).get("cache") == "off":
+            why = "before this trial finished, but this run used run.cache=off"
+        elif src["run_id"] == run_id:  # a run's answers enter the index at its end
+            why = ("earlier in this same run: a run's answers serve other runs once it ends, "
+                   "not its own later trials")
+        elif ended is None or (trial["finished_at"] is not None
+                               and ended >= trial["finished_at"]):
+            why = ("before this trial finished, but its run had not ended: a run's answers "
+                   "serve others once it ends")
+        else:
+            why = ("before this trial finished, while it was on its way: after it looked the "
+                   "cache up")
+        lines.append(f"  an identical request ({source}) was stored {why}")
         return lines
     if same:
         c = same[0]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, insert, text
 from test_cache_entries import (  # noqa: F401
+    _entries,
     check_upgrade_fills_the_entries,
     downgraded,
     test_a_deleted_runs_entries_go_and_the_next_newest_source_answers,
@@ -21,8 +22,12 @@ from test_cache_entries import (  # noqa: F401
     test_fresh_ok_results_are_entries_hits_and_errors_never_and_the_newest_answers,
 )
 from test_cache_pending import (  # noqa: F401
+    _died,
+    _pending,
+    _sent,
     check_downgrade_indexes_the_pending_runs,
     test_a_dead_runs_answers_serve_the_next_lookup,
+    test_a_resumed_run_is_indexed_at_its_end_again,
     test_a_run_being_sent_enters_the_index_when_it_is_released,
     test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale,
     test_a_run_taken_over_is_left_to_its_new_owner,
@@ -101,3 +106,52 @@ def _waiting_for_a_lock(engine: Any) -> bool:
     with engine.connect() as conn:
         return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
                     .scalar())
+
+
+def _write_in_flight(store: Store, run_id: str, idx: int, key: str) -> tuple[Any, Any]:
+    """A connection with a trial and an ok result of `run_id` inserted, not committed: a
+    shard's last commit, on its way."""
+    record = _record(run_id, idx, model="x", row=f"r{idx}", cache_key=key)
+    conn = store.engine.connect()
+    tx = conn.begin()
+    conn.execute(insert(StoredTrial).values(**record.trial))
+    conn.execute(insert(Result).values(**record.result))
+    return conn, tx
+
+
+@pytest.mark.parametrize("end", ["release", "settle"])
+def test_a_result_committed_while_its_run_ends_is_indexed(
+        store: Store, end: str) -> None:  # noqa: F811
+    """Under READ COMMITTED the in-flight result's trigger saw the pending row, and the
+    fill's snapshot could not see the result: it was in neither. The fill now waits for
+    writes in flight."""
+    _sent(store, "a")
+    store.write([_record("a", 0, model="x", row="r0", cache_key="k0")])
+    if end == "settle":
+        _died(store, "a")  # the launcher of the shards was killed; a shard still writes
+    conn, tx = _write_in_flight(store, "a", 1, "k1")
+    failures: list[BaseException] = []
+
+    def finish() -> None:
+        try:
+            if end == "release":
+                store.release("a", "tok", "interrupted")
+            else:
+                with Store.open(store.url) as other:
+                    assert other.settle_cache() == ["a"]
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    ending = threading.Thread(target=finish)
+    try:
+        ending.start()
+        deadline = time.monotonic() + 30
+        while not _waiting_for_a_lock(store.engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_for_a_lock(store.engine), "the fill did not wait for the writer"
+        tx.commit()
+    finally:
+        conn.close()
+        ending.join(60)
+    assert not ending.is_alive() and failures == []
+    assert _entries(store) == {("k0", "a", 0), ("k1", "a", 1)} and _pending(store) == set()

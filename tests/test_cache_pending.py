@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -80,8 +80,29 @@ def test_an_interrupted_or_failed_run_is_indexed_too(store: Store) -> None:
 def test_a_run_taken_over_is_left_to_its_new_owner(store: Store) -> None:
     _sent(store, "a")
     store.write(_results("a"))
-    assert not store.release("a", "someone else's token", "completed")
+    _died(store, "a")  # the owner stalled; a resume took the run over
+    token = store.claim("a")
+    assert not store.release("a", "tok", "completed")  # the old owner, back
     assert _entries(store) == set() and _pending(store) == {"a"}
+    assert store.release("a", token, "completed")
+    assert _entries(store) == {("k", "a", 0), ("j", "a", 1)} and _pending(store) == set()
+
+
+def test_a_resumed_run_is_indexed_at_its_end_again(store: Store) -> None:
+    """A run from before 0010, or one settled after its process died: resumed, its new
+    results wait for its end like a new run's."""
+    _sent(store, "a")
+    store.write(_results("a"))
+    store.release("a", "tok", "interrupted")
+    token = store.claim("a")
+    assert _pending(store) == {"a"}
+    again = _record("a", 2, model="x", row="t", cache_key="e", at=T0 + timedelta(hours=2))
+    again.trial_exists = True
+    again.attempts[0]["number"] = 2
+    store.write([again])
+    assert ("e", "a", 2) not in _entries(store)
+    store.release("a", token, "completed")
+    assert _entries(store) == {("k", "a", 0), ("j", "a", 1), ("e", "a", 2)}
 
 
 def test_a_dead_runs_answers_serve_the_next_lookup(store: Store) -> None:
@@ -95,11 +116,14 @@ def test_a_dead_runs_answers_serve_the_next_lookup(store: Store) -> None:
         assert other.settle_cache() == []  # once per store
     assert _pending(store) == {"live"}
     assert ("k", "dead", 0) in _entries(store)
-    # Its resume's new results go through the triggers: it is no longer pending.
-    store.claim("dead")
-    late = _record("dead", 3, model="x", row="u", cache_key="m")
-    store.write([late])
-    assert ("m", "dead", 3) in _entries(store)
+    # A resume makes it pending again: its new results go in when it ends again.
+    token = store.claim("dead")
+    assert _pending(store) == {"live", "dead"}
+    store.write([_record("dead", 3, model="x", row="u", cache_key="m")])
+    assert ("m", "dead", 3) not in _entries(store)
+    assert store.release("dead", token, "completed")
+    assert {("m", "dead", 3), ("k", "dead", 0)} <= _entries(store)
+    assert _pending(store) == {"live"}
 
 
 def test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale(store: Store) -> None:
@@ -111,7 +135,7 @@ def test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale(store: Store)
         assert other.cache_sources(["k"]) == {}  # a fresh heartbeat: alive
     with store.engine.begin() as conn:
         conn.execute(update(Run).where(Run.id == "far").values(
-            heartbeat_at=T0 - timedelta(hours=1)))
+            heartbeat_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)))
     with Store.open(store.url) as other:
         assert other.cache_sources(["k"]) == {"k": ("far", 0)}
 
@@ -160,3 +184,22 @@ def test_a_store_that_may_only_read_looks_up_without_filling(store: Store) -> No
     assert _pending(store) == {"dead"}
     with Store.open(store.url) as writer:
         assert writer.cache_sources(["k"]) == {"k": ("dead", 0)}
+
+
+def test_cache_why_says_a_runs_answers_serve_others_once_it_ends(store: Store) -> None:
+    from promptlab.cache import explain
+
+    _sent(store, "a")
+    store.write([_record("a", 0, model="x", row="r", cache_key="k")])
+    assert store.cache_sources(["k"]) == {}  # an hour later, the same request: a miss
+    store.write([_record("a", 1, model="x", row="r", cache_key="k",
+                         at=T0 + timedelta(hours=1))])
+    _sent(store, "b")  # a run sent beside it, the same request again
+    store.write([_record("b", 0, model="x", row="r", cache_key="k",
+                         at=T0 + timedelta(hours=2))])
+    store.release("b", "tok", "completed")
+    store.release("a", "tok", "completed")
+    same_run = "\n".join(explain(store, "a", "1"))
+    assert "(a:0) was stored earlier in this same run" in same_run, same_run
+    beside = "\n".join(explain(store, "b", "0"))
+    assert "(a:1) was stored before this trial finished, but its run had not ended" in beside

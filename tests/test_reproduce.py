@@ -57,6 +57,9 @@ def test_replay_sends_nothing_and_finds_no_drift(original: Path, mock_server: Mo
                                    "null").fetchall()
         assert parent == d["parent"]
         assert conn.execute("select name from runs").fetchall() == [("test-exp",), ("test-exp",)]
+        # The replay ends with finish_run, not release: no run is left waiting for the
+        # cache's index.
+        assert conn.execute("select count(*) from cache_pending").fetchone() == (0,)
 
 
 def test_live_reproduction_reports_exactly_the_changed_rows(

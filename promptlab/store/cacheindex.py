@@ -81,12 +81,19 @@ class CacheIndex:
         index and its pending row gone (the triggers index its results from then on)."""
         if not conn.execute(delete(CachePending).where(CachePending.run_id == run_id)).rowcount:
             return False
+        if conn.dialect.name == "postgresql":
+            # Waits for writes in flight (a shard's last commit) and holds new ones until
+            # this commits: a result whose trigger saw the pending row but that committed
+            # after _FILL's snapshot would be in neither. SQLite writers take turns anyway.
+            conn.execute(text("LOCK TABLE results IN SHARE MODE"))
         conn.execute(_FILL, {"run_id": run_id})
         return True
 
     def settle_cache(self) -> list[str]:
         """Fill the index from every pending run whose owner is gone (once per store, at
-        its first lookup); returns their ids. A run still sending is left to its owner."""
+        its first lookup); returns their ids. A run still sending is left to its owner; a
+        database this store may not write to (or one locked past the busy timeout) is
+        left to the next process that looks up."""
         if self._settled:
             return []
         self._settled = True

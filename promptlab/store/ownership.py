@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from promptlab.errors import UserError
 from promptlab.store.queries import RunInfo, RunQueries
-from promptlab.store.tables import Run
+from promptlab.store.tables import CachePending, Run
 
 __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Owner", "RunOwnership", "RunStillRunning",
            "is_alive", "new_token", "pid_exists", "this_host"]
@@ -142,6 +142,11 @@ class RunOwnership(RunQueries):
                                   Run.heartbeat_at.is_not_distinct_from(seen.heartbeat_at))
                 .values(status="running", finished_at=None, owner_host=this_host(),
                         owner_pid=os.getpid(), owner_token=token, heartbeat_at=_now()))
+            if result.rowcount == 1 and conn.execute(select(CachePending.run_id).where(
+                    CachePending.run_id == run_id)).first() is None:
+                # Its results go into the cache's index when it ends again, not one by one
+                # (what it stored before is there already: the fill skips those).
+                conn.execute(insert(CachePending).values(run_id=run_id))
         return result.rowcount == 1
 
     def claim(self, run_id: str) -> str:
@@ -172,7 +177,10 @@ class RunOwnership(RunQueries):
         with self.engine.begin() as conn:
             result = conn.execute(update(Run).where(Run.id == run_id, Run.owner_token == token)
                                   .values(status=status, finished_at=now, heartbeat_at=now))
-            if result.rowcount == 1:
+        if result.rowcount == 1:
+            # A transaction of its own (1,000,000 results: 2 s), so a failure cannot take
+            # the final status with it; the run then stays pending for `settle_cache`.
+            with self.engine.begin() as conn:
                 self.fill_cache(conn, run_id)
         self.refresh_cells(run_id)  # the report cells (store/cells.py), for fast reports
         return result.rowcount == 1

@@ -188,7 +188,11 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                                                                      finished_at=None))
 
     def finish_run(self, run_id: str, status: str) -> None:
+        """The final status of a run this process made and filled itself (a replay);
+        its results go into the cache's index if they wait for its end."""
         with self.engine.begin() as conn:
             conn.execute(update(Run).where(Run.id == run_id).values(
                 status=status, finished_at=utcnow()))
+        with self.engine.begin() as conn:
+            self.fill_cache(conn, run_id)
         self.refresh_cells(run_id)
