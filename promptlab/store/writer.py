@@ -240,7 +240,7 @@ class BatchWriter:
         # over: batch_size, or 0.25 s. Commits of 1,000, 5,000 and 20,000 rows into a table
         # of 1,000,000 cost 7.9, 6.7 and 5.3 s of CPU per 100,000 rows (each commit writes
         # the pages it dirtied; a bigger one shares more of them); a 1,000,000-call run at
-        # zero latency took 294 s behind 5,000 and 253-255 s behind 20,000 (210 s since
+        # zero latency took 294 s behind 5,000 and 253-255 s behind 20,000 (210-222 s since
         # migration 0010 stopped writing a random page of two hash-keyed indexes per row).
         self._most = self.behind_batches * batch_size
         self._max_wait_s = max_wait_s
