@@ -111,7 +111,7 @@ class CacheIndex:
                     continue
                 with self.engine.begin() as conn:
                     # The owner as seen, or no fill: first, so a resume taking the run over
-                    # waits for this transaction (its results then go through the triggers).
+                    # waits for this transaction (and then makes the run pending again).
                     same = conn.execute(
                         update(Run).where(Run.id == row.id,
                                           Run.owner_token.is_not_distinct_from(owner.token),
