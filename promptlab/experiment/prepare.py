@@ -152,7 +152,8 @@ def build_spec(loaded: LoadedConfig, renderer: Renderer,
             raise UserError(f"{_where(loaded, 'grid')}: grid.params.{k} is an empty list; give "
                             "at least one value")
         seen: set[str] = set()
-        for value in v:  # one value twice: two trials with one key (the database's key)
+        for value in v:  # one value twice: two trials with one key (keys are unique by
+            # construction, this check included: no index checks them since 0010)
             text = canonical_json(value)
             if text in seen:
                 setter = Locator(loaded.choices, loaded.config_dir, loaded.overrides)
