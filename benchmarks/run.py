@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the full suite (about 5 minutes here)
     python benchmarks/run.py --smoke    # tiny sizes, seconds: proves the suite still runs
-    python benchmarks/run.py --rate-limits  # only issue 16's rate-limit rows (about a minute)
+    python benchmarks/run.py --rate-limits  # only issue 16's rate-limit rows (about 1.5 minutes)
 
 Every measurement runs promptlab as a separate process against the mock server in
 another process on 127.0.0.1, takes the median of --repeat runs, prints a table with
@@ -197,6 +197,32 @@ def overload_rows(work: Path, n: int, cap: float) -> list[dict[str, Any]]:
                      "target": ">= 0.8 of the cap, <= 100 429s per 1,000",
                      "ok": share >= 0.8 and per_1000 <= 100, "data": {**r, "counts": counts}})
     return rows
+
+
+def lanes_row(work: Path, n: int) -> dict[str, Any]:
+    """Two endpoints on one mock at 200 ms latency, n calls each: one paced at 600 requests
+    a minute, one capped at two calls at a time, each taking n / 10 s alone. The run against
+    that (the slower endpoint's own time); before lanes, the capped endpoint's calls waited
+    behind the paced one's (models are planned one after another)."""
+    slow = Mock(200.0)
+    try:
+        root = make_project(work / "lanes", slow.url, n, concurrency=32)
+        config = root / "experiments/config.yaml"
+        config.write_text(config.read_text().replace("models: [m]", "models: [m, c]"))
+        models = root / "experiments/models"
+        (models / "m.yaml").write_text((models / "m.yaml").read_text() + "rpm: 600\n")
+        (models / "c.yaml").write_text(
+            f"# @package models.c\nprovider: anthropic\nmodel: mock-large\n"
+            f"base_url: {slow.url}/v1\nmax_concurrency: 2\nparams: {{max_tokens: 16}}\n")
+        r = promptlab(root, "run", "--db", str(work / "lanes.db"), "run.cache=off")
+    finally:
+        slow.stop()
+    alone = n / 10
+    return {"name": f"{n:,} calls on an endpoint paced at 600/min beside {n:,} on one capped "
+                    "at 2 in flight, 200 ms latency",
+            "value": f"run {r['run_s']:.2f} s = {r['run_s'] / alone:.2f} x the slower "
+                     f"endpoint's own {alone:.0f} s",
+            "target": "<= 1.15 x", "ok": r["run_s"] <= 1.15 * alone, "data": r}
 
 
 def median_of(n: int, fn: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
@@ -395,7 +421,8 @@ def main() -> int:
         n = 20 if args.smoke else 1000
         try:
             for r in [*fault_rows(work, n, 100.0, 1 if args.smoke else args.repeat),
-                      *overload_rows(work, 60 if args.smoke else 3000, 300.0)]:
+                      *overload_rows(work, 60 if args.smoke else 3000, 300.0),
+                      lanes_row(work, 10 if args.smoke else 100)]:
                 print(f"{r['name']}: {r['value']}  (target {r['target']})")
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -523,6 +550,8 @@ def main() -> int:
         extra.extend(fault_rows(work, small // 10, 100.0, repeat))
         # 5d. A sustained overload: a server refusing what is over a fixed rate.
         extra.extend(overload_rows(work, 60 if args.smoke else 3000, 300.0))
+        # 5e. Two endpoints, one paced and one capped: neither holds the other up.
+        extra.append(lanes_row(work, 10 if args.smoke else 100))
         # 6. Memory of the first run.
         rows.append({"name": f"peak RSS during the {small:,}-call run",
                      "value": f"{r1['rss_mb']:.0f} MB", "target": "<= 250 MB",

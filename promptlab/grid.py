@@ -8,7 +8,7 @@ first and last trials are O(1).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from promptlab.canonical import canonical_json, sha256_hex
@@ -72,9 +72,14 @@ class Plan:
         return self._build(index, model_i, prompt_i, point_i, row_i, r)
 
     def __iter__(self) -> Iterator[Trial]:
-        index = 0
+        return self.of_models(range(self._dims[0]))
+
+    def of_models(self, models: Iterable[int]) -> Iterator[Trial]:
+        """The trials of these models (by position in the spec), in plan order."""
         nm, np_, ng, nr, nrep = self._dims
-        for mi in range(nm):
+        per_model = np_ * ng * nr * nrep
+        for mi in models:
+            index = mi * per_model
             for pi in range(np_):
                 for gi in range(ng):
                     for ri in range(nr):
@@ -121,3 +126,12 @@ class ShardPlan:
 
     def __iter__(self) -> Iterator[Trial]:
         return (self.plan.trial(i) for i in self.indexes)
+
+    def of_models(self, models: Iterable[int]) -> Iterator[Trial]:
+        """This shard's trials of these models (by position in the spec), in plan order."""
+        per_model = len(self.plan) // max(len(self.plan.spec.models), 1)
+        for mi in models:
+            start = mi * per_model
+            first = start + (self.shard - start) % self.shards
+            yield from (self.plan.trial(i) for i in range(first, start + per_model,
+                                                          self.shards))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,19 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+class RealClock(FakeClock):
+    """The real monotonic clock and real sleeps, for what a fake clock cannot show: a
+    fake clock adds up sleeps that overlap in real time."""
+
+    def __call__(self) -> float:
+        self.now = time.monotonic()
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(seconds)
 
 
 def prepared_for(project: Path, *overrides: str) -> Prepared:

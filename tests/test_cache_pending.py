@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,6 +126,26 @@ def test_a_dead_runs_answers_serve_the_next_lookup(store: Store) -> None:
     assert store.release("dead", token, "completed")
     assert {("m", "dead", 3), ("k", "dead", 0)} <= _entries(store)
     assert _pending(store) == {"live"}
+
+
+def test_lookups_at_once_all_wait_for_the_dead_runs_answers(store: Store,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each endpoint's lane looks its first chunk up at once, on its own thread: a second
+    lookup went on while the first was still filling, missed the dead run's answers, and
+    sent their calls again (tests/test_kill_resume.py, with two endpoints)."""
+    _sent(store, "dead")
+    store.write(_results("dead"))
+    _died(store, "dead")
+    with Store.open(store.url) as other:
+        fill = type(other).fill_cache
+
+        def slow_fill(self: Store, conn: object, run_id: str) -> bool:
+            time.sleep(0.3)  # the first lookup's fill, still going when the second looks
+            return fill(self, conn, run_id)  # type: ignore[arg-type]
+        monkeypatch.setattr(type(other), "fill_cache", slow_fill)
+        with ThreadPoolExecutor(2) as pool:
+            found = list(pool.map(other.cache_sources, [["k"], ["j"]]))
+    assert found == [{"k": ("dead", 0)}, {"j": ("dead", 1)}]
 
 
 def test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale(store: Store) -> None:

@@ -58,7 +58,7 @@ def test_lookups_the_feeder_never_uses_are_cancelled_when_the_writer_gives_up() 
     loop.set_exception_handler(lambda loop, context: unhandled.append(context))
     try:
         async def feed() -> None:
-            await runner._feed_chunks(asyncio.Queue(), frozenset(), {})
+            await runner._feed_chunks(asyncio.Queue(), iter(runner.plan), {})
             await asyncio.sleep(0.5)  # every lookup thread has finished by now
 
         loop.run_until_complete(feed())

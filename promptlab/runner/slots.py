@@ -12,6 +12,11 @@ cap, the rest of the time spent with nothing in flight; now ~0.93).
 
 With calls queued and none done waiting, a worker keeps its slot from one call to the
 next: the slots cost the event loop nothing per call.
+
+A call takes its slot once its endpoint lets it through (`Endpoint.acquire`), and a
+worker whose next call's endpoint would make it wait (a pause, a rate, a cap) lets its
+slot go first: the slots are the run's, and a paced endpoint's calls waiting their turn
+held every one of them while another endpoint's calls sat queued behind.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class Slots:
     workers; `workers` is how many workers to start, `seat()` one worker's hold."""
 
     def __init__(self, n: int) -> None:
+        self.n = n
         self.workers = 2 * n
         self._free = n
         self._returning: deque[asyncio.Future[None]] = deque()  # calls done waiting
@@ -68,17 +74,19 @@ class Slots:
 class Seat:
     """One worker's hold on a slot."""
 
-    __slots__ = ("_slots", "held")
+    __slots__ = ("_slots", "held", "_returning")
 
     def __init__(self, slots: Slots) -> None:
         self._slots = slots
         self.held = False
+        self._returning = False
 
     async def take(self) -> None:
-        """A slot, as a spare worker waits for one (nothing when held already)."""
+        """A slot (nothing when held already): as a spare worker waits for one, or ahead of
+        the spares for a call done waiting (`wait`)."""
         if not self.held:
-            await self._slots._take(returning=False)
-            self.held = True
+            await self._slots._take(returning=self._returning)
+            self.held, self._returning = True, False
 
     def give(self) -> None:
         """Give the slot up (nothing when not held: a worker's `finally` may repeat it)."""
@@ -95,9 +103,8 @@ class Seat:
             self.give()
 
     async def wait(self, sleep: Awaitable[None]) -> None:
-        """Await `sleep` without the slot (a spare sends meanwhile), then take one again,
+        """Await `sleep` without the slot (a spare sends meanwhile); the next `take` goes
         ahead of the spares."""
         self.give()
         await sleep
-        await self._slots._take(returning=True)
-        self.held = True
+        self._returning = True

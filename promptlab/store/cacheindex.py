@@ -15,6 +15,7 @@ lost machine) never ends: the first lookup of another process fills the index fr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -40,6 +41,7 @@ class CacheIndex:
 
     engine: Engine
     _settled: bool = False
+    _settling: threading.Lock  # made by Store.__init__
 
     def cache_sources(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         """For each of these request fingerprints the cache answers, the stored fresh ok
@@ -96,7 +98,15 @@ class CacheIndex:
         left to the next process that looks up."""
         if self._settled:
             return []
-        self._settled = True
+        with self._settling:  # lookups at once (a lane per endpoint) wait for the first
+            if self._settled:
+                return []
+            try:
+                return self._settle()
+            finally:
+                self._settled = True
+
+    def _settle(self) -> list[str]:
         stmt = (select(Run.id, Run.owner_host, Run.owner_pid, Run.owner_token,
                        Run.heartbeat_at).join(CachePending, CachePending.run_id == Run.id))
         try:

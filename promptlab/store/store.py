@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +73,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._settling = threading.Lock()  # (cacheindex.py)
 
     @classmethod
     def open(cls, db: str | None = None, *, configured: str | None = None,

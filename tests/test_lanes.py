@@ -1,0 +1,126 @@
+"""An endpoint that makes its calls wait (a rate limit, a pause, a low concurrency cap)
+holds up only its own calls: another endpoint's calls go out meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from helpers import FakeClock, RealClock, ok_chat, run_with
+
+# oa (OpenAI wire, its own key) and an (Anthropic wire) are two endpoints of one mock.
+BOTH = ("models=[oa,an]", "prompts=[plain]", "grid.params.temperature=[0]",
+        "grid.params.top_p=[1]", "grid.repeats=8", "run.concurrency=4")
+
+
+def _anthropic_ok() -> httpx.Response:
+    return httpx.Response(200, json={"model": "m", "content": [{"type": "text", "text": "x"}],
+                                     "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+
+def _recording(clock: FakeClock, order: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/messages"):
+            order.append(("an", clock()))
+            return _anthropic_ok()
+        order.append(("oa", clock()))
+        return ok_chat()
+    return handler
+
+
+def _oa_before_last_an(order: list[tuple[str, float]]) -> int:
+    names = [name for name, _ in order]
+    last_an = len(names) - 1 - names[::-1].index("an")
+    return names[:last_an].count("oa")
+
+
+def test_a_paced_endpoint_does_not_hold_up_another(project: Path) -> None:
+    clock = RealClock()
+    order: list[tuple[str, float]] = []
+    # oa first in the plan, at 1,200 requests a minute: its 24 calls take 1.15 s.
+    stats, _ = run_with(project, _recording(clock, order), *BOTH, "models.oa.rpm=1200",
+                        clock=clock)
+    assert stats.ok == 48
+    oa = [t for name, t in order if name == "oa"]
+    an = [t for name, t in order if name == "an"]
+    assert max(oa) - min(oa) >= 1.1
+    # Before, every worker took an oa call and waited its turn: an's calls went out once
+    # fewer oa calls were left than workers, after oa's 16th.
+    assert max(an) - min(oa) < 0.5 and _oa_before_last_an(order) < 10
+
+
+def test_a_paused_endpoint_does_not_hold_up_another(project: Path) -> None:
+    clock = RealClock()
+    order: list[tuple[str, float]] = []
+    answer = _recording(clock, order)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock()
+        if not request.url.path.endswith("/messages") and not any(n == "oa" for n, _ in order):
+            order.append(("oa", clock.now))  # the budget spent: oa pauses for 1 s
+            return httpx.Response(429, headers={"retry-after": "1",
+                                                "x-ratelimit-remaining-requests": "0"})
+        return answer(request)
+
+    stats, _ = run_with(project, handler, *BOTH, clock=clock)
+    assert stats.ok == 48
+    oa = [t for name, t in order if name == "oa"]
+    an = [t for name, t in order if name == "an"]
+    # oa's calls not yet sent when the 429 came waited for the pause ...
+    assert sum(t - oa[0] < 1.0 for t in oa) <= 4 and max(oa) - oa[0] >= 1.0
+    assert max(an) - oa[0] < 0.9  # ... and an's went out meanwhile
+
+
+def test_a_slow_endpoint_capped_at_one_call_does_not_hold_up_another(project: Path) -> None:
+    order: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/messages"):
+            order.append("an")
+            return _anthropic_ok()
+        order.append("oa")
+        await asyncio.sleep(0.01)  # real time: oa answers slowly, one call at a time
+        return ok_chat()
+
+    stats, _ = run_with(project, handler, *BOTH, "models.oa.max_concurrency=1")
+    assert stats.ok == 48
+    # an's calls all went out while oa's first few were being answered; before, after
+    # oa's 16th (8 workers, each with an oa call, waiting for oa's one place).
+    last_an = len(order) - 1 - order[::-1].index("an")
+    assert order[:last_an].count("oa") < 4
+
+
+def test_the_run_budgets_hold_across_lanes(project: Path) -> None:
+    priced = ("models.oa.price.input_per_mtok=100000", "models.oa.price.output_per_mtok=100000",
+              "models.an.price.input_per_mtok=100000", "models.an.price.output_per_mtok=100000")
+    for budget in ("run.max_calls=5", "run.max_cost_usd=1"):
+        order: list[tuple[str, float]] = []
+        clock = FakeClock()
+        stats, store = run_with(project, _recording(clock, order), *BOTH, *priced, budget,
+                                clock=clock, db=f"{budget[4:12]}.db")
+        store.close()
+        # Each lane's feeder checks the same budgets: together they send no more. A call
+        # costs $0.40 on oa and $0.20 on an, and one is sent only with none in flight
+        # that could take the run over budget.
+        assert stats.calls == len(order) and stats.budget_stop
+        if "max_calls" in budget:
+            assert len(order) == 5
+        else:
+            assert 1 <= stats.cost_usd < 1.4
+
+
+def test_each_lane_walks_its_own_models_trials_of_a_shard(project: Path) -> None:
+    from helpers import prepared_for
+
+    from promptlab.grid import Plan, ShardPlan
+
+    spec = prepared_for(project, "models=[oa,an]", "grid.repeats=3").spec
+    plan = Plan(spec)
+    assert [t.index for t in plan.of_models([1])] == list(range(len(plan) // 2, len(plan)))
+    assert [t.key for t in plan.of_models([0, 1])] == [t.key for t in plan]
+    for shards in (1, 2, 5):
+        for shard in range(shards):
+            part = ShardPlan(plan, shard, shards)
+            lanes = [[t.index for t in part.of_models([m])] for m in (0, 1)]
+            assert lanes[0] + lanes[1] == list(part.indexes)
