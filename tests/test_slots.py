@@ -38,12 +38,7 @@ def test_a_call_done_waiting_goes_before_the_spares() -> None:
         await waiting.take()
         spare_took = asyncio.ensure_future(spare.take())
         done_waiting = asyncio.Event()
-
-        async def wait_then_retry() -> None:  # as a call waiting out a Retry-After
-            await waiting.wait(done_waiting.wait())
-            await waiting.take()
-
-        retry = asyncio.ensure_future(wait_then_retry())
+        retry = asyncio.ensure_future(waiting.wait(done_waiting.wait()))
         await settle()
         assert spare.held and not waiting.held  # the slot went to the spare meanwhile
         busy_took = asyncio.ensure_future(busy.take())  # another spare, in line first
@@ -103,11 +98,7 @@ def test_a_worker_waiting_for_the_queue_holds_no_slot() -> None:
         await worker.take()
         await waiting.take()
         back = asyncio.Event()
-        async def wait_then_retry() -> None:
-            await waiting.wait(back.wait())
-            await waiting.take()
-
-        retry = asyncio.ensure_future(wait_then_retry())
+        retry = asyncio.ensure_future(waiting.wait(back.wait()))
         await settle()
         worker.between_calls(nothing_queued=True)  # its call done, the queue empty
         assert not worker.held

@@ -23,12 +23,8 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from promptlab.spec import ModelSpec
-
-if TYPE_CHECKING:
-    from promptlab.runner.slots import Seat
 
 __all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key", "endpoints_of"]
 
@@ -181,46 +177,9 @@ class Endpoint:
             if int(self.limit) > before:
                 self._wake()
 
-    def ready(self, est_tokens: int) -> bool:
-        """Whether `acquire` would let a request through at once: no pause, and the rate,
-        the tokens, a place within the concurrency limit and the pace all there."""
-        now = self.clock()
-        if (self.paused_until > now or self.in_flight >= int(self.limit)
-                or (self.limits.rpm and self._next_slot > now)
-                or (self._pace_top and self._next_pace > now)):
-            return False
-        return not self.limits.tpm or self._tokens_at_now(now) >= min(est_tokens,
-                                                                      self.limits.tpm)
-
-    def _tokens_at_now(self, now: float) -> float:
-        assert self.limits.tpm
-        return min(self.limits.tpm,
-                   self._tokens + (now - self._tokens_at) * self.limits.tpm / 60.0)
-
-    async def admit(self, seat: Seat, est_tokens: int) -> int:
-        """Through this endpoint's limits, then into one of the run's slots (`seat`); the
-        request's sequence number (for `rate_limited`). What this endpoint makes a request
-        wait for (a pause, its turn at the rate or the tokens, a place under the
-        concurrency limit) it waits for without a slot: a paced endpoint's requests
-        waiting their turn held every slot while another endpoint's sat queued behind."""
-        if seat.held and self.ready(est_tokens):
-            return await self.acquire(est_tokens)  # nothing to wait for
-        seat.give()
-        await self._turn(est_tokens)
-        while self.in_flight >= int(self.limit):
-            await self._place()
-        await seat.take()
-        return await self._enter()  # (a place taken meanwhile is waited for with the slot)
-
     async def acquire(self, est_tokens: int) -> int:
         """Wait for the pause, rate, token budget, a concurrency slot and then the pace;
         the request's sequence number (for `rate_limited`)."""
-        await self._turn(est_tokens)
-        return await self._enter()
-
-    async def _turn(self, est_tokens: int) -> None:
-        """Wait out the pause; take and wait for this request's turn at the rate and the
-        tokens."""
         wait = self.paused_until - self.clock()
         if wait > 0:
             await self.sleep(wait)
@@ -233,30 +192,24 @@ class Endpoint:
         if self.limits.tpm:
             now = self.clock()
             rate = self.limits.tpm / 60.0
-            self._tokens = self._tokens_at_now(now)
+            self._tokens = min(self.limits.tpm, self._tokens + (now - self._tokens_at) * rate)
             self._tokens_at = now
-            self._tokens -= min(est_tokens, self.limits.tpm)
+            need = min(est_tokens, self.limits.tpm)
+            self._tokens -= need
             if self._tokens < 0:
                 await self.sleep(-self._tokens / rate)
-
-    async def _place(self) -> None:
-        """Wait for a place under the concurrency limit to free (not taking it)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._wake()  # pass the place it was given on
-            raise
-
-    async def _enter(self) -> int:
-        """Take a place under the concurrency limit, then go at the pace (if paced)."""
         while self.in_flight >= int(self.limit):
-            await self._place()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the slot it was given on
+                raise
         self.in_flight += 1
         if self._pace_top:
-            # Paced with the place held: a request queued for a place before a cut would
+            # Paced with the slot held: a request queued for a slot before a cut would
             # otherwise go out at once, get a 429 and cut the pace again.
             try:
                 await self._paced()

@@ -91,8 +91,12 @@ class Runner:
         started = started or {}
         self.stats.planned = len(self.plan) - len(done)
         self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
-        client, own_client = as_sender(self.client, self.spec.run.concurrency)
-        slots = Slots(min(self.spec.run.concurrency, max(self.stats.planned, 1)))
+        # A lane per endpoint: its own feeder, queue, workers and slots (run.concurrency,
+        # or fewer), so an endpoint that makes its calls wait holds up no other endpoint's.
+        lanes_ = [(models, Slots(min(self.spec.run.concurrency, endpoint.ceiling,
+                                     max(self.stats.planned, 1))))
+                  for models, endpoint in lanes(self.spec.models, self._endpoint_of)]
+        client, own_client = as_sender(self.client, sum(slots.n for _, slots in lanes_))
         start = time.perf_counter()
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
         progress, on_progress = self.stats, self.on_progress
@@ -100,7 +104,8 @@ class Runner:
                   if on_progress else None)
         # Commit what finished at least every 0.25 s, however slow the calls are.
         flusher = asyncio.create_task(self._every(0.25, self._writer.flush))
-        tasks = self._lanes(client, slots, done, started)
+        tasks = [task for models, slots in lanes_
+                 for task in self._lane(client, slots, models, done, started)]
         try:
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
@@ -128,19 +133,14 @@ class Runner:
                 self.on_progress(self.stats)
         return self.stats
 
-    def _lanes(self, client: Sender, slots: Slots, done: frozenset[int] | set[int],
-               started: dict[int, int]) -> list[asyncio.Task[None]]:
-        """A lane per endpoint, each with its own feeder, queue and workers: an endpoint that
-        makes its calls wait holds up no other endpoint's (the run's slots are shared)."""
-        tasks = []
-        for models, endpoint in lanes(self.spec.models, self._endpoint_of):
-            n = 2 * min(slots.n, endpoint.ceiling)
-            queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=n)
-            left = (t for t in self.plan.of_models(models) if t.index not in done)
-            tasks.append(asyncio.create_task(self._feed(queue, left, started, n)))
-            tasks += [asyncio.create_task(self._worker(client, queue, slots.seat()))
-                      for _ in range(n)]
-        return tasks
+    def _lane(self, client: Sender, slots: Slots, models: list[int],
+              done: frozenset[int] | set[int], started: dict[int, int]
+              ) -> list[asyncio.Task[None]]:
+        queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize=slots.workers)
+        left = (t for t in self.plan.of_models(models) if t.index not in done)
+        return [asyncio.create_task(self._feed(queue, left, started, slots.workers)),
+                *(asyncio.create_task(self._worker(client, queue, slots.seat()))
+                  for _ in range(slots.workers))]
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], None]) -> None:
@@ -256,6 +256,7 @@ class Runner:
             if call is None:
                 seat.give()
                 return
+            await seat.take()
             if self._writer.failed.is_set():  # it could not be recorded: not sent
                 self.stats.calls -= 1
                 self._reserved -= estimated_cost(call)
@@ -314,7 +315,7 @@ class Runner:
         while True:
             number += 1
             tries += 1
-            seq = await endpoint.admit(seat, call.est_tokens)
+            seq = await endpoint.acquire(call.est_tokens)
             if endpoint.stopped is not None:
                 endpoint.release()
                 return Outcome(None, attempts, None, "skipped", endpoint.stopped)

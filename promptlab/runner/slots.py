@@ -13,10 +13,8 @@ cap, the rest of the time spent with nothing in flight; now ~0.93).
 With calls queued and none done waiting, a worker keeps its slot from one call to the
 next: the slots cost the event loop nothing per call.
 
-A call takes its slot once its endpoint lets it through (`Endpoint.acquire`), and a
-worker whose next call's endpoint would make it wait (a pause, a rate, a cap) lets its
-slot go first: the slots are the run's, and a paced endpoint's calls waiting their turn
-held every one of them while another endpoint's calls sat queued behind.
+Each endpoint's lane has its own slots (`Runner._lane`): its calls wait for their
+endpoint holding theirs, and hold up no other endpoint's.
 """
 
 from __future__ import annotations
@@ -74,19 +72,17 @@ class Slots:
 class Seat:
     """One worker's hold on a slot."""
 
-    __slots__ = ("_slots", "held", "_returning")
+    __slots__ = ("_slots", "held")
 
     def __init__(self, slots: Slots) -> None:
         self._slots = slots
         self.held = False
-        self._returning = False
 
     async def take(self) -> None:
-        """A slot (nothing when held already): as a spare worker waits for one, or ahead of
-        the spares for a call done waiting (`wait`)."""
+        """A slot, as a spare worker waits for one (nothing when held already)."""
         if not self.held:
-            await self._slots._take(returning=self._returning)
-            self.held, self._returning = True, False
+            await self._slots._take(returning=False)
+            self.held = True
 
     def give(self) -> None:
         """Give the slot up (nothing when not held: a worker's `finally` may repeat it)."""
@@ -103,8 +99,9 @@ class Seat:
             self.give()
 
     async def wait(self, sleep: Awaitable[None]) -> None:
-        """Await `sleep` without the slot (a spare sends meanwhile); the next `take` goes
+        """Await `sleep` without the slot (a spare sends meanwhile), then take one again,
         ahead of the spares."""
         self.give()
         await sleep
-        self._returning = True
+        await self._slots._take(returning=True)
+        self.held = True
