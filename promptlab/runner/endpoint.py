@@ -101,6 +101,7 @@ class Endpoint:
         self._tokens = float(limits.tpm or 0)
         self._tokens_at = clock()
         self.paused_until = 0.0
+        self._last_sent: float | None = None
         self.pauses = 0
         self.rate_limits = 0
         self.pace_cuts = 0
@@ -233,6 +234,19 @@ class Endpoint:
             await self.sleep(slot - now)
             if self._epoch == epoch:
                 return
+
+    def hold_off(self) -> float:
+        """Seconds a request this endpoint let through a while ago must still wait: the
+        rest of a pause, and for an `rpm` endpoint, its spacing after the last one sent."""
+        now = self.clock()
+        wait = self.paused_until - now
+        if self.limits.rpm and self._last_sent is not None:  # (0.9: a turn's jitter)
+            wait = max(wait, self._last_sent + 0.9 * 60.0 / self.limits.rpm - now)
+        return wait
+
+    def sending(self) -> None:
+        """A request goes now (`hold_off`)."""
+        self._last_sent = self.clock()
 
     def release(self) -> None:
         self.in_flight -= 1

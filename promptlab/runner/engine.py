@@ -28,7 +28,7 @@ from promptlab.runner.endpoint import Endpoint, budget_spent, endpoints_of, lane
 from promptlab.runner.exchange import Exchange, exchange
 from promptlab.runner.records import Call, Outcome, Recorder, RunStats, same_request, with_n
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
-from promptlab.runner.slots import Seat, Slots
+from promptlab.runner.slots import Seat, Sending, Slots
 from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Record, Store, utcnow
 from promptlab.store.writer import BatchWriter, fit_int
@@ -91,12 +91,13 @@ class Runner:
         started = started or {}
         self.stats.planned = len(self.plan) - len(done)
         self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
-        # A lane per endpoint: its own feeder, queue, workers and slots (run.concurrency,
-        # or fewer), so an endpoint that makes its calls wait holds up no other endpoint's.
-        lanes_ = [(models, Slots(min(self.spec.run.concurrency, endpoint.ceiling,
-                                     max(self.stats.planned, 1))))
+        n = min(self.spec.run.concurrency, max(self.stats.planned, 1))
+        client, own_client = as_sender(self.client, n)
+        self._sending = Sending(n)
+        # A lane per endpoint, with its own slots: an endpoint that makes its calls wait
+        # holds up no other endpoint's (slots.py).
+        lanes_ = [(models, Slots(min(n, endpoint.ceiling)))
                   for models, endpoint in lanes(self.spec.models, self._endpoint_of)]
-        client, own_client = as_sender(self.client, sum(slots.n for _, slots in lanes_))
         start = time.perf_counter()
         self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
         progress, on_progress = self.stats, self.on_progress
@@ -319,6 +320,7 @@ class Runner:
             if endpoint.stopped is not None:
                 endpoint.release()
                 return Outcome(None, attempts, None, "skipped", endpoint.stopped)
+            await self._sending.take(endpoint)  # one of the run's places, across lanes
             started_at = utcnow()
             t0 = time.perf_counter()
             got = Exchange()
@@ -356,6 +358,7 @@ class Runner:
                 kind, error = exc.kind, str(exc)
             finally:
                 endpoint.release()
+                self._sending.give()
             duration_ms = (time.perf_counter() - t0) * 1000
             self.stats.attempts += 1
             attempts.append({

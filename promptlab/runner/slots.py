@@ -14,7 +14,9 @@ With calls queued and none done waiting, a worker keeps its slot from one call t
 next: the slots cost the event loop nothing per call.
 
 Each endpoint's lane has its own slots (`Runner._lane`): its calls wait for their
-endpoint holding theirs, and hold up no other endpoint's.
+endpoint holding theirs, and hold up no other endpoint's. `run.concurrency` still bounds
+the run's calls being sent, across lanes (`Sending`): a call takes one of those places
+only once its endpoint let it through, for its exchange.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
-__all__ = ["Seat", "Slots"]
+if TYPE_CHECKING:
+    from promptlab.runner.endpoint import Endpoint
+
+__all__ = ["Seat", "Sending", "Slots"]
 
 
 class Slots:
@@ -105,3 +111,33 @@ class Seat:
         await sleep
         await self._slots._take(returning=True)
         self.held = True
+
+
+class Sending:
+    """The run's calls being sent, across its lanes: `n` at most, first come first served.
+    Taken by a call its endpoint let through, given back when its exchange ends. A call
+    that waited for one may find its turn gone stale: it waits out a pause of its endpoint
+    that began meanwhile, and keeps an `rpm` endpoint's sends apart, without the place
+    (else the calls of a paced endpoint held up by another lane's all went at once)."""
+
+    def __init__(self, n: int) -> None:
+        self._places = asyncio.Semaphore(n)
+
+    async def take(self, endpoint: Endpoint) -> None:
+        """A place, for a call `endpoint` let through (its place there is given back if
+        this is cancelled)."""
+        try:
+            while True:
+                await self._places.acquire()
+                wait = endpoint.hold_off()
+                if wait <= 0:
+                    break
+                self._places.release()
+                await endpoint.sleep(wait)
+        except asyncio.CancelledError:
+            endpoint.release()
+            raise
+        endpoint.sending()
+
+    def give(self) -> None:
+        self._places.release()
