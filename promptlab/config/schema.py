@@ -179,7 +179,7 @@ class GridConfig:
 
 @dataclass
 class RunConfig:
-    concurrency: int = 32  # requests being sent per endpoint (provider + base URL + key)
+    concurrency: int = 32  # requests being sent at once, across endpoints
     timeout_s: float = 60.0
     progress: bool = True
     batch_size: int = 200
