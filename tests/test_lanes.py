@@ -178,3 +178,26 @@ def test_a_paced_endpoint_held_up_by_another_lane_keeps_its_sends_apart(project:
     assert stats.ok == 120
     oa = [t for name, t in order if name == "oa"]
     assert min(b - a for a, b in zip(oa, oa[1:], strict=False)) >= 0.085  # 0.9 of 0.1 s
+
+
+def test_a_call_waiting_for_a_place_is_not_sent_once_its_endpoint_stops() -> None:
+    """A call its endpoint let through waits for one of the run's places (another lane's
+    calls hold them); meanwhile the endpoint's key is refused: the call is not sent, and
+    gives its place at the endpoint back."""
+    from promptlab.runner.endpoint import Endpoint, EndpointLimits
+    from promptlab.runner.slots import Sending
+
+    async def main() -> None:
+        clock = FakeClock()
+        endpoint = Endpoint("oa", EndpointLimits(), clock, clock.sleep)
+        sending = Sending(1)
+        assert await sending.take(endpoint)  # another call's place
+        await endpoint.acquire(10)
+        waiting = asyncio.ensure_future(sending.take(endpoint))
+        await asyncio.sleep(0)
+        endpoint.stopped = "stopped after an auth failure"
+        sending.give()
+        assert await waiting is False
+        assert await sending.take(endpoint) is False  # and none goes from then on
+
+    asyncio.run(main())

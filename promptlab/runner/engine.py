@@ -317,10 +317,9 @@ class Runner:
             number += 1
             tries += 1
             seq = await endpoint.acquire(call.est_tokens)
-            if endpoint.stopped is not None:
+            if not await self._sending.take(endpoint):  # one of the run's places, or stopped
                 endpoint.release()
                 return Outcome(None, attempts, None, "skipped", endpoint.stopped)
-            await self._sending.take(endpoint)  # one of the run's places, across lanes
             started_at = utcnow()
             t0 = time.perf_counter()
             got = Exchange()

@@ -123,21 +123,23 @@ class Sending:
     def __init__(self, n: int) -> None:
         self._places = asyncio.Semaphore(n)
 
-    async def take(self, endpoint: Endpoint) -> None:
-        """A place, for a call `endpoint` let through (its place there is given back if
-        this is cancelled)."""
+    async def take(self, endpoint: Endpoint) -> bool:
+        """A place, for a call `endpoint` let through; False, with none, if the endpoint
+        stopped meanwhile (an auth failure). Its place there is given back if cancelled."""
         try:
-            while True:
+            while endpoint.stopped is None:
                 await self._places.acquire()
                 wait = endpoint.hold_off()
-                if wait <= 0:
-                    break
+                if wait <= 0 and endpoint.stopped is None:
+                    endpoint.sending()
+                    return True
                 self._places.release()
-                await endpoint.sleep(wait)
+                if wait > 0:
+                    await endpoint.sleep(wait)
+            return False
         except asyncio.CancelledError:
             endpoint.release()
             raise
-        endpoint.sending()
 
     def give(self) -> None:
         self._places.release()
