@@ -139,13 +139,17 @@ def test_lookups_at_once_all_wait_for_the_dead_runs_answers(store: Store,
     with Store.open(store.url) as other:
         fill = type(other).fill_cache
 
+        fills: list[str] = []
+
         def slow_fill(self: Store, conn: object, run_id: str) -> bool:
+            fills.append(run_id)
             time.sleep(0.3)  # the first lookup's fill, still going when the second looks
             return fill(self, conn, run_id)  # type: ignore[arg-type]
         monkeypatch.setattr(type(other), "fill_cache", slow_fill)
         with ThreadPoolExecutor(2) as pool:
             found = list(pool.map(other.cache_sources, [["k"], ["j"]]))
     assert found == [{"k": ("dead", 0)}, {"j": ("dead", 1)}]
+    assert fills == ["dead"]  # the second waited for the first, and did not fill again
 
 
 def test_a_run_on_another_host_is_dead_once_its_heartbeat_is_stale(store: Store) -> None:

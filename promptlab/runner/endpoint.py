@@ -102,6 +102,7 @@ class Endpoint:
         self._tokens_at = clock()
         self.paused_until = 0.0
         self._last_sent: float | None = None
+        self.turn: float | None = None  # the rpm turn `acquire` gave its last request
         self.pauses = 0
         self.rate_limits = 0
         self.pace_cuts = 0
@@ -184,9 +185,10 @@ class Endpoint:
         wait = self.paused_until - self.clock()
         if wait > 0:
             await self.sleep(wait)
+        turn = None
         if self.limits.rpm:
             now = self.clock()
-            slot = max(now, self._next_slot)
+            turn = slot = max(now, self._next_slot)
             self._next_slot = slot + 60.0 / self.limits.rpm
             if slot > now:
                 await self.sleep(slot - now)
@@ -219,6 +221,7 @@ class Endpoint:
                 raise
         self._sent += 1
         self._sends.append(self.clock())
+        self.turn = turn  # (read by the caller before it awaits anything else)
         return self._sent
 
     async def _paced(self) -> None:
@@ -235,14 +238,22 @@ class Endpoint:
             if self._epoch == epoch:
                 return
 
-    def hold_off(self) -> float:
-        """Seconds a request this endpoint let through a while ago must still wait: the
-        rest of a pause, and for an `rpm` endpoint, its spacing after the last one sent."""
+    def hold_off(self, turn: float | None) -> tuple[float, float | None]:
+        """How long a request this endpoint let through a while ago (at its rpm `turn`)
+        must still wait, and its turn: the rest of a pause; for an `rpm` endpoint, a new
+        turn if its own is gone by half a spacing (those delayed would otherwise go out
+        beside the ones on time, over the rate), and 0.9 of a spacing after the last sent."""
         now = self.clock()
         wait = self.paused_until - now
-        if self.limits.rpm and self._last_sent is not None:  # (0.9: a turn's jitter)
-            wait = max(wait, self._last_sent + 0.9 * 60.0 / self.limits.rpm - now)
-        return wait
+        if self.limits.rpm and turn is not None:
+            spacing = 60.0 / self.limits.rpm
+            if now > turn + 0.5 * spacing:
+                turn = max(now, self._next_slot)
+                self._next_slot = turn + spacing
+            wait = max(wait, turn - now)
+            if self._last_sent is not None:  # (0.9: a turn's jitter)
+                wait = max(wait, self._last_sent + 0.9 * spacing - now)
+        return wait, turn
 
     def sending(self) -> None:
         """A request goes now (`hold_off`)."""

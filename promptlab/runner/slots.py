@@ -117,8 +117,8 @@ class Sending:
     """The run's calls being sent, across its lanes: `n` at most, first come first served.
     Taken by a call its endpoint let through, given back when its exchange ends. A call
     that waited for one may find its turn gone stale: it waits out a pause of its endpoint
-    that began meanwhile, and keeps an `rpm` endpoint's sends apart, without the place
-    (else the calls of a paced endpoint held up by another lane's all went at once)."""
+    that began meanwhile, and a new `rpm` turn, without the place (else the calls of a
+    paced endpoint held up by another lane's went out together, over the rate)."""
 
     def __init__(self, n: int) -> None:
         self._places = asyncio.Semaphore(n)
@@ -126,10 +126,11 @@ class Sending:
     async def take(self, endpoint: Endpoint) -> bool:
         """A place, for a call `endpoint` let through; False, with none, if the endpoint
         stopped meanwhile (an auth failure). Its place there is given back if cancelled."""
+        turn = endpoint.turn  # the one `acquire` just gave this call
         try:
             while endpoint.stopped is None:
                 await self._places.acquire()
-                wait = endpoint.hold_off()
+                wait, turn = endpoint.hold_off(turn)
                 if wait <= 0 and endpoint.stopped is None:
                     endpoint.sending()
                     return True
