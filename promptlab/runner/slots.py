@@ -37,7 +37,6 @@ class Slots:
     workers; `workers` is how many workers to start, `seat()` one worker's hold."""
 
     def __init__(self, n: int) -> None:
-        self.n = n
         self.workers = 2 * n
         self._free = n
         self._returning: deque[asyncio.Future[None]] = deque()  # calls done waiting
