@@ -11,7 +11,9 @@ import threading
 
 from promptlab.testing import MockConfig, MockServer
 
-server = MockServer(MockConfig(**json.loads(sys.argv[1])), port=int(sys.argv[2])).start()
+# No request bodies kept, unless the config asks: see `Mock` in run.py.
+config = MockConfig(**{"keep_requests": 0, **json.loads(sys.argv[1])})
+server = MockServer(config, port=int(sys.argv[2])).start()
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 stop.wait()

@@ -84,3 +84,35 @@ def test_a_bad_rate_cap_is_one_line_and_exit_2(value: str,
     err = capsys.readouterr().err
     assert stopped.value.code == 2
     assert "--max-rps" in err and "Traceback" not in err and "a number above 0" in err
+
+
+def test_the_cli_server_keeps_no_bodies_with_keep_requests_0() -> None:
+    """The benchmarks' server: requests counted, none kept (memory and cost stay flat)."""
+    import subprocess
+    import sys
+    import time
+
+    from serve_support import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "promptlab", "mock-server", "--port",
+                             str(port), "--keep-requests", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.get("/v1/models")
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None, "the mock server exited"
+                    assert time.monotonic() < deadline, "the mock server did not start"
+                    time.sleep(0.05)
+            for _ in range(3):
+                assert c.post("/v1/chat/completions", json=CHAT).status_code == 200
+            assert c.get("/_mock/requests").json() == []
+            assert c.get("/_mock/stats").json()["requests"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)

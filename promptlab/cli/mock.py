@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="fraction of batch items that error")
     mock.add_argument("--batch-expired", type=float, default=0.0, metavar="RATE",
                       help="fraction of batch items that expire")
+    mock.add_argument("--keep-requests", type=int, default=200_000, metavar="N",
+                      help="keep the first N request bodies for GET /_mock/requests "
+                           "(default 200,000; 0 for a server whose memory and cost per "
+                           "request stay flat, as the benchmarks run it)")
     mock.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     mock.set_defaults(handler=cmd_mock_server)
 
@@ -63,7 +67,8 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
                         max_rps=args.max_rps, burst=args.burst,
                         rate_headers=args.rate_headers, seed=args.seed, api_key=args.api_key,
                         batch_delay_s=args.batch_delay_s, batch_errored=args.batch_errored,
-                        batch_expired=args.batch_expired)
+                        batch_expired=args.batch_expired,
+                        keep_requests=max(0, args.keep_requests))
     if args.parent_pid:
         watch_parent(args.parent_pid)
     print(f"mock LLM server on http://127.0.0.1:{args.port}/v1", flush=True)
