@@ -195,3 +195,31 @@ def test_aliases_sharing_an_endpoint_share_its_limits(project: Path) -> None:
              "grid.params.temperature=[0]", "models.oa.rpm=30", "run.concurrency=1", clock=clock)
     assert len(sent_at) == 6
     assert max(sent_at) - min(sent_at) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("value", ["1.2.3s", ".s", "..ms", "1..5m", "1.5.0s"])
+def test_a_malformed_reset_header_is_ignored(value: str) -> None:
+    assert reset_wait_s({"x-ratelimit-reset-requests": value}) is None
+    assert reset_wait_s({"x-ratelimit-reset-tokens": value,
+                         "x-ratelimit-reset-requests": "2s"}) == 2.0
+
+
+def test_a_429_with_a_malformed_reset_header_is_retried_and_the_run_goes_on(
+        project: Path) -> None:
+    """It crashed the run (a ValueError out of a worker): answers already paid for were
+    never recorded."""
+    clock = FakeClock()
+    handler = flaky([429, 429], {"x-ratelimit-reset-requests": "1.2.3s"})
+    stats, _ = run_with(project, handler, *ONE, "run.concurrency=1", clock=clock)
+    assert (stats.ok, stats.errors) == (3, 0)
+    assert rows(project, "select count(*) from attempts") == [(5,)]
+
+
+def test_a_spent_budget_pauses_its_endpoint_at_most_ten_minutes(project: Path) -> None:
+    """A reset in days (a requests-per-day limit) or past any number held the run for it."""
+    clock = FakeClock()
+    handler = flaky([429], {"retry-after": "1", "x-ratelimit-remaining-requests": "0",
+                            "x-ratelimit-reset-requests": "99999h"})
+    stats, _ = run_with(project, handler, *ONE, "run.concurrency=1", clock=clock)
+    assert stats.ok == 3
+    assert 599 < sum(clock.sleeps) <= 601, clock.sleeps

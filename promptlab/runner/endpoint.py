@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from promptlab.runner.retry import MAX_SERVER_WAIT_S
 from promptlab.spec import ModelSpec
 
 __all__ = ["Endpoint", "EndpointLimits", "budget_spent", "endpoint_key", "endpoints_of"]
@@ -142,7 +143,9 @@ class Endpoint:
         elif self._round_answers >= self.limit:  # a round without a cut: count afresh
             self._round_429s = self._round_answers = 0
         if spent:
-            pause = reset if reset is not None else wait
+            # At most what a retry waits: a requests-per-day reset would hold the run
+            # for hours, and a reset past any number for ever.
+            pause = min(reset if reset is not None else wait, MAX_SERVER_WAIT_S)
             self.pause(pause)
             return pause >= wait
         return False

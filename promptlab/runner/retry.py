@@ -76,7 +76,10 @@ def _duration_s(text: str) -> float | None:
         unit = "ms" if text.startswith("ms", i) else ch
         if unit not in units or not number:
             return None
-        total += float(number) * units[unit]
+        try:
+            total += float(number) * units[unit]
+        except ValueError:  # '1.2.3s', '.s': a server's header is untrusted text
+            return None
         number, matched = "", True
         i += len(unit)
     return total if matched and not number else None
