@@ -223,3 +223,19 @@ def test_a_spent_budget_pauses_its_endpoint_at_most_ten_minutes(project: Path) -
     stats, _ = run_with(project, handler, *ONE, "run.concurrency=1", clock=clock)
     assert stats.ok == 3
     assert 599 < sum(clock.sleeps) <= 601, clock.sleeps
+
+
+def test_an_answer_promptlab_cannot_handle_is_a_recorded_error_not_a_crash(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect of ours on an odd answer (as the reset header's was) costs that trial only."""
+    import promptlab.runner.engine as engine
+
+    def broken(headers: object, now: object = None) -> float:
+        raise ValueError("could not convert string to float: '1.2.3'")
+
+    monkeypatch.setattr(engine, "reset_wait_s", broken)
+    handler = flaky([429])
+    stats, _ = run_with(project, handler, *ONE, "run.concurrency=1", clock=FakeClock())
+    assert (stats.ok, stats.errors) == (2, 1)
+    [(kind, error)] = rows(project, "select error_kind, error from results where status = 'error'")
+    assert kind == "fatal" and "could not convert" in error

@@ -355,6 +355,8 @@ class Runner:
                 kind, error = "transient", str(exc)
             except ProviderError as exc:
                 kind, error = exc.kind, str(exc)
+            except Exception as exc:  # a defect of ours on an odd answer: this trial's only
+                kind, error = "fatal", f"promptlab could not handle the answer: {exc!r}"
             finally:
                 endpoint.release()
                 self._sending.give()
