@@ -5,6 +5,13 @@ endpoint identity (a managed server's, not its random port), model, rendered mes
 params and the repeat index (so repeats are distinct samples). Concurrency, timeouts,
 retries and budgets are left out. The database is the cache: a hit is a stored fresh ok
 result with the same fingerprint.
+
+The endpoint also names, when set, what else shapes the request or how its answer is
+read (`wire`): an API other than chat (`completions`, `responses`), a generic HTTP API's
+config (its body template, path, response paths) and the headers that are not secret.
+Without them a completions model was served a chat model's answers (migration 0011
+drops such entries). A plain chat model's fingerprint is what it always was, so the
+answers stored before still serve it.
 """
 
 from __future__ import annotations
@@ -24,9 +31,30 @@ __all__ = ["FINGERPRINT_FIELDS", "estimate_tokens", "explain", "fingerprint", "f
 FINGERPRINT_FIELDS = ("provider", "endpoint", "model", "messages", "params", "repeat")
 
 
+def wire(model: ModelSpec) -> dict[str, Any]:
+    """What shapes a model's requests beyond its base URL, where set (see above)."""
+    out: dict[str, Any] = {}
+    if model.endpoint != "chat":
+        out["api"] = model.endpoint
+    if model.http:
+        out["http"] = model.http
+    secret = {h.lower() for h in model.secret_headers}
+    headers = [[k.lower(), v] for k, v in model.headers if k.lower() not in secret]
+    if headers:
+        out["headers"] = sorted(headers)
+    return out
+
+
+def _endpoint(model: ModelSpec) -> str:
+    """The fingerprint's endpoint: the identity, and the wire when there is one."""
+    shape = wire(model)
+    identity = model.endpoint_identity()
+    return f"{identity} {canonical_json(shape)}" if shape else identity
+
+
 def fingerprint_fields(model: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any],
                        repeat: int) -> dict[str, Any]:
-    return {"provider": model.provider, "endpoint": model.endpoint_identity(),
+    return {"provider": model.provider, "endpoint": _endpoint(model),
             "model": model.model, "messages": messages, "params": params, "repeat": repeat}
 
 
@@ -41,7 +69,7 @@ def fingerprint_from_parts(model: ModelSpec, messages_canonical: str, params_can
     parts = _MODEL_PARTS.get(model)
     if parts is None:
         parts = _MODEL_PARTS[model] = (
-            f'{{"endpoint":{canonical_json(model.endpoint_identity())},"messages":',
+            f'{{"endpoint":{canonical_json(_endpoint(model))},"messages":',
             f',"model":{canonical_json(model.model)},"params":',
             f',"provider":{canonical_json(model.provider)},"repeat":')
     head, middle, tail = parts
@@ -121,6 +149,8 @@ def explain(store: Store, run_id: str, ref: str) -> list[str]:
     for f in diff(nearest):
         lines.append(f"    {f}: here {_short(trial['fields'][f])}")
         lines.append(f"    {' ' * len(f)}  there {_short(nearest['fields'][f])}")
+    if not diff(nearest):  # the wire is in the fingerprint, not in the trial's row
+        lines.append("    none stored per trial: the model's API, http config or headers")
     return lines
 
 

@@ -24,7 +24,7 @@ __all__ = ["resolve_url", "open_engine", "migrate", "alembic_config", "current_r
 DEFAULT_DB = "results.db"
 # The newest migration. Opening a current database checks this with one query instead of
 # importing Alembic (a second of start-up); tests/test_store.py keeps it in step.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 # The revisions this promptlab's queries read as they are, so a read-only open (which never
 # migrates) accepts them. 0003 added the runs' owner columns, which every run query reads;
 # 0005 added result columns the result queries read, so the set started over there (0004
@@ -33,8 +33,9 @@ SCHEMA_HEAD = "0010"
 # 0008 only added the report cell caches, which reports use only where they exist;
 # 0009 only added the cache's index, which only runs and plans read (they migrate);
 # 0010 only added the runs whose results that index takes in at their end (the same);
+# 0011 only dropped index entries filed under the wrong fingerprints (no schema change);
 # tests/test_database_read_only.py reads a database at each.
-READABLE_REVISIONS = frozenset({"0005", "0006", "0007", "0008", "0009", "0010"})
+READABLE_REVISIONS = frozenset({"0005", "0006", "0007", "0008", "0009", "0010", "0011"})
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The schema at SCHEMA_HEAD as the migrations leave a new SQLite database: made by
 # `python scripts/make_schema_dump.py`, checked by tests/test_store.py.
