@@ -40,9 +40,9 @@ def _has_wire(model: Any) -> bool:
 
 def upgrade() -> None:
     from promptlab.store.fitting import fit_text
-    from promptlab.store.tables import StoredTrial
+    from promptlab.store.writer import LIMITS
 
-    width = StoredTrial.__table__.c.model_alias.type.length
+    width = LIMITS["trials"]["model_alias"]
     conn = op.get_bind()
     drop = sa.text("DELETE FROM cache_entries WHERE run_id = :run_id AND idx IN "
                    "(SELECT idx FROM trials WHERE run_id = :run_id AND model_alias = :alias)")
