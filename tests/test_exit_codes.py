@@ -149,3 +149,16 @@ def test_the_exit_codes_are_in_the_readme() -> None:
     section = readme.split("## Runs you can trust", 1)[1].split("\n## ", 1)[0]
     for code in ("`0`", "`1`", "`2`", "`130`", "--fail-under"):
         assert code in section
+
+
+def test_run_max_calls_is_the_runs_across_resumes(mock_server: MockServer) -> None:
+    """As run.max_cost_usd is: a resume under the same budget sends nothing more (it sent
+    max_calls more each time)."""
+    assert run(*ONE, "run.max_calls=2") == 1
+    assert mock_server.request_count == 2
+    assert main(["resume", "latest", "--db", "results.db", "--no-progress",
+                 "run.max_calls=2"]) == 1
+    assert mock_server.request_count == 2
+    assert main(["resume", "latest", "--db", "results.db", "--no-progress",
+                 "run.max_calls=3"]) == 1
+    assert mock_server.request_count == 3

@@ -51,3 +51,17 @@ def test_a_server_that_ignores_n_gets_the_rest_one_by_one(project: Path) -> None
     stats, _ = run_with(project, one_choice, *ARGS, "dataset.limit=1")
     assert stats.ok == 3
     assert [b.get("n") for b in seen] == [3, None, None]
+
+
+def test_samples_asked_one_by_one_count_against_run_max_calls(project: Path) -> None:
+    """Each is a request: they went out past the budget (10 requests under max_calls=2)."""
+    seen: list[dict[str, object]] = []
+
+    def one_choice(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"model": "m", "choices": [
+            {"index": 0, "message": {"content": f"s{len(seen)}"}, "finish_reason": "stop"}]})
+
+    stats, _ = run_with(project, one_choice, *ARGS, "run.max_calls=2")
+    assert len(seen) == 2 == stats.calls
+    assert stats.ok == 2 and stats.budget_stop == "run.max_calls=2 reached"

@@ -39,8 +39,7 @@ class Budget:
     def take(self, call: Call) -> bool:
         """Count the call in, or stop the run (False) if it would go over a budget."""
         run, stats = self.run, self.stats
-        if run.max_calls is not None and stats.calls >= run.max_calls:
-            stats.budget_stop = f"run.max_calls={run.max_calls} reached"
+        if stats.calls_spent(run):
             return False
         cost = estimated_cost(call)
         if run.max_cost_usd is not None:

@@ -361,11 +361,12 @@ async def cancel_batches(store: Store, spec: ExperimentSpec, renderer: Renderer,
 
 
 async def run_batched(runner: Runner, models: frozenset[str], done: frozenset[int],
-                      started: dict[int, int] | None, prior_cost: float) -> RunStats:
+                      started: dict[int, int] | None, prior_cost: float,
+                      prior_calls: int = 0) -> RunStats:
     """The run's trials: those of models not batched call by call through the runner,
     then the batched ones through their batch APIs."""
     batched = {t.index for t in runner.plan if t.model.alias in models} - set(done)
-    stats = await runner.run(frozenset(done) | batched, started, prior_cost)
+    stats = await runner.run(frozenset(done) | batched, started, prior_cost, prior_calls)
     stats.planned += len(batched)
     executor = BatchExecutor(runner.spec, runner.renderer, runner.store, runner.run_id, models,
                              client=runner.client, sleep=runner.sleep, stats=stats,

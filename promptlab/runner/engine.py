@@ -83,7 +83,8 @@ class Runner:
     # -- orchestration -------------------------------------------------------------------
 
     async def run(self, done: frozenset[int] | set[int] = frozenset(),
-                  started: dict[int, int] | None = None, prior_cost: float = 0.0) -> RunStats:
+                  started: dict[int, int] | None = None, prior_cost: float = 0.0,
+                  prior_calls: int = 0) -> RunStats:
         """Run every trial not in `done`; commits as it goes, even when cancelled.
 
         `started` maps trials that already have rows (resume) to their stored attempt count.
@@ -91,6 +92,7 @@ class Runner:
         started = started or {}
         self.stats.planned = len(self.plan) - len(done)
         self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
+        self.stats.prior_calls = prior_calls
         n = min(self.spec.run.concurrency, max(self.stats.planned, 1))
         client, own_client = as_sender(self.client, n)
         self._sending = Sending(n)
@@ -236,16 +238,8 @@ class Runner:
                    and self.stats.cost_usd + self._reserved + reserve > run.max_cost_usd):
                 self._finished_one.clear()
                 await self._finished_one.wait()
-        if self._writer.failed.is_set():
+        if self._writer.failed.is_set() or not self.stats.take_call(run):
             return False
-        if run.max_calls is not None and self.stats.calls >= run.max_calls:
-            self.stats.budget_stop = f"run.max_calls={run.max_calls} reached"
-            return False
-        if run.max_cost_usd is not None and self.stats.cost_usd >= run.max_cost_usd:
-            self.stats.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
-                                      f"(${self.stats.cost_usd:.4f} spent)")
-            return False
-        self.stats.calls += 1
         self._reserved += reserve
         await queue.put(call)
         return True
@@ -276,8 +270,10 @@ class Runner:
                                       sample_of=f"{self.run_id}:{call.trial.index}")
                 elif outcome.response is None:  # the call failed: so did its samples
                     shared = Outcome(None, [], None, outcome.error_kind, outcome.error)
-                else:  # the server gave fewer choices than asked: ask for this one alone
+                elif self.stats.take_call(self.spec.run):  # fewer choices: this one alone
                     shared = await self._send(client, sibling, endpoint, seat)
+                else:  # over a budget: not sent, not recorded (a resume sends it)
+                    continue
                 self._emit(self._recorder.record(sibling, shared))
             self._finished_one.set()
 

@@ -22,7 +22,7 @@ from promptlab.images import pack
 from promptlab.providers.base import HttpRequest, ProviderResponse, dumps
 from promptlab.providers.tools import request_options, tool_calls_value, wants_json
 from promptlab.redaction import redact_url
-from promptlab.spec import ModelSpec, Trial
+from promptlab.spec import ModelSpec, RunSettings, Trial
 from promptlab.store import Record, utcnow
 from promptlab.store.tables import RESULT_DETAILS
 from promptlab.store.writer import LIMITS, fit_float, fit_int, fit_text
@@ -50,13 +50,33 @@ class RunStats:
     skipped: int = 0
     cached: int = 0
     attempts: int = 0
-    calls: int = 0
+    calls: int = 0  # requests this session sent (a call's retries not counted again)
+    prior_calls: int = 0  # sent before this resume: run.max_calls is the run's
     cost_usd: float = 0.0  # the run's, what an earlier part of it spent included
     prior_cost_usd: float = 0.0  # of that, spent before this resume
     elapsed_s: float = 0.0
     interrupted: bool = False
     budget_stop: str | None = None
     stopped_models: dict[str, str] = field(default_factory=dict)
+
+    def calls_spent(self, run: RunSettings) -> bool:
+        """Whether the run sent its run.max_calls (`budget_stop` then says so)."""
+        if run.max_calls is not None and self.prior_calls + self.calls >= run.max_calls:
+            self.budget_stop = f"run.max_calls={run.max_calls} reached"
+            return True
+        return False
+
+    def take_call(self, run: RunSettings) -> bool:
+        """Count one more request if the run's budgets allow it; else name the budget that
+        stops the run (`budget_stop`)."""
+        if self.calls_spent(run):
+            return False
+        if run.max_cost_usd is not None and self.cost_usd >= run.max_cost_usd:
+            self.budget_stop = (f"run.max_cost_usd={run.max_cost_usd:g} reached "
+                                f"(${self.cost_usd:.4f} spent)")
+            return False
+        self.calls += 1
+        return True
 
 
 @dataclass

@@ -222,12 +222,13 @@ class Session:
                                 "new run")
         # Atomic: of two resumes at once, the second is refused here.
         self._tokens[run_id] = self.store.claim(run_id)
-        done, started, cost = self.store.progress_of(run_id)
-        return self.execute(run_id, done=done, started=started, prior_cost=cost)
+        done, started, cost, calls = self.store.progress_of(run_id)
+        return self.execute(run_id, done=done, started=started, prior_cost=cost,
+                            prior_calls=calls)
 
     def execute(self, run_id: str, *, done: set[int] | frozenset[int] = frozenset(),
-                started: dict[int, int] | None = None, prior_cost: float = 0.0
-                ) -> RunOutcome:
+                started: dict[int, int] | None = None, prior_cost: float = 0.0,
+                prior_calls: int = 0) -> RunOutcome:
         """Servers up, the runner over the plan, `after`, then the final status.
 
         The run must be this session's (`start` or `resume`), or free to take over."""
@@ -249,8 +250,10 @@ class Session:
                         runner.on_progress = on_progress
                         batched = batched_models(live_spec)
                         stats = stop.run(
-                            run_batched(runner, batched, frozenset(done), started, prior_cost)
-                            if batched else runner.run(frozenset(done), started, prior_cost))
+                            run_batched(runner, batched, frozenset(done), started, prior_cost,
+                                        prior_calls)
+                            if batched else runner.run(frozenset(done), started, prior_cost,
+                                                       prior_calls))
                 status = "stopped" if stats.budget_stop else "completed"
                 if self.after is not None:
                     self.after(self.store, run_id)

@@ -150,8 +150,9 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
                                 for r in records if r.copy_of is not None])
 
-    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float]:
-        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so far.
+    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float, int]:
+        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so
+        far, and the calls sent so far (trials with an attempt: a call's retries are one).
 
         Error and skipped results stay (a resume that fails loses nothing) and those trials
         run again: their new results replace them (`insert_results`); their attempts stay,
@@ -168,7 +169,7 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         done = {r.idx for r in rows if r.status == "ok"}
         cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
         started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
-        return done, started, cost
+        return done, started, cost, len(counts)
 
     def replace_scores(self, run_id: str, scorers: list[str],
                        rows: Sequence[dict[str, Any]]) -> None:
