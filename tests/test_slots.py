@@ -4,6 +4,7 @@ to a spare worker and, done waiting, gets one back before the spares do."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from promptlab.runner.slots import Seat, Slots
 
@@ -137,3 +138,30 @@ def test_a_cancelled_waiter_loses_no_slot() -> None:
         assert last.held
 
     asyncio.run(main())
+
+
+def test_calls_go_out_in_the_order_the_workers_took_them(project: Path) -> None:
+    """A spare worker took a call, then waited for a slot that the workers sending kept
+    while calls were queued: calls 4-7 of 60 went out last (an adversarial review). Sent
+    order may differ from plan order only within a round of workers."""
+    import json
+
+    import httpx
+    from helpers import ok_chat, run_with
+
+    sent: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["messages"][-1]["content"])
+        await asyncio.sleep(0.001)  # (real time: the workers overlap)
+        return ok_chat()
+
+    many = project / "data/many.jsonl"
+    many.write_text("".join(json.dumps({"id": f"r{i:03d}", "country": f"C{i:03d}"}) + "\n"
+                            for i in range(60)))
+    stats, _ = run_with(project, handler, "models=[oa]", "prompts=[plain]",
+                        "grid.params.temperature=[0]", "grid.params.top_p=[1]",
+                        "dataset.path=data/many.jsonl", "run.concurrency=4")
+    assert stats.ok == 60
+    order = [int(text.split("C")[1][:3]) for text in sent]
+    assert max(abs(i - position) for position, i in enumerate(order)) <= 8, order

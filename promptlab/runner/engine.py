@@ -246,12 +246,10 @@ class Runner:
 
     async def _worker(self, client: Sender, queue: asyncio.Queue[Call | None], seat: Seat) -> None:
         while True:
-            seat.between_calls(queue.empty())  # no slot held waiting for a call (slots.py)
-            call = await queue.get()
+            call = await seat.next_call(queue)  # and a slot to send it (slots.py)
             if call is None:
                 seat.give()
                 return
-            await seat.take()
             if self._writer.failed.is_set():  # it could not be recorded: not sent
                 self.stats.calls -= 1
                 self._reserved -= estimated_cost(call)

@@ -3,9 +3,10 @@
 A call that must wait before its next try (a 429's Retry-After, a 5xx's backoff) gives its
 slot to a spare worker while it waits, and takes one again to retry. The runner keeps
 `run.concurrency` slots and twice as many workers: a worker holds a slot from taking a call
-to finishing it, except while the call waits; a spare (a worker with a call and no slot)
-waits for one. A call done waiting goes first: the next worker to finish a call hands it
-its slot. A worker waiting for the queue holds no slot. Before, a waiting call held its
+to finishing it, except while the call waits; a spare (a worker with no slot, calls
+queued) waits for one, then takes the next call. A call done waiting goes first, and so
+does a call a worker took from an empty queue: the next worker to finish a call hands it
+its slot. A worker waiting for the queue holds no slot (`Seat.next_call`). Before, a waiting call held its
 worker, so when a round's 429s outnumbered the workers nothing was sent for a whole
 Retry-After (benchmarks/README.md: a server capped at 300/s was met at 0.88-0.91 of the
 cap, the rest of the time spent with nothing in flight; now ~0.93).
@@ -24,12 +25,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from promptlab.runner.endpoint import Endpoint
 
 __all__ = ["Seat", "Sending", "Slots"]
+
+T = TypeVar("T")
 
 
 class Slots:
@@ -102,6 +105,23 @@ class Seat:
         a call done waiting, for ever. The worker takes one (`take`) once it has a call."""
         if nothing_queued or self._slots.wanted:
             self.give()
+
+    async def next_call(self, queue: asyncio.Queue[T]) -> T:
+        """The next call from `queue`, and a slot to send it. With calls queued: a slot
+        first, then the call; with none: the call, then a slot, ahead of the spares. A
+        worker never waits for the queue holding a slot (`between_calls`), nor for a slot
+        holding a call while the workers sending take calls queued after it (calls 4-7 of
+        60 went out last at concurrency 4)."""
+        while True:
+            self.between_calls(queue.empty())
+            if queue.empty():
+                call = await queue.get()
+                await self._slots._take(returning=True)
+                self.held = True
+                return call
+            await self.take()
+            if not queue.empty():  # (else the calls went meanwhile: wait without the slot)
+                return queue.get_nowait()
 
     async def wait(self, sleep: Awaitable[None]) -> None:
         """Await `sleep` without the slot (a spare sends meanwhile), then take one again,
