@@ -175,10 +175,11 @@ def test_once_paced_a_429_in_a_new_round_cuts_the_pace_again() -> None:
 def test_budget_spent_pauses_every_request_until_the_reset() -> None:
     clock = FakeClock()
     e = endpoint(8, clock)
-    seqs = send(e, 2)
+    seqs = send(e, 3)  # (three: a 429 at two in flight would pace the requests too)
     # No reset header: the endpoint pauses for the Retry-After, and the request with it.
     assert too_many(e, seqs[0], wait=5.0, spent=True) is True
     assert e.paused_until == clock.now + 5
+    e.release()
     e.release()
     clock.sleeps.clear()
     for _ in range(3):  # everyone waits for the pause, once
@@ -250,3 +251,23 @@ def test_once_paced_one_429_cuts_the_pace_however_wide_the_limit_has_grown() -> 
     too_many(e, later)
     assert e.pace_cuts == 2
     assert first is not None and (e.pace() or 0) < first
+
+
+def test_a_429_at_two_in_flight_paces_the_requests() -> None:
+    """Halving two to one went back to two at the next answer: against a server capped
+    near one request per answer's time, every other request got a 429 for ever."""
+    clock = FakeClock()
+    e = endpoint(8, clock)
+    for _ in range(10):  # 100 a second, two at a time
+        send(e, 2)
+        ok(e)
+        ok(e)
+        clock.now += 0.02
+    seqs = send(e, 2)
+    assert too_many(e, seqs[1]) is False  # the other still in flight
+    assert e.limit == 1 and e.pace() is not None
+    ok(e)
+    clock.sleeps.clear()
+    send(e)
+    assert clock.sleeps and e.pace() is not None  # the next request waits for the pace
+

@@ -9,7 +9,9 @@ full use adds 1/limit to it (one per round of calls) up to the configured ceilin
 the last cut can cut again) and once they are a tenth of the round (one, below a limit
 of ten: a provider's few random 429s do not hold a wide limit down). At one request in
 flight concurrency no longer bounds the rate (a fast server answers one at a time
-faster than it allows), so a 429 there paces the requests instead: the rate drops to
+faster than it allows), so a 429 there, or at two (halved to one, the limit was back at
+two after the next answer, and every other request got a 429), paces the requests
+instead: the rate drops to
 0.7 of the rate measured, then regrows along CUBIC's curve in time since the cut, as
 the AWS SDKs' adaptive retry mode paces its client. The request that got the 429 waits
 its Retry-After alone; the whole endpoint pauses only when the provider's headers say
@@ -122,7 +124,7 @@ class Endpoint:
         for at least that long (the request need not wait on its own).
 
         Once per round, when its 429s reach a tenth of the limit, the requests in flight
-        halve, or at one in flight (or once paced) the pace drops. The endpoint pauses
+        halve, or at one or two in flight (or once paced) the pace drops. The endpoint pauses
         for everyone only when the budget is spent: until `reset` (the provider's reset
         header) if given, else for `wait`.
         """
@@ -133,9 +135,11 @@ class Endpoint:
         need = 1.0 if self._pace_top else TOLERATE * int(self.limit)  # paced: every one
         if seq > self._cut_at and self._round_429s >= need:
             used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
-            if used > 1 and not self._pace_top:
+            if used > 2 and not self._pace_top:
                 self.limit = max(1.0, used / 2)
-            else:  # one in flight is too many, or already paced: slow the pace
+            else:  # two in flight or one are too many, or already paced: slow the pace
+                # (from two, halving alone went back to two at the next answer, and every
+                # other request got a 429)
                 self.limit = min(self.limit, max(1.0, used / 2))
                 self._slow_down()
             self._cut_at = self._sent

@@ -2,14 +2,14 @@
 
 A call that must wait before its next try (a 429's Retry-After, a 5xx's backoff) gives its
 slot to a spare worker while it waits, and takes one again to retry. The runner keeps
-`run.concurrency` slots and twice as many workers: a worker holds a slot from taking a call
-to finishing it, except while the call waits; a spare (a worker with no slot, calls
+`run.concurrency` slots and twice as many workers: a worker holds a slot from taking a
+call to finishing it, except while the call waits; a spare (a worker with no slot, calls
 queued) waits for one, then takes the next call. A call done waiting goes first, and so
 does a call a worker took from an empty queue: the next worker to finish a call hands it
-its slot. A worker waiting for the queue holds no slot (`Seat.next_call`). Before, a waiting call held its
-worker, so when a round's 429s outnumbered the workers nothing was sent for a whole
-Retry-After (benchmarks/README.md: a server capped at 300/s was met at 0.88-0.91 of the
-cap, the rest of the time spent with nothing in flight; now ~0.93).
+its slot. A worker waiting for the queue holds no slot (`Seat.next_call`). Before, a
+waiting call held its worker, so when a round's 429s outnumbered the workers nothing was
+sent for a whole Retry-After (benchmarks/README.md: a server capped at 300/s was met at
+0.88-0.91 of the cap, the rest of the time spent with nothing in flight; now ~0.93).
 
 With calls queued and none done waiting, a worker keeps its slot from one call to the
 next: the slots cost the event loop nothing per call.
