@@ -253,7 +253,7 @@ def test_once_paced_one_429_cuts_the_pace_however_wide_the_limit_has_grown() -> 
     assert first is not None and (e.pace() or 0) < first
 
 
-def test_a_429_at_two_in_flight_paces_the_requests() -> None:
+def test_429s_coming_steadily_at_two_in_flight_pace_the_requests() -> None:
     """Halving two to one went back to two at the next answer: against a server capped
     near one request per answer's time, every other request got a 429 for ever."""
     clock = FakeClock()
@@ -265,9 +265,14 @@ def test_a_429_at_two_in_flight_paces_the_requests() -> None:
         clock.now += 0.02
     seqs = send(e, 2)
     assert too_many(e, seqs[1]) is False  # the other still in flight
+    assert e.limit == 1 and e.pace() is None  # one 429 (a provider's random ones): halved
+    for _ in range(5):  # ... and again, and again: 429s are steady
+        ok(e)
+        assert e.limit == 2
+        seqs = send(e, 2)
+        too_many(e, seqs[1])
     assert e.limit == 1 and e.pace() is not None
     ok(e)
     clock.sleeps.clear()
     send(e)
-    assert clock.sleeps and e.pace() is not None  # the next request waits for the pace
-
+    assert clock.sleeps  # the next request waits for the pace

@@ -9,9 +9,9 @@ full use adds 1/limit to it (one per round of calls) up to the configured ceilin
 the last cut can cut again) and once they are a tenth of the round (one, below a limit
 of ten: a provider's few random 429s do not hold a wide limit down). At one request in
 flight concurrency no longer bounds the rate (a fast server answers one at a time
-faster than it allows), so a 429 there, or at two (halved to one, the limit was back at
-two after the next answer, and every other request got a 429), paces the requests
-instead: the rate drops to
+faster than it allows), so a 429 there, or at two when 429s keep coming (halved to one,
+the limit was back at two after the next answer, and every other request got a 429),
+paces the requests instead: the rate drops to
 0.7 of the rate measured, then regrows along CUBIC's curve in time since the cut, as
 the AWS SDKs' adaptive retry mode paces its client. The request that got the 429 waits
 its Retry-After alone; the whole endpoint pauses only when the provider's headers say
@@ -45,6 +45,14 @@ SENDS = 32  # send times kept to measure the rate at a cut
 # A round's 429s cut it once they are this share of the limit (one, below ten): a
 # provider's random 429s (2.5% of calls) would otherwise hold 64 in flight near nine.
 TOLERATE = 0.1
+# A 429 at two in flight paces the requests too when this many of the last RECENT
+# answers were 429s (30%): the limit went 1 -> 2 -> 1 for ever against a server allowing
+# about one request per answer's time (every other request a 429), while a provider's
+# random 429s (5%) at two in flight only halve it, as before (pacing on each of them
+# slowed such a run 2-3 x; at 5%, a 429 finds 5 more among the 19 answers before it
+# about once in 370).
+RECENT = 20
+STEADY_429S = 6
 
 
 def budget_spent(headers: Mapping[str, str]) -> bool:
@@ -97,6 +105,7 @@ class Endpoint:
         self._next_slot = 0.0
         self._next_pace = 0.0
         self._sends: deque[float] = deque(maxlen=SENDS)
+        self._recent: deque[bool] = deque(maxlen=RECENT)  # the last answers: a 429?
         self._pace_top = 0.0  # the rate at the last pace cut (0: not paced)
         self._pace_cut = 0.0  # when it was cut
         self._pace_k = 0.0  # seconds until the rate regrows to _pace_top
@@ -124,22 +133,22 @@ class Endpoint:
         for at least that long (the request need not wait on its own).
 
         Once per round, when its 429s reach a tenth of the limit, the requests in flight
-        halve, or at one or two in flight (or once paced) the pace drops. The endpoint pauses
-        for everyone only when the budget is spent: until `reset` (the provider's reset
-        header) if given, else for `wait`.
+        halve, or at one in flight (two, with 429s steady; or once paced) the pace drops.
+        The endpoint pauses for everyone only when the budget is spent: until `reset` (the
+        provider's reset header) if given, else for `wait`.
         """
         self.rate_limits += 1
+        self._recent.append(True)
         self._round_answers += 1
         if seq > self._cut_at:
             self._round_429s += 1
         need = 1.0 if self._pace_top else TOLERATE * int(self.limit)  # paced: every one
         if seq > self._cut_at and self._round_429s >= need:
             used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
-            if used > 2 and not self._pace_top:
+            steady = used == 2 and sum(self._recent) >= STEADY_429S
+            if used > 1 and not steady and not self._pace_top:
                 self.limit = max(1.0, used / 2)
-            else:  # two in flight or one are too many, or already paced: slow the pace
-                # (from two, halving alone went back to two at the next answer, and every
-                # other request got a 429)
+            else:  # one in flight is too many (two, steadily), or already paced: slow the pace
                 self.limit = min(self.limit, max(1.0, used / 2))
                 self._slow_down()
             self._cut_at = self._sent
@@ -176,6 +185,7 @@ class Endpoint:
     def answered(self) -> None:
         """A request got an answer that was not a 429: if the limit was in full use (a
         window not used is not known to be safe), grow it by 1/limit."""
+        self._recent.append(False)
         self._round_answers += 1
         if self._round_answers >= self.limit:  # a round without a cut: count afresh
             self._round_429s = self._round_answers = 0
