@@ -20,6 +20,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from promptlab.canonical import canonical_json, hash_value, sha256_hex
+from promptlab.redaction import ALWAYS_SECRET_HEADERS, redact_url
 from promptlab.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -32,13 +33,18 @@ FINGERPRINT_FIELDS = ("provider", "endpoint", "model", "messages", "params", "re
 
 
 def wire(model: ModelSpec) -> dict[str, Any]:
-    """What shapes a model's requests beyond its base URL, where set (see above)."""
+    """What shapes a model's requests beyond its base URL, where set (see above); no
+    secret (a key in a header or in the http path's query) goes in: a new key is the same
+    request."""
     out: dict[str, Any] = {}
     if model.endpoint != "chat":
         out["api"] = model.endpoint
     if model.http:
-        out["http"] = model.http
-    secret = {h.lower() for h in model.secret_headers}
+        http = dict(model.http)
+        if http.get("path"):
+            http["path"] = redact_url(str(http["path"]), model.secret_params)
+        out["http"] = http
+    secret = {h.lower() for h in model.secret_headers} | ALWAYS_SECRET_HEADERS
     headers = [[k.lower(), v] for k, v in model.headers if k.lower() not in secret]
     if headers:
         out["headers"] = sorted(headers)

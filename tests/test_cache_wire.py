@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import run_with
+from test_cache_entries import downgraded
 
 from promptlab.cache import fingerprint
 from promptlab.spec import ModelSpec
@@ -87,6 +88,25 @@ def test_an_edited_http_config_or_header_changes_the_fingerprint_a_secret_does_n
     assert fingerprint(tagged, MESSAGES, {}, 0) == fingerprint(rekeyed, MESSAGES, {}, 0)
 
 
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key", "api-key"])
+def test_a_key_in_a_header_always_secret_is_not_in_the_fingerprint(header: str) -> None:
+    """Not listed in secret_headers, still a secret (the README's list): a chat model
+    sending it keeps the fingerprint it always had, whatever the key."""
+    keyed = [fingerprint(dataclasses.replace(CHAT, headers=((header, key),)), MESSAGES,
+                         {"temperature": 0.0}, 0) for key in ("Bearer sk-ONE", "Bearer sk-TWO")]
+    assert keyed == [fingerprint(CHAT, MESSAGES, {"temperature": 0.0}, 0)] * 2
+
+
+def test_a_key_in_an_http_paths_query_is_not_in_the_fingerprint() -> None:
+    def http(path: str) -> ModelSpec:
+        return dataclasses.replace(CHAT, provider="http", secret_params=("sig",),
+                                   http={"body": "{}", "output_path": "a", "path": path})
+
+    assert (fingerprint(http("/gen?key=ONE&sig=A&v=1"), MESSAGES, {}, 0)
+            == fingerprint(http("/gen?key=TWO&sig=B&v=1"), MESSAGES, {}, 0)
+            != fingerprint(http("/gen?key=ONE&sig=A&v=2"), MESSAGES, {}, 0))
+
+
 def test_cache_why_names_the_wire_when_no_stored_field_differs(project: Path) -> None:
     from promptlab.cache import explain
 
@@ -104,7 +124,7 @@ def test_cache_why_names_the_wire_when_no_stored_field_differs(project: Path) ->
 def test_the_upgrade_drops_entries_a_chat_model_would_have_been_served(tmp_path: Path) -> None:
     """Before 0011 a completions model's answers went into the index under a chat model's
     fingerprint; the migration drops them (a miss, sent again), and keeps the rest."""
-    from test_cache_entries import _record, _run, downgraded
+    from test_cache_entries import _record, _run
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = Store.open(url)
@@ -121,5 +141,39 @@ def test_the_upgrade_drops_entries_a_chat_model_would_have_been_served(tmp_path:
     upgraded = Store.open(url)
     try:
         assert upgraded.cache_sources(["k-chat", "k-completions"]) == {"k-chat": ("chat", 0)}
+    finally:
+        upgraded.close()
+
+
+def test_a_resumed_pre_0011_run_does_not_file_its_answers_back_under_the_old_fingerprints(
+        tmp_path: Path) -> None:
+    """The review's case: the upgrade dropped the entries, but a resume ended the run
+    again, and the fill at its end put its results back under the trials' old keys."""
+    from test_cache_entries import _record
+    from test_cache_pending import _entries, _sent
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store.open(url)
+    _sent(store, "old")
+    store.write([_record("old", 0, model="x", row="r", cache_key="k-shared"),
+                 _record("old", 1, model="x", row="s", cache_key="k-old-1", status="error")])
+    assert store.release("old", "tok", "interrupted")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE runs SET config_json = ? WHERE id = 'old'", (json.dumps(
+            {"models": {"x": {"endpoint": "completions", "headers": {}}}}),))
+    assert _entries(store) == {("k-shared", "old", 0)}
+    store.close()
+    downgraded(url, "0010")
+    upgraded = Store.open(url)
+    try:
+        assert _entries(upgraded) == set()
+        token = upgraded.claim("old")  # a resume: the trial not done is answered anew
+        again = _record("old", 1, model="x", row="s", cache_key="k-today")
+        again.trial_exists = True
+        again.attempts[0]["number"] = 2
+        upgraded.write([again])
+        assert upgraded.release("old", token, "completed")
+        assert _entries(upgraded) == {("k-today", "old", 1)}
+        assert upgraded.cache_sources(["k-shared", "k-old-1"]) == {}
     finally:
         upgraded.close()

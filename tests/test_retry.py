@@ -234,7 +234,7 @@ def test_an_answer_promptlab_cannot_handle_is_a_recorded_error_not_a_crash(
         raise ValueError("could not convert string to float: '1.2.3'")
 
     monkeypatch.setattr(engine, "reset_wait_s", broken)
-    handler = flaky([429])
+    handler = flaky([429], {"retry-after": "1"})  # (read outside the try, it still crashed)
     stats, _ = run_with(project, handler, *ONE, "run.concurrency=1", clock=FakeClock())
     assert (stats.ok, stats.errors) == (2, 1)
     [(kind, error)] = rows(project, "select error_kind, error from results where status = 'error'")

@@ -319,7 +319,8 @@ class Runner:
             got = Exchange()
             kind: str | None = None
             error: str | None = None
-            wait: float | None = None
+            wait = reset = None  # a server's wait, and its budget's reset (on a 429)
+            spent = False
             parsed: ProviderResponse | None = None
             choices: list[ProviderResponse] | None = None
             try:
@@ -334,8 +335,9 @@ class Runner:
                     kind = provider.classify(model, status, raw)
                     error = f"HTTP {status}: {raw[:500].decode('utf-8', 'replace')}"
                     wait = retry_after_s(got.headers)
-                    if wait is None and kind == "rate_limit":
-                        wait = reset_wait_s(got.headers)
+                    if kind == "rate_limit":  # (headers read here: a surprise is an error)
+                        reset, spent = reset_wait_s(got.headers), budget_spent(got.headers)
+                        wait = reset if wait is None else wait
                 elif parsed is None:
                     parse_choices = getattr(provider, "parse_choices", None)
                     if call.siblings and parse_choices is not None:
@@ -388,7 +390,5 @@ class Runner:
             delay = self.policy.delay(tries, wait, self.rng)
             # A 429 halves the endpoint's concurrency (or its pace); this request waits its
             # Retry-After, everyone else only when the endpoint pauses (in endpoint.acquire).
-            if not (kind == "rate_limit"
-                    and endpoint.rate_limited(seq, delay, budget_spent(got.headers),
-                                              reset_wait_s(got.headers))):
+            if not (kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)):
                 await seat.wait(self.sleep(delay))  # its slot goes to another call meanwhile

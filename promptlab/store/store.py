@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 
 from promptlab.canonical import sha256_hex
 from promptlab.store.batches import BatchQueries
@@ -48,6 +48,10 @@ from promptlab.store.tables import (
 from promptlab.store.trials import TrialQueries
 
 __all__ = ["Record", "Store", "utcnow"]
+
+_REKEY = (update(StoredTrial).where(StoredTrial.run_id == bindparam("r"),
+                                    StoredTrial.idx == bindparam("i"))
+          .values(cache_key=bindparam("k")))
 
 
 def utcnow() -> datetime:
@@ -143,8 +147,14 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             return
         attempts = [a for r in records for a in r.attempts]
         trials = [r.trial for r in records if not r.trial_exists]
+        # A resumed trial's row stays; its fingerprint is today's (an older promptlab's
+        # could be another's: migration 0011), so its answer enters the cache under it.
+        keys = [{"r": t["run_id"], "i": t["idx"], "k": t["cache_key"]}
+                for r in records if r.trial_exists for t in (r.trial,)]
         with self.engine.begin() as conn:
             executemany(conn, insert(StoredTrial), trials, "trials")
+            if keys:
+                conn.execute(_REKEY, keys)
             executemany(conn, insert(Attempt), attempts, "attempts")
             insert_results(conn, [r.result for r in records if r.copy_of is None])
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
