@@ -40,15 +40,18 @@ def test_repeats_go_out_as_one_call_with_n(project: Path, mock_server: MockServe
     assert mock_server.request_count == 3
 
 
-def test_a_server_that_ignores_n_gets_the_rest_one_by_one(project: Path) -> None:
-    seen: list[dict[str, object]] = []
-
-    def one_choice(request: httpx.Request) -> httpx.Response:
+def one_choice(seen: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    """A server that ignores n: one choice a request (the bodies go into `seen`)."""
+    def handler(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content))
         return httpx.Response(200, json={"model": "m", "choices": [
             {"index": 0, "message": {"content": f"s{len(seen)}"}, "finish_reason": "stop"}]})
+    return handler
 
-    stats, _ = run_with(project, one_choice, *ARGS, "dataset.limit=1")
+
+def test_a_server_that_ignores_n_gets_the_rest_one_by_one(project: Path) -> None:
+    seen: list[dict[str, object]] = []
+    stats, _ = run_with(project, one_choice(seen), *ARGS, "dataset.limit=1")
     assert stats.ok == 3
     assert [b.get("n") for b in seen] == [3, None, None]
 
@@ -56,12 +59,6 @@ def test_a_server_that_ignores_n_gets_the_rest_one_by_one(project: Path) -> None
 def test_samples_asked_one_by_one_count_against_run_max_calls(project: Path) -> None:
     """Each is a request: they went out past the budget (10 requests under max_calls=2)."""
     seen: list[dict[str, object]] = []
-
-    def one_choice(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        return httpx.Response(200, json={"model": "m", "choices": [
-            {"index": 0, "message": {"content": f"s{len(seen)}"}, "finish_reason": "stop"}]})
-
-    stats, _ = run_with(project, one_choice, *ARGS, "run.max_calls=2")
+    stats, _ = run_with(project, one_choice(seen), *ARGS, "run.max_calls=2")
     assert len(seen) == 2 == stats.calls
     assert stats.ok == 2 and stats.budget_stop == "run.max_calls=2 reached"

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from helpers import FakeClock, ok_chat, prepared_for, run_with
 
+from promptlab.runner.records import RunStats
 from promptlab.runner.session import NewRun, Session
 from promptlab.store import Store
 from promptlab.testing import MockConfig, MockServer
@@ -143,20 +144,27 @@ def test_a_429_saying_the_budget_is_spent_pauses_every_request(project: Path) ->
     assert len(early) <= 6
 
 
+def capped_run(config: MockConfig, db: Path, project: Path,
+               *overrides: str) -> tuple[RunStats, float, dict[str, int]]:
+    """Model oa against a real mock server with `config`: the stats, wall seconds and
+    the server's counts."""
+    with MockServer(config) as server:
+        prepared = prepared_for(project, "models=[oa]", *overrides,
+                                f"models.oa.base_url={server.url}/v1")
+        store = Store.open(str(db))
+        t0 = time.perf_counter()
+        stats = Session(store, prepared.spec, prepared.renderer).run(
+            NewRun(config={}), db.stem).stats
+        wall = time.perf_counter() - t0
+        return stats, wall, dict(server.state.counts)
+
+
 def test_a_server_capped_at_a_fixed_rate_is_met_without_a_storm(
         tmp_path: Path, project: Path) -> None:
     """Real HTTP: 408 calls, 16 at a time, against a server taking 200 a second."""
-    config = MockConfig(max_rps=200, retry_after_s=0.05)
-    with MockServer(config) as server:
-        prepared = prepared_for(project, "models=[oa]", "grid.repeats=17",
-                                "run.concurrency=16", "run.max_attempts=10",
-                                f"models.oa.base_url={server.url}/v1")
-        store = Store.open(str(tmp_path / "cap.db"))
-        t0 = time.perf_counter()
-        stats = Session(store, prepared.spec, prepared.renderer).run(
-            NewRun(config={}), "cap").stats
-        wall = time.perf_counter() - t0
-        counts = dict(server.state.counts)
+    stats, wall, counts = capped_run(
+        MockConfig(max_rps=200, retry_after_s=0.05), tmp_path / "cap.db", project,
+        "grid.repeats=17", "run.concurrency=16", "run.max_attempts=10")
     with sqlite3.connect(tmp_path / "cap.db") as conn:
         statuses = dict(conn.execute("select status, count(*) from results group by 1"))
     assert statuses == {"ok": 408}
@@ -175,16 +183,9 @@ def test_a_server_capped_at_a_low_rate_is_met_without_failed_trials(
     went 1 -> 2 -> 1 for ever: at two in flight every other request got a 429, and the
     pace that holds a rate below one in flight never came in (an adversarial review: 56
     of 400 trials failed after four 429s, 295 429s)."""
-    config = MockConfig(max_rps=20, retry_after_s=1.0, latency_ms=50, keep_requests=0)
-    with MockServer(config) as server:
-        prepared = prepared_for(project, "models=[oa]", "grid.repeats=5",
-                                "run.concurrency=8", f"models.oa.base_url={server.url}/v1")
-        store = Store.open(str(tmp_path / "low.db"))
-        t0 = time.perf_counter()
-        stats = Session(store, prepared.spec, prepared.renderer).run(
-            NewRun(config={}), "low").stats
-        wall = time.perf_counter() - t0
-        counts = dict(server.state.counts)
+    stats, wall, counts = capped_run(
+        MockConfig(max_rps=20, retry_after_s=1.0, latency_ms=50, keep_requests=0),
+        tmp_path / "low.db", project, "grid.repeats=5", "run.concurrency=8")
     print(f"\ncapped at 20/s: {stats.ok} ok, {stats.errors} errors in {wall:.2f} s, "
           f"{counts.get('rate:429', 0)} 429s, {stats.attempts} attempts")
     assert (stats.ok, stats.errors) == (120, 0)
