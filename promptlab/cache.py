@@ -9,9 +9,9 @@ result with the same fingerprint.
 The endpoint also names, when set, what else shapes the request or how its answer is
 read (`wire`): an API other than chat (`completions`, `responses`), a generic HTTP API's
 config (its body template, path, response paths) and the headers that are not secret.
-Without them a completions model was served a chat model's answers (migration 0011
-drops such entries). A plain chat model's fingerprint is what it always was, so the
-answers stored before still serve it.
+Without them a completions model was served a chat model's answers (migration 0011 takes
+such answers out of the cache). No secret goes in. A plain chat model's fingerprint is
+what it always was, so the answers stored before still serve it.
 """
 
 from __future__ import annotations
