@@ -149,8 +149,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
         trials = [r.trial for r in records if not r.trial_exists]
         # A resumed trial's row stays; its fingerprint is today's (an older promptlab's
         # could be another's: migration 0011), so its answer enters the cache under it.
-        keys = [{"r": t["run_id"], "i": t["idx"], "k": t["cache_key"]}
-                for r in records if r.trial_exists for t in (r.trial,)]
+        keys = [{"r": r.trial["run_id"], "i": r.trial["idx"], "k": r.trial["cache_key"]}
+                for r in records if r.trial_exists]
         with self.engine.begin() as conn:
             executemany(conn, insert(StoredTrial), trials, "trials")
             if keys:
