@@ -235,6 +235,35 @@ def low_cap_row(work: Path, n: int) -> dict[str, Any]:
             "data": {**r, "counts": counts}}
 
 
+def few_in_flight_rows(work: Path, n: int) -> list[dict[str, Any]]:
+    """n calls one and two at a time at 50 ms latency, without faults and with a provider's
+    random 429s (5%, Retry-After 0.1 s): pacing cannot help against those, and a run that
+    paces on them goes at a fraction of its speed."""
+    rows: list[dict[str, Any]] = []
+    for concurrency in (1, 2):
+        runs: dict[str, float] = {}
+        for label, faults in (("clean", {}), ("faults", {"429": 0.05})):
+            fm = FaultMock({"faults": faults, "retry_after_s": 0.1, "seed": 3,
+                            "latency_ms": 50.0})
+            try:
+                proj = make_project(work / f"few-{concurrency}-{label}", fm.url, n,
+                                    concurrency=concurrency)
+                r = promptlab(proj, "run", "--db", str(work / f"few-{concurrency}-{label}.db"),
+                              "run.cache=off", "run.max_attempts=10")
+                counts = json.load(urllib.request.urlopen(fm.url + "/_mock/stats", timeout=5))
+            finally:
+                fm.stop()
+            runs[label] = r["run_s"]
+        ratio = runs["faults"] / runs["clean"]
+        n429 = int(counts.get("fault:429", 0))
+        rows.append({"name": f"{n:,} calls {concurrency} at a time, 50 ms latency, 5% random "
+                             "429s (Retry-After 0.1 s)",
+                     "value": f"run {runs['faults']:.2f} s = {ratio:.2f} x fault-free "
+                              f"({runs['clean']:.2f} s); {n429 * 1000 / n:.0f} 429s per 1,000",
+                     "target": "<= 2 x fault-free", "ok": ratio <= 2, "data": runs})
+    return rows
+
+
 def lanes_row(work: Path, n: int) -> dict[str, Any]:
     """Two endpoints on one mock at 200 ms latency, n calls each: one paced at 600 requests
     a minute, one capped at two calls at a time, each taking n / 10 s alone. The run against
@@ -459,6 +488,7 @@ def main() -> int:
             for r in [*fault_rows(work, n, 100.0, 1 if args.smoke else args.repeat),
                       *overload_rows(work, 60 if args.smoke else 3000, 300.0),
                       low_cap_row(work, 20 if args.smoke else 400),
+                      *few_in_flight_rows(work, 20 if args.smoke else 300),
                       lanes_row(work, 10 if args.smoke else 100)]:
                 print(f"{r['name']}: {r['value']}  (target {r['target']})")
         finally:
@@ -599,6 +629,7 @@ def main() -> int:
         # 5d. A sustained overload: a server refusing what is over a fixed rate.
         extra.extend(overload_rows(work, 60 if args.smoke else 3000, 300.0))
         extra.append(low_cap_row(work, 20 if args.smoke else 400))
+        extra.extend(few_in_flight_rows(work, 20 if args.smoke else 300))
         # 5e. Two endpoints, one paced and one capped: neither holds the other up.
         extra.append(lanes_row(work, 10 if args.smoke else 100))
         # 6. Memory of the first run.

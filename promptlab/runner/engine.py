@@ -390,5 +390,7 @@ class Runner:
             delay = self.policy.delay(tries, wait, self.rng)
             # A 429 halves the endpoint's concurrency (or its pace); this request waits its
             # Retry-After, everyone else only when the endpoint pauses (in endpoint.acquire).
-            if not (kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)):
+            again = tries > 1 and attempts[-2]["error_kind"] == "rate_limit"  # twice in a row
+            if not (kind == "rate_limit"
+                    and endpoint.rate_limited(seq, delay, spent, reset, again)):
                 await seat.wait(self.sleep(delay))  # its slot goes to another call meanwhile
