@@ -169,7 +169,7 @@ def main(n: int, synthetic: bool = False) -> None:
 
     seconds, cpu = asyncio.run(ingest())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stored = store.progress_of("r")[0]
+    stored = store.progress_of("r").done
     assert len(stored) == n, len(stored)
     print(json.dumps({"lines": n, "seconds": seconds, "rate": n / seconds, "cpu_s": cpu,
                       "peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024,

@@ -89,5 +89,5 @@ def test_a_hit_whose_source_was_deleted_meanwhile_is_an_error_that_resume_sends(
     assert (dst[0]["status"], dst[0]["error_kind"], dst[0]["attempts"]) == (
         "error", "transient", 0)
     assert "src:99" in str(dst[0]["error"]) and dst[1]["status"] == "ok"
-    done, started, _, _ = store.progress_of("dst")
-    assert done == {1} and started == {0: 0}
+    prior = store.progress_of("dst")
+    assert prior.done == {1} and prior.started == {0: 0}

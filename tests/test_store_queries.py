@@ -135,7 +135,8 @@ def test_export_and_notebook_rows(store: Store) -> None:
 
 
 def test_resume_bookkeeping_keeps_failed_results(store: Store) -> None:
-    done, started, cost, _ = store.progress_of("run-a")
-    assert done == {0, 1, 2} and started == {3: 1} and cost == pytest.approx(0.003)
+    prior = store.progress_of("run-a")
+    assert prior.done == {0, 1, 2} and prior.started == {3: 1}
+    assert prior.cost_usd == pytest.approx(0.003) and prior.calls == 4
     # The error result stays (a resume that fails loses nothing) until a new one replaces it.
     assert store.run("run-a").done == 4

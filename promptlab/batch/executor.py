@@ -21,6 +21,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from promptlab.batch.budget import Budget
@@ -34,7 +35,7 @@ from promptlab.runner.client import Reply, Sender, SendError, as_sender
 from promptlab.runner.engine import Runner
 from promptlab.runner.records import Call, Recorder, RunStats
 from promptlab.spec import ExperimentSpec
-from promptlab.store import Store
+from promptlab.store import Prior, Store
 from promptlab.store.batches import BatchInfo
 from promptlab.store.writer import BatchWriter
 from promptlab.templates import Renderer
@@ -360,19 +361,18 @@ async def cancel_batches(store: Store, spec: ExperimentSpec, renderer: Renderer,
     return ids
 
 
-async def run_batched(runner: Runner, models: frozenset[str], done: frozenset[int],
-                      started: dict[int, int] | None, prior_cost: float,
-                      prior_calls: int = 0) -> RunStats:
+async def run_batched(runner: Runner, models: frozenset[str], prior: Prior) -> RunStats:
     """The run's trials: those of models not batched call by call through the runner,
     then the batched ones through their batch APIs."""
-    batched = {t.index for t in runner.plan if t.model.alias in models} - set(done)
-    stats = await runner.run(frozenset(done) | batched, started, prior_cost, prior_calls)
+    done, started = prior.done, prior.started
+    batched = {t.index for t in runner.plan if t.model.alias in models} - done
+    stats = await runner.run(replace(prior, done=done | batched))
     stats.planned += len(batched)
     executor = BatchExecutor(runner.spec, runner.renderer, runner.store, runner.run_id, models,
                              client=runner.client, sleep=runner.sleep, stats=stats,
                              on_progress=runner.on_progress)
     try:
-        return await executor.run(done, started or {})
+        return await executor.run(done, started)
     except BatchFailed as exc:
         raise BatchFailed(f"{exc}; every finished call is saved; finish with: promptlab "
                           f"resume {runner.run_id}") from None

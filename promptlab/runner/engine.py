@@ -30,7 +30,7 @@ from promptlab.runner.records import Call, Outcome, Recorder, RunStats, same_req
 from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.runner.slots import Seat, Sending, Slots
 from promptlab.spec import ExperimentSpec, Trial
-from promptlab.store import Record, Store, utcnow
+from promptlab.store import Prior, Record, Store, utcnow
 from promptlab.store.writer import BatchWriter, fit_int
 from promptlab.templates import Renderer
 
@@ -82,17 +82,14 @@ class Runner:
 
     # -- orchestration -------------------------------------------------------------------
 
-    async def run(self, done: frozenset[int] | set[int] = frozenset(),
-                  started: dict[int, int] | None = None, prior_cost: float = 0.0,
-                  prior_calls: int = 0) -> RunStats:
-        """Run every trial not in `done`; commits as it goes, even when cancelled.
-
-        `started` maps trials that already have rows (resume) to their stored attempt count.
-        """
-        started = started or {}
+    async def run(self, prior: Prior | None = None) -> RunStats:
+        """Run every trial not done before (`prior`, on a resume); commits as it goes, even
+        when cancelled. Trials started before keep their rows and number their attempts on."""
+        prior = prior or Prior()
+        done, started = prior.done, prior.started
         self.stats.planned = len(self.plan) - len(done)
-        self.stats.cost_usd = self.stats.prior_cost_usd = prior_cost
-        self.stats.prior_calls = prior_calls
+        self.stats.cost_usd = self.stats.prior_cost_usd = prior.cost_usd
+        self.stats.prior_calls = prior.calls
         n = min(self.spec.run.concurrency, max(self.stats.planned, 1))
         client, own_client = as_sender(self.client, n)
         self._sending = Sending(n)

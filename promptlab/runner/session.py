@@ -35,7 +35,7 @@ from promptlab.runner.loop import loop_factory
 from promptlab.runner.records import RunStats
 from promptlab.servers.managed import managed_servers, resolve_fallbacks
 from promptlab.spec import ExperimentSpec
-from promptlab.store import Store
+from promptlab.store import Prior, Store
 from promptlab.store.ownership import HEARTBEAT_S, new_token
 from promptlab.templates import Renderer
 
@@ -222,13 +222,9 @@ class Session:
                                 "new run")
         # Atomic: of two resumes at once, the second is refused here.
         self._tokens[run_id] = self.store.claim(run_id)
-        done, started, cost, calls = self.store.progress_of(run_id)
-        return self.execute(run_id, done=done, started=started, prior_cost=cost,
-                            prior_calls=calls)
+        return self.execute(run_id, self.store.progress_of(run_id))
 
-    def execute(self, run_id: str, *, done: set[int] | frozenset[int] = frozenset(),
-                started: dict[int, int] | None = None, prior_cost: float = 0.0,
-                prior_calls: int = 0) -> RunOutcome:
+    def execute(self, run_id: str, prior: Prior | None = None) -> RunOutcome:
         """Servers up, the runner over the plan, `after`, then the final status.
 
         The run must be this session's (`start` or `resume`), or free to take over."""
@@ -250,10 +246,8 @@ class Session:
                         runner.on_progress = on_progress
                         batched = batched_models(live_spec)
                         stats = stop.run(
-                            run_batched(runner, batched, frozenset(done), started, prior_cost,
-                                        prior_calls)
-                            if batched else runner.run(frozenset(done), started, prior_cost,
-                                                       prior_calls))
+                            run_batched(runner, batched, prior or Prior()) if batched
+                            else runner.run(prior))
                 status = "stopped" if stats.budget_stop else "completed"
                 if self.after is not None:
                     self.after(self.store, run_id)

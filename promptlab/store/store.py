@@ -47,7 +47,7 @@ from promptlab.store.tables import (
 )
 from promptlab.store.trials import TrialQueries
 
-__all__ = ["Record", "Store", "utcnow"]
+__all__ = ["Prior", "Record", "Store", "utcnow"]
 
 _REKEY = (update(StoredTrial).where(StoredTrial.run_id == bindparam("r"),
                                     StoredTrial.idx == bindparam("i"))
@@ -69,6 +69,18 @@ class Record:
     # A cache hit: its result is a copy of this stored one (run id, idx), made in the
     # database (`copy_results`); `result` holds only what is its own.
     copy_of: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What a run holds from before a resume: its finished trials, the attempts stored per
+    unfinished trial, what its ok results cost, and the calls sent so far (trials with an
+    attempt: a call's retries are one). A new run has none of it."""
+
+    done: frozenset[int] = frozenset()
+    started: dict[int, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    calls: int = 0
 
 
 class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries, Curation,
@@ -160,9 +172,8 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
                                 for r in records if r.copy_of is not None])
 
-    def progress_of(self, run_id: str) -> tuple[set[int], dict[int, int], float, int]:
-        """For resume: finished trial indexes, attempts stored per unfinished trial, cost so
-        far, and the calls sent so far (trials with an attempt: a call's retries are one).
+    def progress_of(self, run_id: str) -> Prior:
+        """What a resume starts from (`Prior`).
 
         Error and skipped results stay (a resume that fails loses nothing) and those trials
         run again: their new results replace them (`insert_results`); their attempts stay,
@@ -176,10 +187,10 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
                 .group_by(Attempt.idx)).all())
             existing = set(conn.scalars(select(StoredTrial.idx)
                                         .where(StoredTrial.run_id == run_id)))
-        done = {r.idx for r in rows if r.status == "ok"}
+        done = frozenset(r.idx for r in rows if r.status == "ok")
         cost = sum(r.cost_usd or 0.0 for r in rows if r.status == "ok")
         started = {idx: int(counts.get(idx, 0)) for idx in existing - done}
-        return done, started, cost, len(counts)
+        return Prior(done, started, cost, len(counts))
 
     def replace_scores(self, run_id: str, scorers: list[str],
                        rows: Sequence[dict[str, Any]]) -> None:
