@@ -13,11 +13,12 @@ faster than it allows), so 429s there, or at two when they keep coming (halved t
 the limit was back at two after the next answer, and every other request got a 429),
 pace the requests instead: the rate drops to 0.7 of the rate measured, then regrows
 along CUBIC's curve in time since the cut, as the AWS SDKs' adaptive retry mode paces
-its client. A cut of the pace takes a second 429 since the last one: a provider's random
-429s, which no pace avoids, held it down when every one cut it. The request that got the 429 waits
-its Retry-After alone; the whole endpoint pauses only when the provider's headers say
-its budget is spent (until their reset, else for the Retry-After). Waits are single
-injected `sleep` calls (no polling), so tests run with a fake clock and no real waiting.
+its client. A cut of the pace takes a second 429 since the last one, or a retry refused
+again: a provider's random 429s, which no pace avoids, held it down when every one cut
+it. The request that got the 429 waits its Retry-After alone; the whole endpoint pauses
+only when the provider's headers say its budget is spent (until their reset, else for
+the Retry-After). Waits are single injected `sleep` calls (no polling), so tests run
+with a fake clock and no real waiting.
 """
 
 from __future__ import annotations
