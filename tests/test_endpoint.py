@@ -8,13 +8,12 @@ as in the runner).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 
 import pytest
 from helpers import FakeClock
 
-from promptlab.runner.endpoint import BETA, PACE_EVIDENCE, Endpoint, EndpointLimits
+from promptlab.runner.endpoint import BETA, Endpoint, EndpointLimits
 
 
 def endpoint(ceiling: int, clock: FakeClock | None = None) -> Endpoint:
@@ -40,20 +39,14 @@ def too_many(e: Endpoint, seq: int, wait: float = 1.0, spent: bool = False,
 
 
 def paced_429(e: Endpoint, clock: FakeClock) -> tuple[int, bool]:
-    """Ten requests one at a time, 10 ms apart (100 a second), then PACE_EVIDENCE more
-    (two) that get a 429 (one alone is no evidence of a rate): the last one's sequence
-    number and what `rate_limited` said of it."""
+    """Ten requests one at a time, 10 ms apart (100 a second), then one more that gets a
+    429: its sequence number and what `rate_limited` said."""
     for _ in range(10):
         send(e)
         ok(e)
         clock.now += 0.01
-    for i in range(PACE_EVIDENCE):
-        [seq] = send(e)
-        paused = too_many(e, seq)
-        assert (e.pace() is not None) == (i == PACE_EVIDENCE - 1)
-        if i < PACE_EVIDENCE - 1:
-            clock.now += 0.01
-    return seq, paused
+    [seq] = send(e)
+    return seq, too_many(e, seq)
 
 
 def test_a_429_halves_the_requests_in_flight_once_per_round() -> None:
@@ -165,18 +158,15 @@ def test_the_pace_regrows_along_a_cubic_curve_to_the_rate_it_was_cut_from() -> N
     assert paces[4] > 2 * top  # a server that recovered is found again within seconds
 
 
-def test_once_paced_429s_that_keep_coming_cut_the_pace_again() -> None:
+def test_once_paced_a_429_in_a_new_round_cuts_the_pace_again() -> None:
     clock = FakeClock()
     e = endpoint(4, clock)
     seq, _ = paced_429(e, clock)
     first = e.pace()
-    for _ in range(PACE_EVIDENCE):
-        e.rate_limited(seq - 1, 1.0, False)  # 429s for requests sent before the cut
+    e.rate_limited(seq - 1, 1.0, False)  # a 429 for a request sent before the cut
     assert e.pace() == first
-    for i in range(PACE_EVIDENCE):  # sent after the cut: evidence of their own
-        assert e.pace_cuts == 1, i  # (a provider's random 429 or two cut nothing)
-        [later] = send(e)
-        too_many(e, later)
+    [later] = send(e)
+    too_many(e, later)
     second = e.pace()
     assert first is not None and second is not None
     assert second == pytest.approx(BETA * first, rel=0.05)
@@ -237,8 +227,7 @@ def test_a_cut_of_the_pace_respaces_requests_already_waiting_for_theirs() -> Non
 
         tasks = [asyncio.create_task(one()) for _ in range(3)]
         await asyncio.sleep(0)  # all three hold a slot, each waiting for its time
-        for _ in range(PACE_EVIDENCE):  # 429s from requests sent after the cut
-            e.rate_limited(e._sent + 1, 1.0, False)
+        e.rate_limited(e._sent + 1, 1.0, False)  # a 429 from a request sent after the cut
         await asyncio.gather(*tasks)
         return sent
 
@@ -251,7 +240,7 @@ def test_a_cut_of_the_pace_respaces_requests_already_waiting_for_theirs() -> Non
     assert all(g >= 1 / slower * 0.99 for g in gaps)
 
 
-def test_once_paced_429s_cut_the_pace_however_wide_the_limit_has_grown() -> None:
+def test_once_paced_one_429_cuts_the_pace_however_wide_the_limit_has_grown() -> None:
     clock = FakeClock()
     e = endpoint(64, clock)
     e.limit = 4.0
@@ -259,9 +248,8 @@ def test_once_paced_429s_cut_the_pace_however_wide_the_limit_has_grown() -> None
     assert e.pace_cuts == 1
     first = e.pace()
     e.limit = 30.0  # pacing sleepers hold slots, so the limit grows while paced
-    for _ in range(PACE_EVIDENCE):  # not a tenth of 30 in flight: the pace's evidence
-        [later] = send(e)
-        too_many(e, later)
+    [later] = send(e)
+    too_many(e, later)
     assert e.pace_cuts == 2
     assert first is not None and (e.pace() or 0) < first
 
@@ -310,18 +298,6 @@ def one_at_a_time(e: Endpoint, clock: FakeClock, answers: int,
     return clock.now - start, limits
 
 
-def test_a_providers_random_429s_at_one_in_flight_do_not_hold_the_pace_down() -> None:
-    """5% of answers a 429 at random, whatever the rate: pacing cannot help, and each 429
-    cut the pace again (to 0.7 x, then again before it had regrown): 1,000 answers of 50
-    ms took 121 s, 2.4 x their 50 s."""
-    clock = FakeClock()
-    e = endpoint(1, clock)
-    rng = random.Random(7)
-    took, limits = one_at_a_time(e, clock, 1000, lambda at: rng.random() < 0.05)
-    assert 30 <= limits <= 70
-    assert took <= 1.6 * 50.0, (took, e.pace_cuts, e.pace())  # (72.5 s)
-
-
 def test_a_server_capped_below_one_at_a_time_is_paced_to_its_cap() -> None:
     """A server allowing 10 requests a second (a token bucket, a burst of two) answering
     in 50 ms: one at a time would send 20 a second. The pace comes down to the cap within
@@ -340,25 +316,6 @@ def test_a_server_capped_below_one_at_a_time_is_paced_to_its_cap() -> None:
 
     one_at_a_time(e, clock, 100, capped)
     took, limits = one_at_a_time(e, clock, 1000, capped)
-    assert limits <= 100, (limits, e.pace_cuts)  # at most 100 429s per 1,000
+    assert limits <= 50, (limits, e.pace_cuts)  # (27 per 1,000)
     served = 1000 - limits
-    assert served / took >= 0.8 * 10.0, (served / took, e.pace_cuts)
-
-
-def test_a_request_refused_again_on_its_retry_cuts_the_pace_at_once() -> None:
-    """One 429 is no evidence of a rate, but a retry refused too is: waiting for a second
-    request's 429 let a retry meet a pace still over the cap four times, and its trial
-    failed (1 of 120 now and then against 20 a second, 8 at a time)."""
-    clock = FakeClock()
-    e = endpoint(4, clock)
-    for _ in range(10):
-        send(e)
-        ok(e)
-        clock.now += 0.01
-    [first] = send(e)
-    too_many(e, first)
-    assert e.pace() is None
-    [retry] = send(e)
-    e.release()
-    e.rate_limited(retry, 1.0, False, again=True)
-    assert e.pace() is not None and e.pace_cuts == 1
+    assert served / took >= 0.9 * 10.0, (served / took, e.pace_cuts)  # (0.94 of the cap)

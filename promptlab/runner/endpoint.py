@@ -9,16 +9,14 @@ full use adds 1/limit to it (one per round of calls) up to the configured ceilin
 the last cut can cut again) and once they are a tenth of the round (one, below a limit
 of ten: a provider's few random 429s do not hold a wide limit down). At one request in
 flight concurrency no longer bounds the rate (a fast server answers one at a time
-faster than it allows), so 429s there, or at two when they keep coming (halved to one,
+faster than it allows), so a 429 there, or at two when 429s keep coming (halved to one,
 the limit was back at two after the next answer, and every other request got a 429),
-pace the requests instead: the rate drops to 0.7 of the rate measured, then regrows
-along CUBIC's curve in time since the cut, as the AWS SDKs' adaptive retry mode paces
-its client. A cut of the pace takes a second 429 since the last one, or a retry refused
-again: a provider's random 429s, which no pace avoids, held it down when every one cut
-it. The request that got the 429 waits its Retry-After alone; the whole endpoint pauses
-only when the provider's headers say its budget is spent (until their reset, else for
-the Retry-After). Waits are single injected `sleep` calls (no polling), so tests run
-with a fake clock and no real waiting.
+paces the requests instead: the rate drops to
+0.7 of the rate measured, then regrows along CUBIC's curve in time since the cut, as
+the AWS SDKs' adaptive retry mode paces its client. The request that got the 429 waits
+its Retry-After alone; the whole endpoint pauses only when the provider's headers say
+its budget is spent (until their reset, else for the Retry-After). Waits are single
+injected `sleep` calls (no polling), so tests run with a fake clock and no real waiting.
 """
 
 from __future__ import annotations
@@ -55,14 +53,6 @@ TOLERATE = 0.1
 # about once in 370).
 RECENT = 20
 STEADY_429S = 6
-# At one request in flight, or once paced, a 429 cuts the pace only when it is the
-# second among the answers since the last cut of the pace (of the last RECENT). Each 429
-# cut it before, the next before it had regrown: a provider's random 429s (5%) held the
-# pace down, and 1,000 answers of 50 ms one at a time took 121 s instead of 50 (now
-# 72.5 s). A server capped below one at a time gives two within a few answers; the price
-# is a 429 more a cycle: 27 -> 52 429s per 1,000 against a cap of half the rate. (Three:
-# 54 s, but 75 429s per 1,000 there, and over 100 in the low-cap benchmark.)
-PACE_EVIDENCE = 2
 
 
 def budget_spent(headers: Mapping[str, str]) -> bool:
@@ -116,7 +106,6 @@ class Endpoint:
         self._next_pace = 0.0
         self._sends: deque[float] = deque(maxlen=SENDS)
         self._recent: deque[bool] = deque(maxlen=RECENT)  # the last answers: a 429?
-        self._paced_at = 0  # the value of _sent at the last cut of the pace
         self._pace_top = 0.0  # the rate at the last pace cut (0: not paced)
         self._pace_cut = 0.0  # when it was cut
         self._pace_k = 0.0  # seconds until the rate regrows to _pace_top
@@ -139,38 +128,31 @@ class Endpoint:
             self.pauses += 1
 
     def rate_limited(self, seq: int, wait: float, spent: bool,
-                     reset: float | None = None, again: bool = False) -> bool:
+                     reset: float | None = None) -> bool:
         """Request number `seq` got a 429 asking for `wait` s; True if the endpoint paused
         for at least that long (the request need not wait on its own).
 
         Once per round, when its 429s reach a tenth of the limit, the requests in flight
-        halve, or at one in flight (two, with 429s steady; or once paced) the pace drops,
-        when this is the second 429 since the pace last dropped, or a request's second
-        429 in a row (`again`: its retry refused too).
+        halve, or at one in flight (two, with 429s steady; or once paced) the pace drops.
         The endpoint pauses for everyone only when the budget is spent: until `reset` (the
         provider's reset header) if given, else for `wait`.
         """
         self.rate_limits += 1
-        self._recent.append(seq > self._paced_at)  # (one at the old pace: no evidence)
+        self._recent.append(True)
         self._round_answers += 1
         if seq > self._cut_at:
             self._round_429s += 1
         need = 1.0 if self._pace_top else TOLERATE * int(self.limit)  # paced: every one
         if seq > self._cut_at and self._round_429s >= need:
             used = min(int(self.limit), self.in_flight + 1)  # + the one that got the 429
-            recent = sum(self._recent)
-            pace_only = used == 1 or bool(self._pace_top)
-            if pace_only:  # on a rate's evidence, not on one 429
-                slow = recent >= PACE_EVIDENCE or again
-            else:  # halve; at two with 429s steady, pace the one left
-                slow = used == 2 and recent >= STEADY_429S
+            steady = used == 2 and sum(self._recent) >= STEADY_429S
+            if used > 1 and not steady and not self._pace_top:
                 self.limit = max(1.0, used / 2)
-            if slow:
+            else:  # one in flight is too many (two, steadily), or already paced: slow the pace
                 self.limit = min(self.limit, max(1.0, used / 2))
                 self._slow_down()
-            if slow or not pace_only:
-                self._cut_at = self._sent
-                self._round_429s = self._round_answers = 0
+            self._cut_at = self._sent
+            self._round_429s = self._round_answers = 0
         elif self._round_answers >= self.limit:  # a round without a cut: count afresh
             self._round_429s = self._round_answers = 0
         if spent:
@@ -198,8 +180,6 @@ class Endpoint:
         self._pace_k = (top * (1 - BETA) / CUBIC_C) ** (1 / 3)
         self._epoch += 1
         self._next_pace = now + 1.0 / max(MIN_PACE, top * BETA)
-        self._recent.clear()  # the next cut takes evidence of its own
-        self._paced_at = self._sent
         self.pace_cuts += 1
 
     def answered(self) -> None:

@@ -387,7 +387,5 @@ class Runner:
             delay = self.policy.delay(tries, wait, self.rng)
             # A 429 halves the endpoint's concurrency (or its pace); this request waits its
             # Retry-After, everyone else only when the endpoint pauses (in endpoint.acquire).
-            again = tries > 1 and attempts[-2]["error_kind"] == "rate_limit"  # twice in a row
-            if not (kind == "rate_limit"
-                    and endpoint.rate_limited(seq, delay, spent, reset, again)):
+            if not (kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)):
                 await seat.wait(self.sleep(delay))  # its slot goes to another call meanwhile
