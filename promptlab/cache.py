@@ -16,7 +16,9 @@ what it always was, so the answers stored before still serve it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from promptlab.canonical import canonical_json, hash_value, sha256_hex
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from promptlab.store import Store
 
 __all__ = ["FINGERPRINT_FIELDS", "estimate_tokens", "explain", "fingerprint", "fingerprint_fields",
-           "fingerprint_from_parts"]
+           "fingerprint_from_parts", "fingerprints_of"]
 
 FINGERPRINT_FIELDS = ("provider", "endpoint", "model", "messages", "params", "repeat")
 
@@ -72,17 +74,41 @@ def fingerprint(model: ModelSpec, messages: list[dict[str, str]], params: dict[s
 def fingerprint_from_parts(model: ModelSpec, messages_canonical: str, params_canonical: str,
                            repeat: int) -> str:
     """`fingerprint`, from canonical JSON already made (the hot path); equal by contract."""
-    parts = _MODEL_PARTS.get(model)
-    if parts is None:
-        parts = _MODEL_PARTS[model] = (
-            f'{{"endpoint":{canonical_json(_endpoint(model))},"messages":',
-            f',"model":{canonical_json(model.model)},"params":',
-            f',"provider":{canonical_json(model.provider)},"repeat":')
-    head, middle, tail = parts
+    head, middle, tail = _parts(model)
     return sha256_hex(f"{head}{messages_canonical}{middle}{params_canonical}{tail}{repeat}}}")
 
 
-_MODEL_PARTS: dict[ModelSpec, tuple[str, str, str]] = {}
+def fingerprints_of(model: ModelSpec, messages_canonical: str) -> Callable[[str, int], str]:
+    """`fingerprint_from_parts` of one model and one prompt's messages, by (canonical params,
+    repeat): the messages are hashed once, for every grid point and repeat (`plan`'s
+    estimate of a large grid)."""
+    head, middle, tail = _parts(model)
+    base = hashlib.sha256(f"{head}{messages_canonical}{middle}".encode())
+
+    def fingerprint(params_canonical: str, repeat: int) -> str:
+        h = base.copy()
+        h.update(f"{params_canonical}{tail}{repeat}}}".encode())
+        return h.hexdigest()
+
+    return fingerprint
+
+
+def _parts(model: ModelSpec) -> tuple[str, str, str]:
+    """The model's parts of the fingerprint's JSON: before the messages, between them and
+    the params, and between the params and the repeat."""
+    known = _MODEL_PARTS.get(id(model))
+    if known is None or known[0] is not model:
+        known = _MODEL_PARTS[id(model)] = (model, (
+            f'{{"endpoint":{canonical_json(_endpoint(model))},"messages":',
+            f',"model":{canonical_json(model.model)},"params":',
+            f',"provider":{canonical_json(model.provider)},"repeat":'))
+    return known[1]
+
+
+# Each model's parts of the JSON, by the model's id: hashing a ModelSpec (a dataclass of
+# some twenty fields) for every trial was a seventh of `plan`'s estimate of 1,000,000. The
+# model is kept with its parts, so its id is not another's while the entry lives.
+_MODEL_PARTS: dict[int, tuple[ModelSpec, tuple[str, str, str]]] = {}
 
 
 def estimate_tokens(messages: list[dict[str, str]], params: dict[str, Any]) -> int:

@@ -91,3 +91,19 @@ def test_fingerprint_from_parts_equals_the_canonical_contract() -> None:
     params = {"temperature": 0.5, "max_tokens": 3, "stop": ["\n"]}
     assert fingerprint_from_parts(model, canonical_json(messages), canonical_json(params),
                                   2) == fingerprint(model, messages, params, 2)
+
+
+def test_fingerprints_of_one_models_messages_equal_the_canonical_contract() -> None:
+    """`plan`'s estimate hashes a cell's messages once for every grid point and repeat."""
+    from promptlab.cache import fingerprint, fingerprints_of
+    from promptlab.canonical import canonical_json
+
+    models = [ModelSpec("a", "openai", "m\u00e9", "http://x/v1"),
+              ModelSpec("b", "openai", "m", "http://x/v1", endpoint="completions")]
+    messages = [{"role": "user", "content": "caf\u00e9 \"q\" {x} \U0001f600"}]
+    grid = [{"temperature": 0.5, "max_tokens": 3, "stop": ["\n"]}, {}, {"seed": 10 ** 20}]
+    for model in models:
+        of = fingerprints_of(model, canonical_json(messages))
+        keys = {of(canonical_json(p), r) for p in grid for r in (0, 1, 12)}
+        assert keys == {fingerprint(model, messages, p, r) for p in grid for r in (0, 1, 12)}
+        assert len(keys) == 9

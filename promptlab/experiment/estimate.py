@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlab.batch.choice import batched_models
-from promptlab.cache import fingerprint_from_parts
+from promptlab.cache import fingerprints_of
 from promptlab.canonical import canonical_json
 from promptlab.experiment.prepare import Prepared
 from promptlab.grid import grid_points
@@ -132,9 +132,10 @@ def _hits(
         chunk.clear()
 
     for (_pi, _ri), (messages, tin) in cells.items():
+        fingerprint = fingerprints_of(model, messages)
         for gi, pc in enumerate(canon):
             for rep in range(repeats):
-                chunk.append((fingerprint_from_parts(model, messages, pc, rep), tin, outs[gi]))
+                chunk.append((fingerprint(pc, rep), tin, outs[gi]))
                 if len(chunk) >= CHUNK:
                     yield from flush()
     yield from flush()
