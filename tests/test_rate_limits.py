@@ -193,3 +193,19 @@ def test_a_server_capped_at_a_low_rate_is_met_without_failed_trials(
     # cost some; the review's run cost 740 per 1,000 calls.
     assert counts.get("rate:429", 0) <= 24, json.dumps(counts)
     assert wall < 20  # the cap alone needs 6 s
+
+
+def test_a_trials_last_429_still_slows_its_endpoint(tmp_path: Path, project: Path) -> None:
+    """Real HTTP, `run.max_attempts=1` (fail fast), 8 at a time against 20 a second: a 429
+    was reported to the endpoint only when its call would be tried again, so the endpoint
+    never learned from a trial's last one, and trials failed that a slower pace keeps."""
+    stats, wall, counts = capped_run(
+        MockConfig(max_rps=20, retry_after_s=0.2, latency_ms=20, keep_requests=0),
+        tmp_path / "fast-fail.db", project, "grid.repeats=5", "run.concurrency=8",
+        "run.max_attempts=1")
+    print(f"\nmax_attempts=1 against 20/s: {stats.ok} ok, {stats.errors} failed in "
+          f"{wall:.2f} s, {counts.get('rate:429', 0)} 429s")
+    assert stats.ok + stats.errors == 120
+    # Every 429 fails a trial here: the first round (8 at once against a burst of two) and
+    # the probing above the rate cost some (19); before, 117 of 120 failed in 0.13 s.
+    assert stats.errors <= 30, json.dumps(counts)

@@ -382,10 +382,12 @@ class Runner:
                 if endpoint.stopped is None:
                     endpoint.stopped = reason
                 self._stopped.setdefault(model.alias, reason)
-            if not self.policy.should_retry(kind, tries):
+            retry = self.policy.should_retry(kind, tries)
+            delay = self.policy.delay(tries, wait, self.rng) if retry else wait or 0.0
+            # A 429 halves the endpoint's concurrency (or its pace), a trial's last one too;
+            # this request waits its Retry-After, everyone else only when the endpoint pauses.
+            paused = kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)
+            if not retry:
                 return Outcome(None, attempts, duration_ms, kind, self._scrub(error))
-            delay = self.policy.delay(tries, wait, self.rng)
-            # A 429 halves the endpoint's concurrency (or its pace); this request waits its
-            # Retry-After, everyone else only when the endpoint pauses (in endpoint.acquire).
-            if not (kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)):
+            if not paused:
                 await seat.wait(self.sleep(delay))  # its slot goes to another call meanwhile
