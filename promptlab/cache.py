@@ -98,6 +98,8 @@ def _parts(model: ModelSpec) -> tuple[str, str, str]:
     the params, and between the params and the repeat."""
     known = _MODEL_PARTS.get(id(model))
     if known is None or known[0] is not model:
+        if len(_MODEL_PARTS) >= 256:  # every run makes its models anew: a long-lived process
+            _MODEL_PARTS.clear()  # (`serve`, a sweep, a search) would keep them all
         known = _MODEL_PARTS[id(model)] = (model, (
             f'{{"endpoint":{canonical_json(_endpoint(model))},"messages":',
             f',"model":{canonical_json(model.model)},"params":',

@@ -383,7 +383,8 @@ class Runner:
                     endpoint.stopped = reason
                 self._stopped.setdefault(model.alias, reason)
             retry = self.policy.should_retry(kind, tries)
-            delay = self.policy.delay(tries, wait, self.rng) if retry else wait or 0.0
+            delay = (self.policy.delay(tries, wait, self.rng) if retry
+                     else wait if wait is not None else self.policy.backoff_base_s)
             # A 429 halves the endpoint's concurrency (or its pace), a trial's last one too;
             # this request waits its Retry-After, everyone else only when the endpoint pauses.
             paused = kind == "rate_limit" and endpoint.rate_limited(seq, delay, spent, reset)
