@@ -229,6 +229,7 @@ class Session:
 
         The run must be this session's (`start` or `resume`), or free to take over."""
         token = self._tokens.pop(run_id, None) or self.store.claim(run_id)
+        prior = prior or Prior()
         status = "failed"
         stop = _Stop(self._loop)
         try:
@@ -246,7 +247,7 @@ class Session:
                         runner.on_progress = on_progress
                         batched = batched_models(live_spec)
                         stats = stop.run(
-                            run_batched(runner, batched, prior or Prior()) if batched
+                            run_batched(runner, batched, prior) if batched
                             else runner.run(prior))
                 status = "stopped" if stats.budget_stop else "completed"
                 if self.after is not None:
