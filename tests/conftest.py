@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 # handler here, every child starts with SIGINT at its default, as in a terminal.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Hydra's compositions are remembered between commands (promptlab.config.memo): in the
+# tests' own directory, not the user's cache, and by every test's runs (subprocesses too).
+_MEMO = tempfile.mkdtemp(prefix="promptlab-tests-cache-")
+os.environ["PROMPTLAB_CACHE_DIR"] = _MEMO
+atexit.register(shutil.rmtree, _MEMO, True)
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> LoadedConfig:
-    from promptlab.config.launch import hydra_overrides, task_overrides
+    from promptlab.config.overrides import hydra_overrides, task_overrides
 
     loaded = _load(args.experiments, args.overrides)  # the launcher's overrides checked too
     if hydra_overrides(args.overrides):
@@ -173,8 +173,9 @@ def _exit_code(outcome: RunOutcome, store: Store, gates: list[Gate], err: Consol
 
 def _multirun(args: argparse.Namespace, gates: list[Gate]) -> int:
     """A sweep through Hydra's own sweeper and launcher (see promptlab.config.launch)."""
-    from promptlab.config.launch import LaunchFailed, hydra_overrides, multirun
+    from promptlab.config.launch import LaunchFailed, multirun
     from promptlab.config.loading import find_experiments_dir, load
+    from promptlab.config.overrides import hydra_overrides
     from promptlab.config.sweep import expand_sweep, new_sweep_id, uses_own_sweeper
     from promptlab.experiment.prepare import prepare
     from promptlab.experiment.sweep import SweepContext, job_db, sweep_job

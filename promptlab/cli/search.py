@@ -51,7 +51,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     resume = None
     overrides = list(args.overrides)
     if args.resume:
-        from promptlab.config.launch import hydra_overrides, task_overrides
+        from promptlab.config.overrides import hydra_overrides, task_overrides
 
         fixed = task_overrides(overrides)  # the launcher may change; the experiment not
         if fixed:

@@ -39,8 +39,7 @@ from promptlab.errors import ConfigError, UserError
 if TYPE_CHECKING:
     from hydra._internal.hydra import Hydra
 
-__all__ = ["Failed", "JobResult", "LaunchFailed", "LaunchJob", "hydra_overrides", "launch_copies",
-           "multirun", "task_overrides"]
+__all__ = ["Failed", "JobResult", "LaunchFailed", "LaunchJob", "launch_copies", "multirun"]
 
 RAY_MEMORY = "hydra.launcher.ray.init.object_store_memory"
 
@@ -56,17 +55,6 @@ class JobResult:
     overrides: tuple[str, ...]
     value: Any
     error: str | None
-
-
-def hydra_overrides(overrides: Sequence[str]) -> list[str]:
-    """The overrides addressed to Hydra itself (launcher, sweeper, their settings)."""
-    return [o for o in overrides if (key_of(o) or "").lstrip("+~").startswith("hydra")]
-
-
-def task_overrides(overrides: Sequence[str]) -> list[str]:
-    """The overrides of the experiment itself."""
-    hydra = set(hydra_overrides(overrides))
-    return [o for o in overrides if o not in hydra]
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,22 @@ merges them onto the schema, and the value rules and formats are checked (`check
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from promptlab.config import checks, messages, shapes
+from promptlab.config import checks, memo, messages, shapes
 from promptlab.config.locate import Locator, source_file
 from promptlab.config.overrides import check as check_overrides
 from promptlab.config.overrides import force
 from promptlab.config.schema import ExperimentConfig
 from promptlab.errors import ConfigError
+from promptlab.redaction import redact_config
 
 __all__ = ["LoadedConfig", "load", "validate", "find_experiments_dir", "source_file"]
 
@@ -61,12 +59,36 @@ def find_experiments_dir(explicit: str | os.PathLike[str] | None = None) -> Path
 def load(
     config_dir: Path, overrides: list[str] | tuple[str, ...] = (), config_name: str = "config"
 ) -> LoadedConfig:
-    """Compose `config_name` from `config_dir` with Hydra overrides, then validate it."""
+    """Compose `config_name` from `config_dir` with Hydra overrides, then validate it.
+    A composition of the same files and overrides is recalled (`promptlab.config.memo`)."""
     given = tuple(overrides)
     check_overrides(given, config_dir)
+    name = memo.key(config_dir, config_name, given)
+    recalled = memo.recall(name) if name else None
+    if recalled is not None:
+        choices, composed = recalled
+        return LoadedConfig(validate(OmegaConf.create(composed), choices, config_dir, given),
+                            given, choices, config_dir)
+    choices, composed, warned = _compose(config_dir, config_name, given)
+    plain = validate(OmegaConf.create(composed), choices, config_dir, given)
+    if name and not warned and redact_config(plain) == plain:
+        memo.remember(name, choices, composed)
+    return LoadedConfig(plain, given, choices, config_dir)
+
+
+def _compose(config_dir: Path, config_name: str,
+             given: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Hydra's composition: (group choices, the config unresolved, whether Hydra warned).
+    Hydra loads here, and only when a composition is not recalled."""
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+        with (warnings.catch_warnings(record=True) as warned,
+              initialize_config_dir(version_base="1.3", config_dir=str(config_dir))):
             cfg = compose(config_name, overrides=[force(o) for o in given],
                           return_hydra_config=True)
     # Hydra lets YAML's errors, a file's decoding error and a bad defaults list's ValueError
@@ -76,6 +98,8 @@ def load(
         raise messages.compose_error(exc, config_dir, config_name, given) from None
     finally:
         GlobalHydra.instance().clear()
+    for w in warned:  # shown as they would have been; a warned composition is not kept
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
     choices = {
         str(k): v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()  # type: ignore[union-attr]
         if not str(k).startswith("hydra/")
@@ -83,8 +107,7 @@ def load(
     with_flag = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(with_flag, dict)
     with_flag.pop("hydra", None)
-    plain = validate(OmegaConf.create(with_flag), choices, config_dir, given)
-    return LoadedConfig(plain, given, choices, config_dir)
+    return choices, {str(k): v for k, v in with_flag.items()}, bool(warned)
 
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,

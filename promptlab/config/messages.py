@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from promptlab.config.files import display, find_unreadable, groups, options, printable
@@ -21,6 +21,9 @@ from promptlab.config.overrides import force, key_of
 from promptlab.config.paths import lookup, split_key
 from promptlab.config.suggest import closest, listing, unknown_key, unknown_option
 from promptlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hydra.errors import MissingConfigException
 
 __all__ = ["compose_error", "one_line", "validation_error"]
 
@@ -44,6 +47,8 @@ def one_line(exc: BaseException) -> str:
 def compose_error(exc: BaseException, config_dir: Path, config_name: str,
                   overrides: Sequence[str]) -> ConfigError:
     """The one-line error for a failure inside Hydra's compose."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
     primary = display(config_dir / f"{config_name}.yaml")
     if isinstance(exc, yaml.MarkedYAMLError):
         return ConfigError(_yaml(exc, primary))

@@ -17,7 +17,8 @@ from promptlab.config.schema import ExperimentConfig
 from promptlab.config.suggest import closest, listing, unknown_key
 from promptlab.errors import ConfigError
 
-__all__ = ["check", "force", "is_setting", "key_of", "setter_of"]
+__all__ = ["check", "force", "hydra_overrides", "is_setting", "key_of", "setter_of",
+           "task_overrides"]
 
 
 def key_of(override: str) -> str | None:
@@ -25,6 +26,17 @@ def key_of(override: str) -> str | None:
     if "=" not in override:
         return None
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def hydra_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides addressed to Hydra itself (launcher, sweeper, their settings)."""
+    return [o for o in overrides if (key_of(o) or "").lstrip("+~").startswith("hydra")]
+
+
+def task_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides of the experiment itself."""
+    hydra = set(hydra_overrides(overrides))
+    return [o for o in overrides if o not in hydra]
 
 
 def is_setting(key: str, config_dir: Path) -> bool:

@@ -23,8 +23,9 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from promptlab.config.launch import hydra_overrides, launch_copies, task_overrides
+from promptlab.config.launch import launch_copies
 from promptlab.config.loading import LoadedConfig, load
+from promptlab.config.overrides import hydra_overrides, task_overrides
 from promptlab.config.search import SearchSpec, parse_search, search_source, trial_overrides
 from promptlab.errors import ConfigError, UserError
 from promptlab.experiment.prepare import prepare

@@ -1,0 +1,185 @@
+"""Hydra's composition, remembered between commands (promptlab.config.memo): a recalled
+config is the composed one, a change to anything the composition reads composes again,
+and what is not to be kept (secrets, Hydra's own overrides, warnings) is not."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import write
+
+from promptlab.config import loading, memo
+from promptlab.config.loading import load
+from promptlab.errors import ConfigError
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    where = tmp_path / "cache"
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(where))
+    return where / "compose"
+
+
+def _memos(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.json")) if cache.is_dir() else []
+
+
+def _no_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("composed with Hydra, not recalled")
+
+    monkeypatch.setattr(loading, "_compose", refuse)
+
+
+def test_a_recalled_composition_is_the_composed_one(project: Path, cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    experiments = project / "experiments"
+    first = load(experiments, ["run.concurrency=3", "models=[oa]"])
+    assert len(_memos(cache)) == 1
+    _no_hydra(monkeypatch)
+    again = load(experiments, ["run.concurrency=3", "models=[oa]"])
+    assert again == first
+    assert again.config["run"]["concurrency"] == 3 and list(again.config["models"]) == ["oa"]
+    assert again.choices == first.choices and again.choices["dataset"] == "rows"
+
+
+def test_other_overrides_and_changed_files_compose_again(project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    base = load(experiments)
+    assert load(experiments, ["run.concurrency=5"]).config["run"]["concurrency"] == 5
+    assert load(experiments).config["run"]["concurrency"] == base.config["run"]["concurrency"]
+    # An edited value, of the same length as before: content, not size or time, decides.
+    model = experiments / "models/oa.yaml"
+    model.write_text(model.read_text().replace("mock-small", "mock-smoll"))
+    assert load(experiments).config["models"]["oa"]["model"] == "mock-smoll"
+    # A new option in a group, then the same option removed again.
+    write(experiments / "models/third.yaml", """
+        # @package models.third
+        provider: openai
+        model: mock-third
+        base_url: http://127.0.0.1:9/v1
+        """)
+    third = load(experiments, ["models=[third]"])
+    assert third.config["models"]["third"]["model"] == "mock-third"
+    (experiments / "models/third.yaml").unlink()
+    with pytest.raises(ConfigError, match="third"):
+        load(experiments, ["models=[third]"])
+    assert len(_memos(cache)) == 4
+
+
+def test_what_is_validated_is_checked_again_on_a_recalled_composition(
+        project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo holds the composition, not a verdict: validation runs each time."""
+    load(project / "experiments")
+    _no_hydra(monkeypatch)
+    monkeypatch.setattr(loading.checks, "check",
+                        lambda config, where: (_ for _ in ()).throw(ConfigError("checked")))
+    with pytest.raises(ConfigError, match="checked"):
+        load(project / "experiments")
+
+
+def test_a_literal_secret_is_never_written(project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    model = experiments / "models/oa.yaml"
+    model.write_text(model.read_text() + "headers:\n  Authorization: Bearer sk-literal-9f3k\n")
+    loaded = load(experiments)
+    assert loaded.config["models"]["oa"]["headers"]["Authorization"].endswith("9f3k")
+    assert _memos(cache) == []
+    load(experiments, ["+models.oa.params.api_key=sk-param-77ab", "run.concurrency=2"])
+    assert _memos(cache) == []
+    # The same project without the header is remembered, and holds nothing secret.
+    model.write_text(model.read_text().replace("headers:\n  Authorization: Bearer "
+                                               "sk-literal-9f3k\n", ""))
+    load(experiments)
+    [kept] = _memos(cache)
+    assert "sk-" not in kept.read_text()
+
+
+def test_hydra_overrides_search_paths_and_warnings_are_not_remembered(
+        project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiments = project / "experiments"
+    load(experiments, ["hydra.job.chdir=false"])
+    assert _memos(cache) == []
+    config = experiments / "config.yaml"
+    plain = config.read_text()
+    config.write_text(plain + "hydra:\n  searchpath: []\n")
+    load(experiments)
+    assert _memos(cache) == []
+    config.write_text(plain)
+
+    import hydra
+
+    real = hydra.compose
+
+    def warning_compose(*args: object, **kwargs: object) -> object:
+        warnings.warn("a warning from Hydra", UserWarning, stacklevel=1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hydra, "compose", warning_compose)
+    for _ in range(2):  # shown each time: a warned composition is not recalled
+        with pytest.warns(UserWarning, match="a warning from Hydra"):
+            load(experiments)
+    assert _memos(cache) == []
+
+
+def test_a_damaged_memo_is_a_miss_and_is_written_again(project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    first = load(experiments)
+    [kept] = _memos(cache)
+    for damage in ("{not json", json.dumps({"format": memo.FORMAT, "choices": [],
+                                            "config": {}}), ""):
+        kept.write_text(damage)
+        assert load(experiments) == first
+        assert json.loads(kept.read_text())["config"]["name"] == "test-exp"
+
+
+def test_an_empty_cache_dir_setting_turns_it_off(project: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    load(project / "experiments")
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+    monkeypatch.delenv("PROMPTLAB_CACHE_DIR")
+    load(project / "experiments")
+    assert len(list((tmp_path / "xdg/promptlab/compose").glob("*.json"))) == 1
+
+
+def test_an_unwritable_cache_is_no_error(project: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(blocker))  # compose/ cannot be made in it
+    assert load(project / "experiments").config["name"] == "test-exp"
+
+
+def test_what_json_would_change_is_not_kept_and_old_entries_go(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memo.remember("a" * 64, {}, {"vars": {1: "an int key"}})
+    memo.remember("b" * 64, {}, {"x": math.nan})
+    assert _memos(cache) == []
+    monkeypatch.setattr(memo, "KEEP", 2)
+    for i, name in enumerate("cdef"):
+        memo.remember(name * 64, {}, {"i": i})
+        os.utime(cache / f"{name * 64}.json", ns=(i * 10**9, i * 10**9))
+    assert memo.recall("c" * 64) is None  # the least recently used went first
+    assert memo.recall("f" * 64) == ({}, {"i": 3})
+    assert len(_memos(cache)) == 2
+
+
+def test_a_recalled_run_does_not_import_hydra(project: Path, cache: Path) -> None:
+    """What the memo is for: the command's start-up without Hydra (issue 16)."""
+    code = ("import sys; from promptlab.config.loading import load; "
+            "load(sys.argv[1] + '/experiments', ['run.concurrency=2']); "
+            "print('hydra' in sys.modules)")
+    env = {**os.environ, "PROMPTLAB_CACHE_DIR": str(cache.parent)}
+    runs = [subprocess.run([sys.executable, "-c", code, str(project)], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip() for _ in range(2)]
+    assert runs == ["True", "False"]
