@@ -74,15 +74,17 @@ def test_other_overrides_and_changed_files_compose_again(project: Path, cache: P
     assert len(_memos(cache)) == 4
 
 
-def test_what_is_validated_is_checked_again_on_a_recalled_composition(
-        project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The memo holds the composition, not a verdict: validation runs each time."""
-    load(project / "experiments")
-    _no_hydra(monkeypatch)
-    monkeypatch.setattr(loading.checks, "check",
-                        lambda config, where: (_ for _ in ()).throw(ConfigError("checked")))
-    with pytest.raises(ConfigError, match="checked"):
-        load(project / "experiments")
+def test_the_code_that_composes_and_validates_is_in_the_key() -> None:
+    """A recalled validated config is what today's schema and checks would make: every
+    module of promptlab.config (schema, rules, checks, shapes ...) is in the key, and
+    Hydra's and OmegaConf's packages."""
+    import promptlab.config
+
+    here = Path(promptlab.config.__file__).parent
+    code = " ".join(memo._code())
+    for module in ("schema", "rules", "checks", "shapes", "loading", "overrides", "memo"):
+        assert f"{here / module}.py:" in code
+    assert "/hydra/__init__.py:" in code and "/omegaconf/__init__.py:" in code
 
 
 def test_a_literal_secret_is_never_written(project: Path, cache: Path) -> None:
@@ -170,16 +172,35 @@ def test_what_json_would_change_is_not_kept_and_old_entries_go(
         memo.remember(name * 64, {}, {"i": i})
         os.utime(cache / f"{name * 64}.json", ns=(i * 10**9, i * 10**9))
     assert memo.recall("c" * 64) is None  # the least recently used went first
-    assert memo.recall("f" * 64) == ({}, {"i": 3})
+    assert memo.recall("f" * 64) == ({}, {"i": 3}, None)
     assert len(_memos(cache)) == 2
 
 
-def test_a_recalled_run_does_not_import_hydra(project: Path, cache: Path) -> None:
-    """What the memo is for: the command's start-up without Hydra (issue 16)."""
+def _imported(project: Path, cache: Path, *more: str) -> list[str]:
+    """Which of Hydra and OmegaConf two `load`s in fresh processes imported."""
     code = ("import sys; from promptlab.config.loading import load; "
-            "load(sys.argv[1] + '/experiments', ['run.concurrency=2']); "
-            "print('hydra' in sys.modules)")
-    env = {**os.environ, "PROMPTLAB_CACHE_DIR": str(cache.parent)}
-    runs = [subprocess.run([sys.executable, "-c", code, str(project)], env=env, check=True,
+            "print(load(sys.argv[1] + '/experiments', ['run.concurrency=2']).config['name'], "
+            "*(m for m in ('hydra', 'omegaconf') if m in sys.modules))")
+    env = {**os.environ, "PROMPTLAB_CACHE_DIR": str(cache.parent), **dict(
+        m.split("=", 1) for m in more)}
+    return [subprocess.run([sys.executable, "-c", code, str(project)], env=env, check=True,
                            capture_output=True, text=True).stdout.strip() for _ in range(2)]
-    assert runs == ["True", "False"]
+
+
+def test_a_recalled_run_imports_neither_hydra_nor_omegaconf(project: Path,
+                                                            cache: Path) -> None:
+    """What the memo is for: the command's start-up without them (issue 16)."""
+    assert _imported(project, cache) == ["test-exp hydra omegaconf", "test-exp"]
+
+
+def test_an_interpolation_is_resolved_again_each_time(project: Path, cache: Path) -> None:
+    """An interpolation may read the environment: its composition is recalled, its
+    validated config never is."""
+    config = project / "experiments/config.yaml"
+    config.write_text(config.read_text().replace("name: test-exp",
+                                                 "name: ${oc.env:EXP_NAME,fallback}"))
+    assert _imported(project, cache, "EXP_NAME=first") == ["first hydra omegaconf",
+                                                           "first omegaconf"]
+    assert _imported(project, cache, "EXP_NAME=second") == ["second omegaconf"] * 2
+    [kept] = _memos(cache)
+    assert json.loads(kept.read_text())["validated"] is None

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 __all__ = ["display", "find_unreadable", "groups", "options", "printable"]
 
 
@@ -42,6 +40,8 @@ def options(config_dir: Path, group: str) -> list[str]:
 def find_unreadable(config_dir: Path) -> str | None:
     """`file: problem; fix` for the first YAML file that is not UTF-8 or whose top level is
     not a mapping, else None."""
+    import yaml
+
     for path in sorted(config_dir.rglob("*.yaml")):
         data = path.read_bytes()
         try:

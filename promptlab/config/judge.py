@@ -6,10 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from promptlab.config.files import display
 from promptlab.config.loading import validate
 from promptlab.config.schema import ModelConfig
@@ -25,6 +21,10 @@ def judge_model_config(scorer: dict[str, Any], models: dict[str, Any], config_di
     A stored ``model_config`` (a judge recorded with a run) wins over the disk, so a run
     is scored again as it was.
     """
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     alias = scorer["model"]
     cfg = scorer.get("model_config")
     if cfg is None and alias in models:

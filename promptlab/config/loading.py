@@ -14,10 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING, Any
 
 from promptlab.config import checks, memo, messages, shapes
 from promptlab.config.locate import Locator, source_file
@@ -26,6 +23,9 @@ from promptlab.config.overrides import force
 from promptlab.config.schema import ExperimentConfig
 from promptlab.errors import ConfigError
 from promptlab.redaction import redact_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __all__ = ["LoadedConfig", "load", "validate", "find_experiments_dir", "source_file"]
 
@@ -60,20 +60,30 @@ def load(
     config_dir: Path, overrides: list[str] | tuple[str, ...] = (), config_name: str = "config"
 ) -> LoadedConfig:
     """Compose `config_name` from `config_dir` with Hydra overrides, then validate it.
-    A composition of the same files and overrides is recalled (`promptlab.config.memo`)."""
+
+    A composition of the same files and overrides is recalled (`promptlab.config.memo`),
+    and so is its validated config when it has no interpolation (validation reads nothing
+    but the composition then): such a command imports neither Hydra nor OmegaConf."""
     given = tuple(overrides)
     check_overrides(given, config_dir)
     name = memo.key(config_dir, config_name, given)
     recalled = memo.recall(name) if name else None
     if recalled is not None:
-        choices, composed = recalled
-        return LoadedConfig(validate(OmegaConf.create(composed), choices, config_dir, given),
-                            given, choices, config_dir)
+        choices, composed, validated = recalled
+        if validated is None:
+            validated = validate(_omega(composed), choices, config_dir, given)
+        return LoadedConfig(validated, given, choices, config_dir)
     choices, composed, warned = _compose(config_dir, config_name, given)
-    plain = validate(OmegaConf.create(composed), choices, config_dir, given)
+    plain = validate(_omega(composed), choices, config_dir, given)
     if name and not warned and redact_config(plain) == plain:
-        memo.remember(name, choices, composed)
+        memo.remember(name, choices, composed, None if memo.interpolated(composed) else plain)
     return LoadedConfig(plain, given, choices, config_dir)
+
+
+def _omega(composed: dict[str, Any]) -> DictConfig:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(composed)
 
 
 def _compose(config_dir: Path, config_name: str,
@@ -84,6 +94,8 @@ def _compose(config_dir: Path, config_name: str,
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     GlobalHydra.instance().clear()
     try:
@@ -116,6 +128,9 @@ def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,
 
     `given` are the command-line overrides: an error in a key one of them set names it.
     """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     where = Locator(choices, config_dir, given)
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)

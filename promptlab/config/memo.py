@@ -1,18 +1,22 @@
 """Hydra's composition of an experiment, remembered between commands (issue 16, start-up).
 
-Importing Hydra, its plugin scan and its compose take some 0.3 s of every `run` and
-`plan` on a 2-core machine, the same each time for the same files and overrides. The
-composed config (before validation, interpolations unresolved) and Hydra's group choices
-are kept in a small JSON file named by a hash of everything the composition reads:
+Importing Hydra and OmegaConf, Hydra's plugin scan, its compose and the validation take
+some 0.3-0.4 s of every `run` and `plan` on a 2-core machine, the same each time for the
+same files and overrides. The composed config (interpolations unresolved), Hydra's group
+choices and the validated config are kept in a small JSON file named by a hash of
+everything the composition reads:
 
 - every file under the experiments directory: a YAML file by its content, any other by
   its size and modification time;
 - the config's name and the command-line overrides;
-- the Hydra, OmegaConf and promptlab code that composes (their files' size and time),
-  and the names of the installed Hydra plugins.
+- the code that composes and validates (promptlab's `config/` modules, Hydra's and
+  OmegaConf's packages: their files' size and time), and the installed Hydra plugins'
+  names.
 
-A recalled composition is validated as a composed one is, so the schema's checks and the
-files the config names are looked at every time. Not remembered: a composition when an
+Validation reads nothing but the composition (the schema, its rules and checks), so a
+recalled validated config is the one validation would give. When the composition holds
+an interpolation (``${oc.env:...}``, resolved at validation), only the composition is
+kept and validation runs every time. Not remembered at all: a composition when an
 override addresses Hydra itself (`hydra/launcher=...`), when a config extends Hydra's
 search path (`hydra.searchpath`, which reads files elsewhere), when Hydra warned (the
 warning would not be shown again), and when the config holds a secret setting's value
@@ -38,9 +42,9 @@ from typing import Any
 
 from promptlab.config.overrides import hydra_overrides
 
-__all__ = ["KEEP", "key", "recall", "remember"]
+__all__ = ["KEEP", "interpolated", "key", "recall", "remember"]
 
-FORMAT = 1  # bump when what is stored, or how it is keyed, changes
+FORMAT = 2  # bump when what is stored, or how it is keyed, changes
 KEEP = 256
 _MAX_FILES = 2_000  # a directory this large is not an experiments directory: no memo
 _YAML = (".yaml", ".yml")
@@ -65,12 +69,12 @@ def _stat_of(path: str | None) -> str:
 
 
 def _code() -> list[str]:
-    """What composes: Hydra, OmegaConf and promptlab's override handling, by their files'
-    size and time (no version lookup: reading installed metadata costs ~0.1 s), and the
-    installed Hydra plugins by name (a plugin may add configs)."""
+    """What composes and validates: promptlab's config modules, Hydra and OmegaConf, by
+    their files' size and time (no version lookup: reading installed metadata costs ~0.1
+    s), and the installed Hydra plugins by name (a plugin may add configs)."""
     here = Path(__file__).parent
-    parts = [_stat_of(str(here / "memo.py")), _stat_of(str(here / "overrides.py")),
-             _stat_of(str(here / "loading.py"))]
+    parts = [_stat_of(str(here / name)) for name in sorted(os.listdir(here))
+             if name.endswith(".py")]
     for name in ("hydra", "omegaconf"):
         spec = find_spec(name)
         parts.append(_stat_of(spec.origin if spec else None))
@@ -117,8 +121,8 @@ def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str |
     return h.hexdigest()
 
 
-def recall(name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The remembered (choices, composed config), or None."""
+def recall(name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+    """The remembered (choices, composed config, validated config or None), or None."""
     where = _cache_dir()
     if where is None:
         return None
@@ -131,18 +135,21 @@ def recall(name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return None
     if (not isinstance(kept, dict) or kept.get("format") != FORMAT
             or not isinstance(kept.get("choices"), dict)
-            or not isinstance(kept.get("config"), dict)):
+            or not isinstance(kept.get("config"), dict)
+            or not isinstance(kept.get("validated"), dict | None)):
         return None
-    return kept["choices"], kept["config"]
+    return kept["choices"], kept["config"], kept["validated"]
 
 
-def remember(name: str, choices: dict[str, Any], config: dict[str, Any]) -> None:
-    """Keep a composition; quietly nothing when it would not come back the same from JSON
-    (a YAML key that is not a string, a NaN) or the directory cannot be written."""
+def remember(name: str, choices: dict[str, Any], config: dict[str, Any],
+             validated: dict[str, Any] | None = None) -> None:
+    """Keep a composition (and its validated config, if given); quietly nothing when it
+    would not come back the same from JSON (a YAML key that is not a string, a NaN) or
+    the directory cannot be written."""
     where = _cache_dir()
     if where is None:
         return
-    kept = {"format": FORMAT, "choices": choices, "config": config}
+    kept = {"format": FORMAT, "choices": choices, "config": config, "validated": validated}
     try:
         text = json.dumps(kept, ensure_ascii=False)
         if json.loads(text) != kept:
@@ -159,6 +166,18 @@ def remember(name: str, choices: dict[str, Any], config: dict[str, Any]) -> None
         _prune(where)
     except (OSError, ValueError, TypeError, RecursionError):
         return
+
+
+def interpolated(value: Any) -> bool:
+    """Whether a composed config holds an interpolation (``${...}``), anywhere: resolved
+    at validation, it may read the environment, so its validated config is not kept."""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(interpolated(k) or interpolated(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(interpolated(v) for v in value)
+    return False
 
 
 def _prune(where: Path) -> None:

@@ -12,9 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
-
 from promptlab.config.files import display, find_unreadable, groups, options, printable
 from promptlab.config.locate import Where
 from promptlab.config.overrides import force, key_of
@@ -23,7 +20,9 @@ from promptlab.config.suggest import closest, listing, unknown_key, unknown_opti
 from promptlab.errors import ConfigError
 
 if TYPE_CHECKING:
+    import yaml
     from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
 
 __all__ = ["compose_error", "one_line", "validation_error"]
 
@@ -47,6 +46,7 @@ def one_line(exc: BaseException) -> str:
 def compose_error(exc: BaseException, config_dir: Path, config_name: str,
                   overrides: Sequence[str]) -> ConfigError:
     """The one-line error for a failure inside Hydra's compose."""
+    import yaml
     from hydra.errors import MissingConfigException, OverrideParseException
 
     primary = display(config_dir / f"{config_name}.yaml")
@@ -125,6 +125,8 @@ def _chooses(override: str, group: str, option: str) -> bool:
 
 def validation_error(exc: OmegaConfBaseException, where: Where) -> ConfigError:
     """The one-line error for a config that does not fit the schema."""
+    from omegaconf.errors import ConfigKeyError
+
     key = str(getattr(exc, "full_key", "") or "")
     if isinstance(exc, ConfigKeyError) or "not in" in one_line(exc):
         unknown = lookup(split_key(key))

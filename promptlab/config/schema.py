@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
+MISSING = "???"  # omegaconf.MISSING: a value the composed config must set
 
 __all__ = [
     "ExperimentConfig",

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from promptlab.config.loading import LoadedConfig, validate
 from promptlab.errors import UserError
 from promptlab.redaction import redact_config
@@ -21,6 +19,8 @@ __all__ = ["from_stored", "to_yaml"]
 def from_stored(config: dict[str, Any], overrides: list[str], stored_overrides: list[str],
                 choices: dict[str, Any], config_dir: Path) -> LoadedConfig:
     """The stored config re-validated, with `overrides` of run.* settings only."""
+    from omegaconf import OmegaConf
+
     merged = OmegaConf.create(config)
     if overrides:
         bad = [o for o in overrides if not o.lstrip("+").startswith("run.")]
@@ -36,4 +36,6 @@ def from_stored(config: dict[str, Any], overrides: list[str], stored_overrides: 
 def to_yaml(config: dict[str, Any]) -> str:
     """A plain config as YAML (for --cfg and show --config), every secret setting's value
     redacted (secret headers, API keys in URLs, secret params)."""
+    from omegaconf import OmegaConf
+
     return OmegaConf.to_yaml(OmegaConf.create(redact_config(config)))
