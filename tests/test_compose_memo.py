@@ -1,6 +1,8 @@
-"""Hydra's composition, remembered between commands (promptlab.config.memo): a recalled
-config is the composed one, a change to anything the composition reads composes again,
-and what is not to be kept (secrets, Hydra's own overrides, warnings) is not."""
+"""An experiment's validated config, remembered between commands (promptlab.config.memo):
+a recalled config is the composed one, a change to anything the composition reads
+composes again, and what is not to be kept is not: interpolations (the environment, the
+clock), files outside the experiments directory, Hydra's own overrides, warnings, files
+changed while read, secrets; a memo file that is not the user's own is not read."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write
@@ -104,17 +107,11 @@ def test_a_literal_secret_is_never_written(project: Path, cache: Path) -> None:
     assert "sk-" not in kept.read_text()
 
 
-def test_hydra_overrides_search_paths_and_warnings_are_not_remembered(
+def test_hydra_overrides_and_warnings_are_not_remembered(
         project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     experiments = project / "experiments"
     load(experiments, ["hydra.job.chdir=false"])
     assert _memos(cache) == []
-    config = experiments / "config.yaml"
-    plain = config.read_text()
-    config.write_text(plain + "hydra:\n  searchpath: []\n")
-    load(experiments)
-    assert _memos(cache) == []
-    config.write_text(plain)
 
     import hydra
 
@@ -136,10 +133,10 @@ def test_a_damaged_memo_is_a_miss_and_is_written_again(project: Path, cache: Pat
     first = load(experiments)
     [kept] = _memos(cache)
     for damage in ("{not json", json.dumps({"format": memo.FORMAT, "choices": [],
-                                            "config": {}}), ""):
+                                            "validated": {}}), "", "[" * 100_000):
         kept.write_text(damage)
         assert load(experiments) == first
-        assert json.loads(kept.read_text())["config"]["name"] == "test-exp"
+        assert json.loads(kept.read_text())["validated"]["name"] == "test-exp"
 
 
 def test_an_empty_cache_dir_setting_turns_it_off(project: Path, tmp_path: Path,
@@ -172,7 +169,7 @@ def test_what_json_would_change_is_not_kept_and_old_entries_go(
         memo.remember(name * 64, {}, {"i": i})
         os.utime(cache / f"{name * 64}.json", ns=(i * 10**9, i * 10**9))
     assert memo.recall("c" * 64) is None  # the least recently used went first
-    assert memo.recall("f" * 64) == ({}, {"i": 3}, None)
+    assert memo.recall("f" * 64) == ({}, {"i": 3})
     assert len(_memos(cache)) == 2
 
 
@@ -193,14 +190,102 @@ def test_a_recalled_run_imports_neither_hydra_nor_omegaconf(project: Path,
     assert _imported(project, cache) == ["test-exp hydra omegaconf", "test-exp"]
 
 
-def test_an_interpolation_is_resolved_again_each_time(project: Path, cache: Path) -> None:
-    """An interpolation may read the environment: its composition is recalled, its
-    validated config never is."""
+def test_an_interpolation_is_never_kept(project: Path, cache: Path) -> None:
+    """An interpolation may read the environment or the clock, in a value or in a defaults
+    list (a group chosen by a variable): composed afresh every time."""
     config = project / "experiments/config.yaml"
-    config.write_text(config.read_text().replace("name: test-exp",
-                                                 "name: ${oc.env:EXP_NAME,fallback}"))
-    assert _imported(project, cache, "EXP_NAME=first") == ["first hydra omegaconf",
-                                                           "first omegaconf"]
-    assert _imported(project, cache, "EXP_NAME=second") == ["second omegaconf"] * 2
+    plain = config.read_text()
+    config.write_text(plain.replace("name: test-exp", "name: ${oc.env:EXP_NAME,fallback}"))
+    assert _imported(project, cache, "EXP_NAME=first") == ["first hydra omegaconf"] * 2
+    assert _imported(project, cache, "EXP_NAME=second") == ["second hydra omegaconf"] * 2
+    write(project / "experiments/run/slow.yaml", "concurrency: 1\n")
+    config.write_text(plain.replace("  - run: fast", "  - run: ${oc.env:RUN_CFG,fast}"))
+    code = ("import sys; from promptlab.config.loading import load; "
+            "print(load(sys.argv[1] + '/experiments').config['run']['concurrency'])")
+    seen = [subprocess.run([sys.executable, "-c", code, str(project)], check=True,
+                           capture_output=True, text=True,
+                           env={**os.environ, "PROMPTLAB_CACHE_DIR": str(cache.parent),
+                                "RUN_CFG": choice}).stdout.strip()
+            for choice in ("fast", "slow", "fast", "slow")]
+    assert seen[1] == seen[3] == "1" and seen[0] == seen[2] != "1"
+    # Hydra's own resolvers (registered when Hydra starts) work every time.
+    config.write_text(plain.replace("name: test-exp", "name: exp-${now:%Y}"))
+    assert load(project / "experiments").config["name"].startswith("exp-20")
+    assert load(project / "experiments").config["name"].startswith("exp-20")
+    load(project / "experiments", ["name=${oc.env:HOME}"])
+    assert _memos(cache) == []
+
+
+def test_files_outside_the_experiments_directory_are_never_kept(project: Path,
+                                                               cache: Path) -> None:
+    experiments = project / "experiments"
+    shared = write(project / "shared/o.yaml", "concurrency: 3\n")
+    assert load(experiments, ["run=../../shared/o"]).config["run"]["concurrency"] == 3
+    shared.write_text("concurrency: 5\n")
+    assert load(experiments, ["run=../../shared/o"]).config["run"]["concurrency"] == 5
+    config = experiments / "config.yaml"
+    plain = config.read_text()
+    config.write_text(plain.replace("  - run: fast", "  - run: ../../shared/o"))
+    assert load(experiments).config["run"]["concurrency"] == 5
+    shared.write_text("concurrency: 9\n")
+    assert load(experiments).config["run"]["concurrency"] == 9
+    # A search path, written plainly or with a YAML escape.
+    write(project / "elsewhere/run/far.yaml", "concurrency: 7\n")
+    for spelled in ("searchpath", "search\\x70ath"):
+        config.write_text(plain.replace("  - run: fast", "  - run: far") + (
+            f'hydra:\n  "{spelled}": ["file://{project / "elsewhere"}"]\n'))
+        assert load(experiments).config["run"]["concurrency"] == 7
+    assert _memos(cache) == []
+
+
+def test_a_file_changed_while_hydra_reads_it_is_not_kept(project: Path, cache: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = project / "experiments/models/oa.yaml"
+    real = loading._compose
+
+    def edited_meanwhile(*args: Any) -> Any:
+        composed = real(*args)
+        model.write_text(model.read_text().replace("mock-small", "mock-edit"))
+        return composed
+
+    monkeypatch.setattr(loading, "_compose", edited_meanwhile)
+    load(project / "experiments")
+    assert _memos(cache) == []
+
+
+def test_odd_file_names_shuffles_and_passwords(project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    (experiments / os.fsdecode(b"notes-\xff.txt")).write_text("not YAML")
+    assert load(experiments).config["name"] == "test-exp"
+    assert len(_memos(cache)) == 1
+    orders = {tuple(load(experiments, ["grid.params.temperature=shuffle([0.0,0.2,0.4,0.6,0.8,"
+                                       "1.0,1.2,1.4])"]).config["grid"]["params"]["temperature"])
+              for _ in range(6)}
+    assert len(orders) > 1  # shuffled afresh each time
+    load(experiments, ["db=postgresql://user:hunter2@127.0.0.1/db"])
+    model = experiments / "models/oa.yaml"
+    model.write_text(model.read_text().replace("http://", "http://user:hunter2@"))
+    load(experiments)
+    assert len(_memos(cache)) == 1
+    assert "hunter2" not in _memos(cache)[0].read_text()
+
+
+def test_a_memo_not_the_users_own_is_not_read(project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    load(experiments)
     [kept] = _memos(cache)
-    assert json.loads(kept.read_text())["validated"] is None
+    planted = json.loads(kept.read_text())
+    planted["validated"]["name"] = "planted"
+    kept.write_text(json.dumps(planted))
+    assert load(experiments).config["name"] == "planted"  # the user's own file: trusted
+    kept.write_text(json.dumps(planted))
+    kept.chmod(0o666)  # writable by others
+    assert load(experiments).config["name"] == "test-exp"
+    cache.chmod(0o777)  # a directory others may write: the memo is off
+    kept.write_text(json.dumps(planted))
+    kept.chmod(0o600)
+    assert load(experiments).config["name"] == "test-exp"
+    cache.chmod(0o700)
+    kept.unlink()
+    os.mkfifo(kept)  # not a file: a miss, and no hang
+    assert load(experiments).config["name"] == "test-exp"

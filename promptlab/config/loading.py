@@ -22,7 +22,6 @@ from promptlab.config.overrides import check as check_overrides
 from promptlab.config.overrides import force
 from promptlab.config.schema import ExperimentConfig
 from promptlab.errors import ConfigError
-from promptlab.redaction import redact_config
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -61,23 +60,22 @@ def load(
 ) -> LoadedConfig:
     """Compose `config_name` from `config_dir` with Hydra overrides, then validate it.
 
-    A composition of the same files and overrides is recalled (`promptlab.config.memo`),
-    and so is its validated config when it has no interpolation (validation reads nothing
-    but the composition then): such a command imports neither Hydra nor OmegaConf."""
+    The validated config of the same files and overrides is recalled when it was kept
+    (`promptlab.config.memo`): such a command imports neither Hydra nor OmegaConf."""
     given = tuple(overrides)
     check_overrides(given, config_dir)
     name = memo.key(config_dir, config_name, given)
     recalled = memo.recall(name) if name else None
     if recalled is not None:
-        choices, composed, validated = recalled
-        if validated is None:
-            validated = validate(_omega(composed), choices, config_dir, given)
+        choices, validated = recalled
         return LoadedConfig(validated, given, choices, config_dir)
-    choices, composed, warned = _compose(config_dir, config_name, given)
-    plain = validate(_omega(composed), choices, config_dir, given)
-    if name and not warned and redact_config(plain) == plain:
-        memo.remember(name, choices, composed, None if memo.interpolated(composed) else plain)
-    return LoadedConfig(plain, given, choices, config_dir)
+    composed = _compose(config_dir, config_name, given)
+    plain = validate(_omega(composed.config), composed.choices, config_dir, given)
+    # Kept only when the files did not change while Hydra read them.
+    if (name and composed.keep and memo.storable(composed.config, plain)
+            and memo.key(config_dir, config_name, given) == name):
+        memo.remember(name, composed.choices, plain)
+    return LoadedConfig(plain, given, composed.choices, config_dir)
 
 
 def _omega(composed: dict[str, Any]) -> DictConfig:
@@ -86,10 +84,23 @@ def _omega(composed: dict[str, Any]) -> DictConfig:
     return OmegaConf.create(composed)
 
 
-def _compose(config_dir: Path, config_name: str,
-             given: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """Hydra's composition: (group choices, the config unresolved, whether Hydra warned).
-    Hydra loads here, and only when a composition is not recalled."""
+@dataclass(frozen=True)
+class _Composed:
+    choices: dict[str, Any]  # the experiment's group choices (Hydra's own left out)
+    config: dict[str, Any]  # unresolved, without Hydra's own node
+    keep: bool  # nothing in it came from outside the experiments directory or warned
+
+
+_SHOWN: dict[str, dict[Any, Any]] = {}  # Hydra's warnings shown, by file (`_compose`)
+
+
+def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Composed:
+    """Hydra's composition; Hydra loads here, and only when nothing was recalled.
+
+    Not to be kept (`keep`): a composition that read files outside the experiments
+    directory (``hydra.searchpath``, a group choice with ``..``), or that Hydra warned
+    about (a recalled one would not warn again). The warnings are recorded whatever the
+    filters say, then shown through them, as Hydra would have shown them."""
     import yaml
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -101,6 +112,7 @@ def _compose(config_dir: Path, config_name: str,
     try:
         with (warnings.catch_warnings(record=True) as warned,
               initialize_config_dir(version_base="1.3", config_dir=str(config_dir))):
+            warnings.simplefilter("always")
             cfg = compose(config_name, overrides=[force(o) for o in given],
                           return_hydra_config=True)
     # Hydra lets YAML's errors, a file's decoding error and a bad defaults list's ValueError
@@ -110,16 +122,19 @@ def _compose(config_dir: Path, config_name: str,
         raise messages.compose_error(exc, config_dir, config_name, given) from None
     finally:
         GlobalHydra.instance().clear()
-    for w in warned:  # shown as they would have been; a warned composition is not kept
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-    choices = {
-        str(k): v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()  # type: ignore[union-attr]
-        if not str(k).startswith("hydra/")
-    }
+    for w in warned:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                               registry=_SHOWN.setdefault(w.filename, {}))
+    every = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    assert isinstance(every, dict)
+    outside = bool(cfg.hydra.searchpath) or any(
+        ".." in Path(str(c)).parts for v in every.values()
+        for c in (v if isinstance(v, list) else [v]))
     with_flag = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(with_flag, dict)
     with_flag.pop("hydra", None)
-    return choices, {str(k): v for k, v in with_flag.items()}, bool(warned)
+    return _Composed({str(k): v for k, v in every.items() if not str(k).startswith("hydra/")},
+                     {str(k): v for k, v in with_flag.items()}, not warned and not outside)
 
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,

@@ -1,32 +1,35 @@
-"""Hydra's composition of an experiment, remembered between commands (issue 16, start-up).
+"""An experiment's validated config, remembered between commands (issue 16, start-up).
 
 Importing Hydra and OmegaConf, Hydra's plugin scan, its compose and the validation take
 some 0.3-0.4 s of every `run` and `plan` on a 2-core machine, the same each time for the
-same files and overrides. The composed config (interpolations unresolved), Hydra's group
-choices and the validated config are kept in a small JSON file named by a hash of
-everything the composition reads:
+same files and overrides. The validated config and Hydra's group choices are kept in a
+small JSON file named by a hash of everything the composition and the validation read:
 
 - every file under the experiments directory: a YAML file by its content, any other by
-  its size and modification time;
+  its size and modification time (Hydra reads only YAML; names list a group's options);
 - the config's name and the command-line overrides;
 - the code that composes and validates (promptlab's `config/` modules, Hydra's and
   OmegaConf's packages: their files' size and time), and the installed Hydra plugins'
-  names.
+  names. Validation reads nothing but the composition (the schema, its rules and checks).
 
-Validation reads nothing but the composition (the schema, its rules and checks), so a
-recalled validated config is the one validation would give. When the composition holds
-an interpolation (``${oc.env:...}``, resolved at validation), only the composition is
-kept and validation runs every time. Not remembered at all: a composition when an
-override addresses Hydra itself (`hydra/launcher=...`), when a config extends Hydra's
-search path (`hydra.searchpath`, which reads files elsewhere), when Hydra warned (the
-warning would not be shown again), and when the config holds a secret setting's value
-(a header such as ``Authorization``, a key in a URL or a param; see
-`promptlab.redaction`): the file keeps nothing the results database would not.
+Only what is known to depend on nothing else is kept. Never kept:
+
+- an interpolation (``${...}``) anywhere, in a YAML file or an override: it may read the
+  environment or the clock (``oc.env``, Hydra's ``now``), in a value or in a defaults
+  list, and a YAML escape (``\\x``, ``\\u``, a backslash at a line's end) could spell one;
+- anything read from outside the experiments directory: ``hydra.searchpath``, a group
+  option reached with ``..``;
+- overrides addressed to Hydra itself (``hydra/launcher=...``) and ``shuffle(...)``;
+- a composition Hydra warned about (a recalled one would not warn again), or one whose
+  files changed while Hydra read them;
+- a secret: a secret setting's value (a header such as ``Authorization``, a key in a
+  URL or a param; see `promptlab.redaction`) or a password in a URL.
 
 Where: ``$PROMPTLAB_CACHE_DIR/compose`` (an empty value turns it off), else
-``$XDG_CACHE_HOME/promptlab/compose``, else ``~/.cache/promptlab/compose``. At most
-`KEEP` entries are kept, the least recently used removed first; a file that cannot be
-read or written is a miss, never an error.
+``$XDG_CACHE_HOME/promptlab/compose``, else ``~/.cache/promptlab/compose``: a directory of
+the user's own that nobody else may write (else the memo is off), holding files of the
+user's own (else a miss). At most `KEEP` entries are kept, the least recently used
+removed first; a file that cannot be read or written is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 import sys
 import tempfile
 from importlib.util import find_spec
@@ -41,13 +46,19 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.config.overrides import hydra_overrides
+from promptlab.redaction import redact_config
 
-__all__ = ["KEEP", "interpolated", "key", "recall", "remember"]
+__all__ = ["KEEP", "key", "recall", "remember", "storable"]
 
-FORMAT = 2  # bump when what is stored, or how it is keyed, changes
+FORMAT = 3  # bump when what is stored, or how it is keyed, changes
 KEEP = 256
 _MAX_FILES = 2_000  # a directory this large is not an experiments directory: no memo
+_MAX_BYTES = 4_000_000  # a memo larger than this was not written here
 _YAML = (".yaml", ".yml")
+# In a YAML file: an interpolation, a path out of the directory, and the escapes that
+# could spell either in a double-quoted string.
+_NOT_KEPT = (b"${", b"../", b"\\x", b"\\u", b"\\U", b"\\\n", b"\\\r")
+_PASSWORD = re.compile(r"://[^/?#@\s]*:[^/?#@\s]*@")  # scheme://user:password@host
 
 
 def _cache_dir() -> Path | None:
@@ -56,6 +67,12 @@ def _cache_dir() -> Path | None:
         return Path(given) / "compose" if given else None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "promptlab" / "compose"
+
+
+def _own(st: os.stat_result) -> bool:
+    """The user's own, and writable by nobody else."""
+    uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+    return st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _stat_of(path: str | None) -> str:
@@ -89,10 +106,9 @@ def _code() -> list[str]:
 
 
 def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str | None:
-    """The name of this composition's memo; None when it is not to be remembered."""
-    if _cache_dir() is None:
-        return None
-    if hydra_overrides(overrides):
+    """The name of this composition's memo; None when it is not to be kept."""
+    if _cache_dir() is None or hydra_overrides(overrides) or any(
+            "${" in o or ".." in o or "shuffle(" in o for o in overrides):
         return None
     h = hashlib.sha256()
     h.update(json.dumps([FORMAT, sys.version, str(config_dir), config_name, list(overrides),
@@ -105,57 +121,97 @@ def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str |
             if seen > _MAX_FILES:
                 return None
             path = os.path.join(root, name)
-            rel = os.path.relpath(path, config_dir)
+            rel = os.fsencode(os.path.relpath(path, config_dir))  # any bytes a name has
             if name.endswith(_YAML):
                 try:
                     with open(path, "rb") as f:
                         content = f.read()
                 except OSError:
                     return None  # composing will say what is wrong with it
-                if b"searchpath" in content:
+                if any(mark in content for mark in _NOT_KEPT):
                     return None
-                h.update(f"\0{rel}\0{len(content)}\0".encode())
+                h.update(b"\0%s\0%d\0" % (rel, len(content)))
                 h.update(content)
             else:
-                h.update(f"\0{rel}\0{_stat_of(path)}\0".encode())
+                h.update(b"\0%s\0%s\0" % (rel, os.fsencode(_stat_of(path))))
     return h.hexdigest()
 
 
-def recall(name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
-    """The remembered (choices, composed config, validated config or None), or None."""
+def storable(composed: dict[str, Any], validated: dict[str, Any]) -> bool:
+    """Whether a composition may be kept: no interpolation, no secret."""
+    return (not _holds(composed, lambda s: "${" in s)
+            and redact_config(validated) == validated
+            and not _holds(validated, lambda s: _PASSWORD.search(s) is not None))
+
+
+def _holds(value: Any, test: Any) -> bool:
+    if isinstance(value, str):
+        return bool(test(value))
+    if isinstance(value, dict):
+        return any(_holds(k, test) or _holds(v, test) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds(v, test) for v in value)
+    return False
+
+
+def _usable() -> Path | None:
+    """The memo directory, if it is the user's own (it need not exist yet)."""
     where = _cache_dir()
+    if where is None:
+        return None
+    try:
+        st = os.stat(where)
+    except FileNotFoundError:
+        return where
+    except OSError:
+        return None
+    return where if stat.S_ISDIR(st.st_mode) and _own(st) else None
+
+
+def recall(name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The remembered (choices, validated config), or None."""
+    where = _usable()
     if where is None:
         return None
     path = where / f"{name}.json"
     try:
-        with open(path, encoding="utf-8") as f:
-            kept = json.load(f)
-        os.utime(path)  # recently used: kept longest
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _own(st) or st.st_size > _MAX_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            kept = json.loads(f.read())
+        os.utime(path)  # recently used: kept longest
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
     if (not isinstance(kept, dict) or kept.get("format") != FORMAT
             or not isinstance(kept.get("choices"), dict)
-            or not isinstance(kept.get("config"), dict)
-            or not isinstance(kept.get("validated"), dict | None)):
+            or not isinstance(kept.get("validated"), dict)):
         return None
-    return kept["choices"], kept["config"], kept["validated"]
+    return kept["choices"], kept["validated"]
 
 
-def remember(name: str, choices: dict[str, Any], config: dict[str, Any],
-             validated: dict[str, Any] | None = None) -> None:
-    """Keep a composition (and its validated config, if given); quietly nothing when it
-    would not come back the same from JSON (a YAML key that is not a string, a NaN) or
-    the directory cannot be written."""
-    where = _cache_dir()
+def remember(name: str, choices: dict[str, Any], validated: dict[str, Any]) -> None:
+    """Keep a validated config; quietly nothing when it would not come back the same from
+    JSON (a YAML key that is not a string, a NaN) or the directory cannot be written."""
+    where = _usable()
     if where is None:
         return
-    kept = {"format": FORMAT, "choices": choices, "config": config, "validated": validated}
+    kept = {"format": FORMAT, "choices": choices, "validated": validated}
     try:
         text = json.dumps(kept, ensure_ascii=False)
         if json.loads(text) != kept:
             return
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=where, prefix=".", suffix=".tmp")
+        if _usable() is None:  # made meanwhile by someone else
+            return
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".", suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -166,18 +222,6 @@ def remember(name: str, choices: dict[str, Any], config: dict[str, Any],
         _prune(where)
     except (OSError, ValueError, TypeError, RecursionError):
         return
-
-
-def interpolated(value: Any) -> bool:
-    """Whether a composed config holds an interpolation (``${...}``), anywhere: resolved
-    at validation, it may read the environment, so its validated config is not kept."""
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, dict):
-        return any(interpolated(k) or interpolated(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(interpolated(v) for v in value)
-    return False
 
 
 def _prune(where: Path) -> None:
