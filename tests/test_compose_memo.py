@@ -122,9 +122,18 @@ def test_hydra_overrides_and_warnings_are_not_remembered(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(hydra, "compose", warning_compose)
-    for _ in range(2):  # shown each time: a warned composition is not recalled
-        with pytest.warns(UserWarning, match="a warning from Hydra"):
-            load(experiments)
+    with pytest.warns(UserWarning, match="a warning from Hydra"):
+        load(experiments)
+    with warnings.catch_warnings(record=True) as again:  # once a process, as Hydra's own
+        warnings.simplefilter("default")
+        load(experiments)
+    assert again == []
+    monkeypatch.setattr(loading, "_SHOWN", set())  # the next process: shown again
+    with pytest.warns(UserWarning, match="a warning from Hydra"):
+        load(experiments)
+    with warnings.catch_warnings():  # ignored by the filters: still never kept
+        warnings.simplefilter("ignore")
+        load(experiments)
     assert _memos(cache) == []
 
 

@@ -91,7 +91,9 @@ class _Composed:
     keep: bool  # nothing in it came from outside the experiments directory or warned
 
 
-_SHOWN: dict[str, dict[Any, Any]] = {}  # Hydra's warnings shown, by file (`_compose`)
+# Hydra's warnings shown in this process (`_compose`): `catch_warnings` resets the
+# registries that show a warning once, so the compose keeps its own.
+_SHOWN: set[tuple[str, str, str, int]] = set()
 
 
 def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Composed:
@@ -123,8 +125,10 @@ def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Com
     finally:
         GlobalHydra.instance().clear()
     for w in warned:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
-                               registry=_SHOWN.setdefault(w.filename, {}))
+        seen = (str(w.message), w.category.__name__, w.filename, w.lineno)
+        if seen not in _SHOWN:
+            _SHOWN.add(seen)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     every = OmegaConf.to_container(cfg.hydra.runtime.choices)
     assert isinstance(every, dict)
     outside = bool(cfg.hydra.searchpath) or any(
