@@ -298,3 +298,71 @@ def test_a_memo_not_the_users_own_is_not_read(project: Path, cache: Path) -> Non
     kept.unlink()
     os.mkfifo(kept)  # not a file: a miss, and no hang
     assert load(experiments).config["name"] == "test-exp"
+
+
+def test_a_package_out_of_the_directory_and_configstore_entries_are_never_kept(
+        project: Path, cache: Path) -> None:
+    experiments = project / "experiments"
+    outside = write(project / "run/x.yaml", "concurrency: 3\n")
+    config = experiments / "config.yaml"
+    config.write_text(config.read_text().replace("  - run: fast", "  - ..@run: run/x"))
+    assert load(experiments).config["run"]["concurrency"] == 3
+    outside.write_text("concurrency: 5\n")
+    assert load(experiments).config["run"]["concurrency"] == 5
+    assert _memos(cache) == []
+
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="models", name="stored", package="models.stored", node={
+        "provider": "openai", "model": "from-configstore", "base_url": "http://127.0.0.1:9/v1"})
+    assert load(experiments, ["models=[stored]"]).config["models"]["stored"]["model"] == (
+        "from-configstore")
+    assert _memos(cache) == []
+
+
+def test_the_search_path_hydra_used_decides(tmp_path: Path) -> None:
+    here = tmp_path.resolve()
+    write(here / "models/a.yaml", "model: a\n")
+    own = [{"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+           {"path": str(here), "schema": "file", "provider": "main"},
+           {"path": "", "schema": "structured", "provider": "schema"}]
+    assert memo.read_only_here(here, ["hydra/launcher/basic", "models/a"], own)
+    assert not memo.read_only_here(here, ["models/b"], own)  # no such file: elsewhere
+    assert not memo.read_only_here(here, ["../x/models/a"], own)
+    plugin = {"path": str(tmp_path / "shared"), "schema": "file", "provider": "a-plugin"}
+    assert not memo.read_only_here(here, ["models/a"], [*own, plugin])
+    assert not memo.read_only_here(here, ["models/a"], [*own, {"path": "pkg.conf",
+                                                               "schema": "pkg"}])
+
+
+def test_nothing_in_the_memo_fails_a_command(project: Path, cache: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL that cannot be parsed, a pipe among the configs, a directory made meanwhile,
+    code that cannot be listed, a cache that cannot be touched: a miss at worst."""
+    experiments = project / "experiments"
+    assert memo.storable({}, {"models": {"m": {"base_url": "http://[v1/chat"}}}) is False
+    os.mkfifo(experiments / "models/pipe.yaml")  # no config chooses it; never opened
+    assert load(experiments).config["name"] == "test-exp"
+    assert _memos(cache) == []
+    (experiments / "models/pipe.yaml").unlink()
+    load(experiments, ["name=foo"])
+    (experiments / "name").mkdir()  # now a group: the override is refused, as composed
+    with pytest.raises(ConfigError):
+        load(experiments, ["name=foo"])
+    (experiments / "name").rmdir()
+    assert load(experiments, ["name=foo"]).config["name"] == "foo"
+
+    def unlistable() -> list[str]:
+        raise PermissionError("a plugin directory")
+
+    with monkeypatch.context() as m:
+        m.setattr(memo, "_code", unlistable)
+        assert memo.key(experiments, "config", ()) is None
+        assert load(experiments).config["name"] == "test-exp"
+
+    def read_only(*args: object) -> None:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(os, "utime", read_only)
+    name = memo.key(experiments, "config", ("name=foo",))
+    assert name is not None and memo.recall(name) is not None

@@ -88,7 +88,7 @@ def _omega(composed: dict[str, Any]) -> DictConfig:
 class _Composed:
     choices: dict[str, Any]  # the experiment's group choices (Hydra's own left out)
     config: dict[str, Any]  # unresolved, without Hydra's own node
-    keep: bool  # nothing in it came from outside the experiments directory or warned
+    keep: bool  # read only the experiments directory's files, and no warning
 
 
 # Hydra's warnings shown in this process (`_compose`): `catch_warnings` resets the
@@ -99,24 +99,29 @@ _SHOWN: set[tuple[str, str, str, int]] = set()
 def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Composed:
     """Hydra's composition; Hydra loads here, and only when nothing was recalled.
 
-    Not to be kept (`keep`): a composition that read files outside the experiments
-    directory (``hydra.searchpath``, a group choice with ``..``), or that Hydra warned
-    about (a recalled one would not warn again). The warnings are recorded whatever the
-    filters say, then shown through them, as Hydra would have shown them."""
+    Not to be kept (`keep`): a composition that read a config from anywhere but the
+    experiments directory's own files (`memo.read_only_here`: its defaults list and the
+    search path Hydra used), or that Hydra warned about (a recalled one would not warn
+    again). The warnings are recorded whatever the filters say, then shown through them
+    once a process, as Hydra would have shown them."""
     import yaml
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     GlobalHydra.instance().clear()
+    forced = [force(o) for o in given]
     try:
         with (warnings.catch_warnings(record=True) as warned,
               initialize_config_dir(version_base="1.3", config_dir=str(config_dir))):
             warnings.simplefilter("always")
-            cfg = compose(config_name, overrides=[force(o) for o in given],
-                          return_hydra_config=True)
+            cfg = compose(config_name, overrides=forced, return_hydra_config=True)
+            read = [d.config_path for d in GlobalHydra.instance().config_loader()
+                    .compute_defaults_list(config_name, forced, RunMode.RUN).defaults
+                    if d.config_path]
     # Hydra lets YAML's errors, a file's decoding error and a bad defaults list's ValueError
     # through unwrapped; each is a mistake in the user's files.
     except (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError,
@@ -130,15 +135,14 @@ def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Com
             _SHOWN.add(seen)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     every = OmegaConf.to_container(cfg.hydra.runtime.choices)
-    assert isinstance(every, dict)
-    outside = bool(cfg.hydra.searchpath) or any(
-        ".." in Path(str(c)).parts for v in every.values()
-        for c in (v if isinstance(v, list) else [v]))
+    sources = OmegaConf.to_container(cfg.hydra.runtime.config_sources)
+    assert isinstance(every, dict) and isinstance(sources, list)
     with_flag = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(with_flag, dict)
     with_flag.pop("hydra", None)
     return _Composed({str(k): v for k, v in every.items() if not str(k).startswith("hydra/")},
-                     {str(k): v for k, v in with_flag.items()}, not warned and not outside)
+                     {str(k): v for k, v in with_flag.items()},
+                     not warned and memo.read_only_here(config_dir, read, sources))
 
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,

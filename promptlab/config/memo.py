@@ -5,25 +5,32 @@ some 0.3-0.4 s of every `run` and `plan` on a 2-core machine, the same each time
 same files and overrides. The validated config and Hydra's group choices are kept in a
 small JSON file named by a hash of everything the composition and the validation read:
 
-- every file under the experiments directory: a YAML file by its content, any other by
-  its size and modification time (Hydra reads only YAML; names list a group's options);
+- every directory and file under the experiments directory: a ``.yaml`` file by its
+  content, any other file by its size and modification time (Hydra reads only
+  ``.yaml``; directories are the config groups);
 - the config's name and the command-line overrides;
-- the code that composes and validates (promptlab's `config/` modules, Hydra's and
-  OmegaConf's packages: their files' size and time), and the installed Hydra plugins'
-  names. Validation reads nothing but the composition (the schema, its rules and checks).
+- the code that composes and validates: promptlab's `config/` modules, the ``__init__``
+  of Hydra, OmegaConf and PyYAML, every file of the installed Hydra plugins (their size
+  and time: an upgrade rewrites them). Validation reads nothing but the composition (the
+  schema, its rules and checks).
 
 Only what is known to depend on nothing else is kept. Never kept:
 
 - an interpolation (``${...}``) anywhere, in a YAML file or an override: it may read the
   environment or the clock (``oc.env``, Hydra's ``now``), in a value or in a defaults
-  list, and a YAML escape (``\\x``, ``\\u``, a backslash at a line's end) could spell one;
-- anything read from outside the experiments directory: ``hydra.searchpath``, a group
-  option reached with ``..``;
-- overrides addressed to Hydra itself (``hydra/launcher=...``) and ``shuffle(...)``;
+  list; nor a YAML escape that spells ``$`` or ``{``, or a ``$`` before a line break;
+- a config read from anywhere but the experiments directory's own files (its defaults
+  list and search path, as Hydra composed them): ``hydra.searchpath``, a plugin's search
+  path or ConfigStore entry, a group option or package reached with ``..``;
+- overrides addressed to Hydra itself (``hydra/launcher=...``), ``..`` or ``shuffle(``
+  in an override;
 - a composition Hydra warned about (a recalled one would not warn again), or one whose
   files changed while Hydra read them;
 - a secret: a secret setting's value (a header such as ``Authorization``, a key in a
   URL or a param; see `promptlab.redaction`) or a password in a URL.
+
+Whatever goes wrong in here (a file that cannot be read, a name that cannot be hashed, a
+setting that cannot be parsed) makes a miss, never a failed command.
 
 Where: ``$PROMPTLAB_CACHE_DIR/compose`` (an empty value turns it off), else
 ``$XDG_CACHE_HOME/promptlab/compose``, else ``~/.cache/promptlab/compose``: a directory of
@@ -34,6 +41,7 @@ removed first; a file that cannot be read or written is a miss, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -48,16 +56,16 @@ from typing import Any
 from promptlab.config.overrides import hydra_overrides
 from promptlab.redaction import redact_config
 
-__all__ = ["KEEP", "key", "recall", "remember", "storable"]
+__all__ = ["KEEP", "key", "read_only_here", "recall", "remember", "storable"]
 
-FORMAT = 3  # bump when what is stored, or how it is keyed, changes
+FORMAT = 4  # bump when what is stored, or how it is keyed, changes
 KEEP = 256
 _MAX_FILES = 2_000  # a directory this large is not an experiments directory: no memo
 _MAX_BYTES = 4_000_000  # a memo larger than this was not written here
-_YAML = (".yaml", ".yml")
-# In a YAML file: an interpolation, a path out of the directory, and the escapes that
-# could spell either in a double-quoted string.
-_NOT_KEPT = (b"${", b"../", b"\\x", b"\\u", b"\\U", b"\\\n", b"\\\r")
+# In a YAML file: an interpolation, the escapes of a double-quoted string that spell its
+# "$" or "{", and a "$" before an escaped line break (joined to the next line's "{").
+_NOT_KEPT = re.compile(rb"\$\{|\\(?:x24|x7b|u0024|u007b|U00000024|U0000007b)|\$\\[\r\n]",
+                       re.IGNORECASE)
 _PASSWORD = re.compile(r"://[^/?#@\s]*:[^/?#@\s]*@")  # scheme://user:password@host
 
 
@@ -86,23 +94,25 @@ def _stat_of(path: str | None) -> str:
 
 
 def _code() -> list[str]:
-    """What composes and validates: promptlab's config modules, Hydra and OmegaConf, by
-    their files' size and time (no version lookup: reading installed metadata costs ~0.1
-    s), and the installed Hydra plugins by name (a plugin may add configs)."""
+    """What composes and validates, by its files' size and time (no version lookup:
+    reading installed metadata costs ~0.1 s); OSError when it cannot be listed."""
     here = Path(__file__).parent
     parts = [_stat_of(str(here / name)) for name in sorted(os.listdir(here))
              if name.endswith(".py")]
-    for name in ("hydra", "omegaconf"):
+    for name in ("hydra", "omegaconf", "yaml"):
         spec = find_spec(name)
         parts.append(_stat_of(spec.origin if spec else None))
-    for entry in sys.path:
-        plugins = os.path.join(entry or ".", "hydra_plugins")
-        if os.path.isdir(plugins):
-            try:
-                parts.append(f"{plugins}:{sorted(os.listdir(plugins))}")
-            except OSError:
-                return []
+    spec = find_spec("hydra_plugins")  # a namespace package: found, not imported
+    for entry in sorted(spec.submodule_search_locations or ()) if spec else ():
+        for root, dirs, files in os.walk(entry, onerror=_raise):
+            dirs.sort()
+            parts.extend(_stat_of(os.path.join(root, f)) for f in sorted(files)
+                         if f.endswith(".py"))
     return parts
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str | None:
@@ -110,25 +120,29 @@ def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str |
     if _cache_dir() is None or hydra_overrides(overrides) or any(
             "${" in o or ".." in o or "shuffle(" in o for o in overrides):
         return None
+    try:
+        return _hash(config_dir, config_name, overrides)
+    except Exception:  # noqa: BLE001 - a name or file that cannot be hashed: a miss
+        return None
+
+
+def _hash(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str | None:
     h = hashlib.sha256()
     h.update(json.dumps([FORMAT, sys.version, str(config_dir), config_name, list(overrides),
                          _code()]).encode())
     seen = 0
-    for root, dirs, files in os.walk(config_dir, followlinks=True):
+    for root, dirs, files in os.walk(config_dir, followlinks=True, onerror=_raise):
         dirs.sort()
+        h.update(b"\0dir\0%s\0" % os.fsencode(os.path.relpath(root, config_dir)))
         for name in sorted(files):
             seen += 1
             if seen > _MAX_FILES:
                 return None
             path = os.path.join(root, name)
             rel = os.fsencode(os.path.relpath(path, config_dir))  # any bytes a name has
-            if name.endswith(_YAML):
-                try:
-                    with open(path, "rb") as f:
-                        content = f.read()
-                except OSError:
-                    return None  # composing will say what is wrong with it
-                if any(mark in content for mark in _NOT_KEPT):
+            if name.endswith(".yaml"):
+                content = _read_file(path)
+                if content is None or _NOT_KEPT.search(content):
                     return None
                 h.update(b"\0%s\0%d\0" % (rel, len(content)))
                 h.update(content)
@@ -137,11 +151,52 @@ def key(config_dir: Path, config_name: str, overrides: tuple[str, ...]) -> str |
     return h.hexdigest()
 
 
+def _read_file(path: str | Path, owned: bool = False) -> bytes | None:
+    """A regular file's bytes (if `owned`, only the user's own); never blocks on a pipe."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if owned:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES or (
+                owned and not _own(st)):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def read_only_here(config_dir: Path, read: list[str], sources: list[Any]) -> bool:
+    """Whether a composition read only the experiments directory's own files: `read` is
+    its defaults list (config paths), `sources` the search path Hydra used. Hydra's own
+    configs (``hydra/...``, from its package or the ConfigStore) shape only the node that
+    is dropped."""
+    here = Path(config_dir).resolve()
+    for source in sources:
+        if not isinstance(source, dict):
+            return False
+        if source.get("provider") == "hydra" or source.get("schema") == "structured":
+            continue
+        if source.get("schema") != "file" or Path(str(source.get("path"))).resolve() != here:
+            return False
+    for path in read:
+        if path == "hydra/config" or path.startswith("hydra/"):
+            continue
+        if ".." in Path(path).parts or not (here / f"{path}.yaml").is_file():
+            return False  # out of the directory, or a ConfigStore entry
+    return True
+
+
 def storable(composed: dict[str, Any], validated: dict[str, Any]) -> bool:
     """Whether a composition may be kept: no interpolation, no secret."""
-    return (not _holds(composed, lambda s: "${" in s)
-            and redact_config(validated) == validated
-            and not _holds(validated, lambda s: _PASSWORD.search(s) is not None))
+    try:
+        return (not _holds(composed, lambda s: "${" in s)
+                and redact_config(validated) == validated
+                and not _holds(validated, lambda s: _PASSWORD.search(s) is not None))
+    except Exception:  # noqa: BLE001 - what cannot be judged is not kept
+        return False
 
 
 def _holds(value: Any, test: Any) -> bool:
@@ -175,25 +230,16 @@ def recall(name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return None
     path = where / f"{name}.json"
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not _own(st) or st.st_size > _MAX_BYTES:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            kept = json.loads(f.read())
-        os.utime(path)  # recently used: kept longest
+        text = _read_file(path, owned=True)
+        kept = json.loads(text) if text is not None else None
     except (OSError, ValueError, RecursionError):
         return None
-    finally:
-        os.close(fd)
     if (not isinstance(kept, dict) or kept.get("format") != FORMAT
             or not isinstance(kept.get("choices"), dict)
             or not isinstance(kept.get("validated"), dict)):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: kept longest (a read-only cache still serves)
     return kept["choices"], kept["validated"]
 
 
