@@ -119,9 +119,7 @@ def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Com
               initialize_config_dir(version_base="1.3", config_dir=str(config_dir))):
             warnings.simplefilter("always")
             cfg = compose(config_name, overrides=forced, return_hydra_config=True)
-            read = [d.config_path for d in GlobalHydra.instance().config_loader()
-                    .compute_defaults_list(config_name, forced, RunMode.RUN).defaults
-                    if d.config_path]
+            read = _read(GlobalHydra.instance(), config_name, forced, RunMode.RUN)
     # Hydra lets YAML's errors, a file's decoding error and a bad defaults list's ValueError
     # through unwrapped; each is a mistake in the user's files.
     except (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError,
@@ -142,7 +140,18 @@ def _compose(config_dir: Path, config_name: str, given: tuple[str, ...]) -> _Com
     with_flag.pop("hydra", None)
     return _Composed({str(k): v for k, v in every.items() if not str(k).startswith("hydra/")},
                      {str(k): v for k, v in with_flag.items()},
-                     not warned and memo.read_only_here(config_dir, read, sources))
+                     not warned and read is not None
+                     and memo.read_only_here(config_dir, read, sources))
+
+
+def _read(hydra: Any, config_name: str, forced: list[str], mode: Any) -> list[str] | None:
+    """The config paths of the composition's defaults list (None: not known, so not kept;
+    asking never fails a composition that succeeded)."""
+    try:
+        defaults = hydra.config_loader().compute_defaults_list(config_name, forced, mode)
+        return [d.config_path for d in defaults.defaults if d.config_path]
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def validate(cfg: DictConfig, choices: dict[str, Any], config_dir: Path,

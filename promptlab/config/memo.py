@@ -172,17 +172,24 @@ def read_only_here(config_dir: Path, read: list[str], sources: list[Any]) -> boo
     """Whether a composition read only the experiments directory's own files: `read` is
     its defaults list (config paths), `sources` the search path Hydra used. Hydra's own
     configs (``hydra/...``, from its package or the ConfigStore) shape only the node that
-    is dropped."""
-    here = Path(config_dir).resolve()
+    is dropped. False when anything cannot be looked at."""
+    try:
+        return _only_here(Path(config_dir).resolve(), read, sources)
+    except Exception:  # noqa: BLE001 - what cannot be judged is not kept
+        return False
+
+
+def _only_here(here: Path, read: list[str], sources: list[Any]) -> bool:
     for source in sources:
         if not isinstance(source, dict):
             return False
-        if source.get("provider") == "hydra" or source.get("schema") == "structured":
-            continue
+        if (source.get("schema"), source.get("path")) in (("pkg", "hydra.conf"),
+                                                          ("structured", "")):
+            continue  # Hydra's own configs; the ConfigStore (its entries checked below)
         if source.get("schema") != "file" or Path(str(source.get("path"))).resolve() != here:
             return False
     for path in read:
-        if path == "hydra/config" or path.startswith("hydra/"):
+        if path.startswith("hydra/"):
             continue
         if ".." in Path(path).parts or not (here / f"{path}.yaml").is_file():
             return False  # out of the directory, or a ConfigStore entry
