@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from promptlab.store import Record, Store, utcnow
+from promptlab.store.remote import RemoteWrite
 from promptlab.store.writer import BEHIND_BATCHES, BEHIND_BYTES, BatchWriter, weight
 
 RUN = "r1"
@@ -63,9 +64,14 @@ def q(store: Store, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def write_all(store: Store, records: Sequence[Record], batch_size: int = 50) -> BatchWriter:
-    w = BatchWriter(store.write, batch_size=batch_size, max_wait_s=0.01,
-                    sleep=lambda s: None)
+def write_all(store: Store, records: Sequence[Record], batch_size: int = 50,
+              where: str = "here") -> BatchWriter:
+    """Through a writer thread writing here, or (where="child") from a child process."""
+    write: Callable[[Sequence[Record]], None] = store.write
+    if where == "child":
+        write = RemoteWrite(store.url, store.write, store.stored_as)
+    w = BatchWriter(write, batch_size=batch_size, max_wait_s=0.01, sleep=lambda s: None,
+                    on_close=getattr(write, "close", None))
     for r in records:
         w.put(r)
     w.close()
@@ -108,11 +114,13 @@ def test_one_unstorable_value_among_300_records_costs_only_its_own_record(
     ("trials", "row_id", ["a", "list"], '["a", "list"]'),
     ("trials", "params_json", {"temperature": 1}, '{"temperature": 1}'),
 ])
+@pytest.mark.parametrize("where", ["here", "child"])
 def test_a_record_the_database_refuses_becomes_an_error_row_naming_the_column(
-        store: Store, table: str, column: str, value: object, stored: object) -> None:
+        store: Store, table: str, column: str, value: object, stored: object,
+        where: str) -> None:
     records = [record(i) for i in range(5)]
     records[2] = poisoned(2, table, column, value)
-    w = write_all(store, records)
+    w = write_all(store, records, where=where)
     assert (w.written, w.unstorable, w.error) == (5, 1, None)
     [(status, kind, error)] = q(store, "select status, error_kind, error from results "
                                        "where idx = 2")

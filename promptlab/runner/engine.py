@@ -31,7 +31,7 @@ from promptlab.runner.retry import RetryPolicy, reset_wait_s, retry_after_s
 from promptlab.runner.slots import Seat, Sending, Slots
 from promptlab.spec import ExperimentSpec, Trial
 from promptlab.store import Prior, Record, Store, utcnow
-from promptlab.store.writer import BatchWriter, fit_int
+from promptlab.store.writer import BatchWriter, fit_int, trial_writer
 from promptlab.templates import Renderer
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Runner:
         lanes_ = [(models, Slots(min(n, endpoint.ceiling)))
                   for models, endpoint in lanes(self.spec.models, self._endpoint_of)]
         start = time.perf_counter()
-        self._writer = BatchWriter(self.store.write, self.spec.run.batch_size)
+        self._writer = trial_writer(self.store, self.spec.run.batch_size, self.stats.planned)
         progress, on_progress = self.stats, self.on_progress
         ticker = (asyncio.create_task(self._every(0.1, lambda: on_progress(progress)))
                   if on_progress else None)

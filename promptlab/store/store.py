@@ -172,6 +172,21 @@ class Store(RunOwnership, RunQueries, TrialQueries, ReportQueries, BrowseQueries
             copy_results(conn, [{**r.result, "src_run": r.copy_of[0], "src_idx": r.copy_of[1]}
                                 for r in records if r.copy_of is not None])
 
+    def stored_as(self, records: Sequence[Record]) -> list[bool]:
+        """Whether each record's result is stored as it is (its trial, finished at the same
+        moment): a write that may or may not have been committed is told apart by it."""
+        wanted = {(r.result["run_id"], r.result["idx"]) for r in records}
+        found: dict[tuple[str, int], Any] = {}
+        with self.engine.connect() as conn:
+            for run_id in {run for run, _ in wanted}:
+                idxs = sorted(i for run, i in wanted if run == run_id)
+                for i in range(0, len(idxs), 500):
+                    found.update(((run_id, idx), at) for idx, at in conn.execute(
+                        select(Result.idx, Result.finished_at).where(
+                            Result.run_id == run_id, Result.idx.in_(idxs[i:i + 500]))))
+        return [found.get((r.result["run_id"], r.result["idx"])) == r.result.get("finished_at")
+                for r in records]
+
     def progress_of(self, run_id: str) -> Prior:
         """What a resume starts from (`Prior`).
 

@@ -37,14 +37,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Float, Integer, String
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from promptlab.store.faults import database_fault, said
 from promptlab.store.fitting import as_text, fit_float, fit_int, fit_text, shorten
-from promptlab.store.store import Record, utcnow
+from promptlab.store.remote import RemoteWrite
+from promptlab.store.store import Record, Store, utcnow
 from promptlab.store.tables import Base
 
-__all__ = ["BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int", "fit_text"]
+__all__ = ["OFFLOAD_FROM", "BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int",
+           "fit_text", "trial_writer"]
 
 _STOP = object()
 TEXT_CAP = 10_000_000  # characters of a Text column kept in an error row
@@ -146,12 +147,6 @@ def _storable(table: str, row: dict[str, Any], notes: list[str]) -> dict[str, An
     return out
 
 
-def _said(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first[:300]}"
-
-
 def error_row(record: Record, refused: BaseException, *, attempts: bool = True) -> Record:
     """The record as an error row: every value fitted to its column, the result marked
     status "error", error_kind "unstorable", with a message naming what could not be stored
@@ -164,7 +159,7 @@ def error_row(record: Record, refused: BaseException, *, attempts: bool = True) 
     if not attempts and record.attempts:
         notes.append(f"its {len(record.attempts)} attempt(s) could not be stored at all")
     message = ("could not store this trial as it came: " + ("; ".join(notes) or
-               "no value looked wrong") + f" (the database said {_said(refused)})")
+               "no value looked wrong") + f" (the database said {said(refused)})")
     result.update(status="error", error_kind="unstorable", cacheable=False,
                   error=fit_text(message, MESSAGE_CAP))
     return Record(trial, result, kept, record.trial_exists)
@@ -184,13 +179,6 @@ class _GaveUp(Exception):
 
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
-
-
-def _database_fault(exc: BaseException) -> bool:
-    """A fault of the database, not of the values: worth waiting out, never worth splitting."""
-    if isinstance(exc, OperationalError | DisconnectionError | PoolTimeout):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 BEHIND_BATCHES = 100  # how many batches the writer takes at once when they wait
@@ -228,8 +216,10 @@ class BatchWriter:
 
     def __init__(self, write: Callable[[Sequence[Record]], None], batch_size: int = 200,
                  max_wait_s: float = 0.25, *, sleep: Callable[[float], None] = time.sleep,
-                 retry_waits_s: Sequence[float] = (0.5, 2.0)) -> None:
+                 retry_waits_s: Sequence[float] = (0.5, 2.0),
+                 on_close: Callable[[], None] | None = None) -> None:
         self._write = write
+        self._on_close = on_close
         self._batch_size = batch_size
         # Behind, the writer takes everything waiting, up to this, in one transaction: a
         # commit rewrites every page it touched, and an index keyed by fingerprint
@@ -340,7 +330,7 @@ class BatchWriter:
             try:
                 self._write(records)
             except Exception as exc:
-                if not _database_fault(exc):
+                if not database_fault(exc):
                     raise _Refused(exc) from None
                 wait = next(waits, None)
                 if wait is None:
@@ -377,6 +367,13 @@ class BatchWriter:
         self.flush()
         self._queue.put(_STOP)
         self._thread.join()
+        try:
+            self._last_try()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+    def _last_try(self) -> None:
         if self._kept:
             kept, self._kept = self._kept, []
             self._store(kept)  # in the caller's thread; gives up again if it must
@@ -389,3 +386,20 @@ class BatchWriter:
                    "everything finished was stored at the last try; ")
                 + "resume the run once the database takes writes again.")
             raise self.error
+
+
+# From how many calls a run stores its trials from a process of its own (`RemoteWrite`):
+# starting one costs ~0.25 s of CPU on another core, saved back within a few thousand
+# calls at low latency; fewer calls gain nothing.
+OFFLOAD_FROM = 2000
+
+
+def trial_writer(store: Store, batch_size: int, calls: int) -> BatchWriter:
+    """The writer of a run that will finish about `calls` trials: through a child process
+    (`RemoteWrite`) for a big run into an SQLite file, else in this process."""
+    url = store.engine.url
+    if (calls >= OFFLOAD_FROM and url.get_backend_name() == "sqlite"
+            and url.database not in (None, "", ":memory:") and "mode=memory" not in str(url)):
+        remote = RemoteWrite(store.url, store.write, store.stored_as)
+        return BatchWriter(remote, batch_size, on_close=remote.close)
+    return BatchWriter(store.write, batch_size)

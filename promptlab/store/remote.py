@@ -1,0 +1,141 @@
+"""Storing finished trials from a process of their own, off the runner's GIL.
+
+A run of many calls at low latency keeps its event loop's thread busy; the writer thread
+that commits its trials (`BatchWriter`) takes the GIL for every row it binds and every
+batch it builds, and each time it does the event loop waits. `RemoteWrite` is a drop-in
+for `Store.write` that hands each batch, pickled, to a child process (``python -m
+promptlab.store.remote``) with its own connection to the same SQLite file, and waits for
+its answer on the writer thread, where the GIL is free while it waits. Measured on the
+2-core machine, 10,000 calls at zero latency, alternating, 6 rounds: 6.93 s -> 6.46 s for
+the whole command (benchmarks/README.md, thirteenth session).
+
+The contract is `Store.write`'s: all of a batch or none, and the database's refusal
+raised. The child answers ``ok``, or what the database said as a `WriteFailed`: a fault of
+the database (waited out and tried again by `BatchWriter`) or a value it would not take
+(split until the record is alone). Nothing is lost when the child is: if it cannot start,
+or dies, every batch from then on is written in this process, and the batch it held is
+checked first, so that a batch it committed before dying is not written twice.
+
+The child ignores SIGINT and SIGTERM (a Ctrl-C or a ``kill`` of the process group reaches
+it too): it stops when this process closes its end of the socket, after the batch it is
+writing, so the runner's last batches are always its to write.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from promptlab.store.faults import WriteFailed
+from promptlab.store.store import Record
+
+__all__ = ["RemoteWrite", "WriteFailed"]
+
+
+class RemoteWrite:
+    """`Store.write` in a child process; `local` writes in this one when the child is gone,
+    after `stored` (run id, idx, finished at -> already stored?) has said which records of
+    the batch it held got committed. Close it once the writer is closed."""
+
+    def __init__(self, url: str, local: Callable[[Sequence[Record]], None],
+                 stored: Callable[[Sequence[Record]], list[bool]]) -> None:
+        self._local, self._stored = local, stored
+        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "promptlab.store.remote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+            self._conn = Connection(ours.detach())
+            self._conn.send(url)
+        except OSError:
+            self._gone()
+        finally:
+            theirs.close()
+            ours.close()
+
+    @property
+    def remote(self) -> bool:
+        """Writing through the child (False: in this process, from the start or since the
+        child was lost)."""
+        return self._conn is not None
+
+    def __call__(self, records: Sequence[Record]) -> None:
+        if self._conn is None:
+            self._local(records)
+            return
+        try:
+            payload = pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a value that cannot travel cannot be stored as it is
+            raise WriteFailed(f"{type(exc).__name__}: {exc}", fault=False) from None
+        try:
+            self._conn.send_bytes(payload)
+            answer = self._conn.recv()
+        except (OSError, EOFError):
+            self._gone()
+            # What the child committed before it went stays; the rest is written here.
+            done = self._stored(records)
+            self._local([r for r, d in zip(records, done, strict=True) if not d])
+            return
+        if answer is not None:
+            said, fault = answer
+            raise WriteFailed(said, fault=fault)
+
+    def _gone(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+
+    def close(self) -> None:
+        """Let the child finish and go (it stops at end of input); kill it if it hangs."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+def _serve(fd: int) -> None:
+    """The child: open the database named first, then write each batch and answer None
+    (stored) or (what the database said, whether it is a fault of the database)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    from promptlab.store.faults import database_fault, said
+    from promptlab.store.store import Store
+
+    conn = Connection(fd)
+    store = Store.open(conn.recv())
+    try:
+        while True:
+            try:
+                payload = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            answer: Any = None
+            try:
+                store.write(pickle.loads(payload))
+            except Exception as exc:
+                answer = (said(exc), database_fault(exc))
+            conn.send(answer)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
+    os._exit(0)

@@ -1,0 +1,186 @@
+"""A big run stores its trials from a child process (promptlab.store.remote): the same rows
+as the writer thread would store, refusals and database faults treated the same, and
+nothing lost or written twice when the child cannot start, is killed, or dies after a
+commit it could not answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_writer_salvage import RUN, poisoned, q, record
+
+import promptlab.store.writer as writer_module
+from promptlab.cli import main
+from promptlab.store import Record, Store
+from promptlab.store.faults import WriteFailed, database_fault
+from promptlab.store.remote import RemoteWrite
+from promptlab.store.writer import BatchWriter, trial_writer
+from promptlab.testing import MockServer
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(str(tmp_path / "results.db")) as s:
+        s.create_run(run_id=RUN, name="t", planned=0, config={}, overrides=[], manifest={},
+                     artifacts={})
+        yield s
+
+
+@pytest.fixture
+def remote(store: Store) -> Iterator[RemoteWrite]:
+    r = RemoteWrite(store.url, store.write, store.stored_as)
+    yield r
+    r.close()
+
+
+def child_of(remote: RemoteWrite) -> Any:
+    proc = remote._proc
+    assert proc is not None and remote.remote
+    return proc
+
+
+def counts(store: Store) -> tuple[int, int, int]:
+    return tuple(q(store, f"select count(*) from {t}")[0][0]  # type: ignore[return-value]
+                 for t in ("trials", "attempts", "results"))
+
+
+def test_a_big_run_into_a_file_writes_from_a_child_and_a_small_one_here(store: Store) -> None:
+    big = trial_writer(store, 50, writer_module.OFFLOAD_FROM)
+    small = trial_writer(store, 50, writer_module.OFFLOAD_FROM - 1)
+    try:
+        assert isinstance(big._write, RemoteWrite) and big._write.remote
+        assert not isinstance(small._write, RemoteWrite)
+    finally:
+        big.close()
+        small.close()
+    with Store.open("sqlite://") as in_memory:  # another process could not see it
+        w = trial_writer(in_memory, 50, 10**6)
+        assert not isinstance(w._write, RemoteWrite)
+        w.close()
+
+
+def test_the_child_stores_what_the_thread_would_and_ends_with_the_writer(
+        store: Store, remote: RemoteWrite) -> None:
+    proc = child_of(remote)
+    w = BatchWriter(remote, batch_size=50, max_wait_s=0.01, on_close=remote.close)
+    records = [record(i) for i in range(300)]
+    records[137] = poisoned(137, "results", "output", [{"type": "text", "text": "x"}])
+    records[200] = poisoned(200, "attempts", "status_code", 2**70)
+    for r in records:
+        w.put(r)
+    w.close()
+    assert proc.poll() == 0  # gone, and cleanly
+    assert (w.written, w.unstorable, w.error) == (300, 2, None)
+    assert counts(store) == (300, 300, 300)
+    errors = dict(q(store, "select idx, error from results where status = 'error'"))
+    assert set(errors) == {137, 200}
+    assert "results.output" in errors[137] and "list" in errors[137]
+    # The database's own words travel back: as the thread's error row would say them.
+    assert "attempts.status_code" in errors[200]
+    assert "(the database said OverflowError: Python int too large" in errors[200]
+
+
+def test_a_fault_of_the_database_in_the_child_is_waited_out_not_split(
+        store: Store, remote: RemoteWrite) -> None:
+    path = store.url.removeprefix("sqlite:///")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the database comes back while the writer waits
+        sleeps.append(seconds)
+        with sqlite3.connect(path) as conn:
+            conn.execute("alter table attempts_gone rename to attempts")
+
+    with sqlite3.connect(path) as conn:  # "no such table": an OperationalError
+        conn.execute("alter table attempts rename to attempts_gone")
+    w = BatchWriter(remote, batch_size=10, max_wait_s=10, sleep=sleep)
+    for i in range(10):
+        w.put(record(i))
+    w.close()
+    assert len(sleeps) == 1 and w.unstorable == 0 and w.error is None
+    assert counts(store) == (10, 10, 10)
+
+
+def test_write_failed_says_which_kind_it_is() -> None:
+    assert database_fault(WriteFailed("OperationalError: locked", fault=True))
+    assert not database_fault(WriteFailed("IntegrityError: NOT NULL", fault=False))
+
+
+def test_a_value_that_cannot_travel_becomes_an_error_row(store: Store,
+                                                         remote: RemoteWrite) -> None:
+    w = BatchWriter(remote, batch_size=10, max_wait_s=0.01)
+    records = [record(i) for i in range(10)]
+    records[4] = poisoned(4, "results", "output", lambda: None)  # pickle cannot take it
+    for r in records:
+        w.put(r)
+    w.close()
+    assert (w.written, w.unstorable) == (10, 1)
+    [(error,)] = q(store, "select error from results where idx = 4")
+    assert "results.output" in error
+    assert counts(store) == (10, 10, 10)
+
+
+def test_a_child_killed_mid_run_loses_nothing_and_writes_nothing_twice(
+        store: Store, remote: RemoteWrite) -> None:
+    first = [record(i) for i in range(100)]
+    remote(first)
+    child_of(remote).kill()
+    child_of(remote).wait()
+    second = [record(i) for i in range(100, 200)]
+    # The batch it held when it died: what it committed stays, the rest is written here.
+    remote(first[50:] + second)
+    assert not remote.remote
+    assert counts(store) == (200, 200, 200)
+    remote([record(i) for i in range(200, 210)])  # and everything after, here too
+    assert counts(store) == (210, 210, 210)
+
+
+def test_a_child_that_cannot_start_leaves_the_writing_here(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    r = RemoteWrite(store.url, store.write, store.stored_as)
+    assert not r.remote
+    r([record(i) for i in range(5)])
+    r.close()
+    assert counts(store) == (5, 5, 5)
+
+
+def test_the_child_outlives_a_ctrl_c_or_sigterm_to_finish_the_last_batches(
+        store: Store, remote: RemoteWrite) -> None:
+    proc = child_of(remote)
+    remote([record(0)])  # it is up
+    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    assert proc.poll() is None
+    remote([record(i) for i in range(1, 20)])
+    assert remote.remote and counts(store) == (20, 20, 20)
+
+
+def test_promptlab_run_over_the_threshold_stores_every_trial_through_the_child(
+        project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[RemoteWrite] = []
+
+    class Spy(RemoteWrite):
+        def __call__(self, records: Sequence[Record]) -> None:
+            if self not in used:
+                used.append(self)
+            assert self.remote
+            super().__call__(records)
+
+    monkeypatch.setattr(writer_module, "OFFLOAD_FROM", 10)
+    monkeypatch.setattr(writer_module, "RemoteWrite", Spy)
+    monkeypatch.chdir(project)
+    assert main(["run", "run.batch_size=3"]) == 0
+    assert len(used) == 1
+    with sqlite3.connect(project / "results.db") as conn:
+        assert conn.execute("select status, count(*) from results group by status"
+                            ).fetchall() == [("ok", 48)]
+        assert conn.execute("select count(*) from attempts").fetchone() == (48,)
