@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from test_writer_salvage import RUN, poisoned, q, record
 
+import promptlab.store.remote as remote_module
 import promptlab.store.writer as writer_module
 from promptlab.cli import main
 from promptlab.store import Record, Store
@@ -184,3 +185,51 @@ def test_promptlab_run_over_the_threshold_stores_every_trial_through_the_child(
         assert conn.execute("select status, count(*) from results group by status"
                             ).fetchall() == [("ok", 48)]
         assert conn.execute("select count(*) from attempts").fetchone() == (48,)
+
+
+def test_a_child_that_never_answers_is_given_up_and_the_writing_stays_here(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\nexec sleep 60\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(silent))
+    monkeypatch.setattr(remote_module, "START_TIMEOUT_S", 0.5)
+    r = RemoteWrite(store.url, store.write, store.stored_as)
+    proc = r._proc
+    t0 = time.monotonic()
+    r([record(i) for i in range(5)])
+    assert not r.remote and time.monotonic() - t0 < 5
+    r.close()
+    assert proc is not None and proc.poll() is not None  # not left behind
+    assert counts(store) == (5, 5, 5)
+
+
+def test_a_child_that_cannot_open_the_database_leaves_the_writing_here(
+        store: Store, tmp_path: Path) -> None:
+    r = RemoteWrite(f"sqlite:///{tmp_path}/no/such/dir/x.db", store.write, store.stored_as)
+    r([record(i) for i in range(5)])
+    assert not r.remote
+    r.close()
+    assert counts(store) == (5, 5, 5)
+
+
+def test_if_the_check_after_a_lost_child_fails_it_is_made_again_before_writing(
+        store: Store, remote: RemoteWrite, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = [record(i) for i in range(10)]
+    remote(first)
+    child_of(remote).kill()
+    child_of(remote).wait()
+    real = store.stored_as
+    calls = {"n": 0}
+
+    def flaky(records: Sequence[Record]) -> list[bool]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(records)
+
+    monkeypatch.setattr(remote, "_stored", flaky)
+    with pytest.raises(sqlite3.OperationalError):
+        remote(first)  # the batch writer waits this out and tries the batch again
+    remote(first)
+    assert calls["n"] == 2 and counts(store) == (10, 10, 10)

@@ -38,6 +38,8 @@ from promptlab.store.store import Record
 
 __all__ = ["RemoteWrite", "WriteFailed"]
 
+START_TIMEOUT_S = 60.0  # for the child to start and open the database (~0.3 s here)
+
 
 class RemoteWrite:
     """`Store.write` in a child process; `local` writes in this one when the child is gone,
@@ -47,6 +49,8 @@ class RemoteWrite:
     def __init__(self, url: str, local: Callable[[Sequence[Record]], None],
                  stored: Callable[[Sequence[Record]], list[bool]]) -> None:
         self._local, self._stored = local, stored
+        self._ready = False  # the child said it opened the database
+        self._unsure = False  # the child went mid-write: what did it commit?
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         ours, theirs = socket.socketpair()
@@ -69,7 +73,13 @@ class RemoteWrite:
         return self._conn is not None
 
     def __call__(self, records: Sequence[Record]) -> None:
+        if not self._ready and self._conn is not None:
+            self._ready = self._started()
         if self._conn is None:
+            if self._unsure:  # what the child committed before it went stays
+                done = self._stored(records)
+                records = [r for r, d in zip(records, done, strict=True) if not d]
+                self._unsure = False
             self._local(records)
             return
         try:
@@ -81,13 +91,24 @@ class RemoteWrite:
             answer = self._conn.recv()
         except (OSError, EOFError):
             self._gone()
-            # What the child committed before it went stays; the rest is written here.
-            done = self._stored(records)
-            self._local([r for r, d in zip(records, done, strict=True) if not d])
+            self._unsure = True
+            self(records)  # here, but for what the child committed
             return
         if answer is not None:
             said, fault = answer
             raise WriteFailed(said, fault=fault)
+
+    def _started(self) -> bool:
+        """Wait for the child to open the database (a `sys.executable` that is not Python,
+        or a child that cannot open it: the writing stays here)."""
+        assert self._conn is not None
+        try:
+            if self._conn.poll(START_TIMEOUT_S) and self._conn.recv() is None:
+                return True
+        except (OSError, EOFError):
+            pass
+        self._gone()
+        return False
 
     def _gone(self) -> None:
         if self._conn is not None:
@@ -111,15 +132,21 @@ class RemoteWrite:
 
 
 def _serve(fd: int) -> None:
-    """The child: open the database named first, then write each batch and answer None
-    (stored) or (what the database said, whether it is a fault of the database)."""
+    """The child: open the database named first and say None (ready), then write each batch
+    and answer None (stored) or (what the database said, whether it is a fault of the
+    database)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     from promptlab.store.faults import database_fault, said
     from promptlab.store.store import Store
 
     conn = Connection(fd)
-    store = Store.open(conn.recv())
+    try:
+        store = Store.open(conn.recv())
+    except Exception as exc:
+        conn.send((said(exc), True))  # anything but None: the writing stays there
+        return
+    conn.send(None)
     try:
         while True:
             try:
