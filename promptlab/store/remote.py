@@ -60,7 +60,7 @@ class RemoteWrite:
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
             self._conn = Connection(ours.detach())
             self._conn.send(url)
-        except OSError:
+        except Exception:  # no child here (pass_fds is POSIX's): the writing stays here
             self._gone()
         finally:
             theirs.close()
