@@ -233,3 +233,13 @@ def test_if_the_check_after_a_lost_child_fails_it_is_made_again_before_writing(
         remote(first)  # the batch writer waits this out and tries the batch again
     remote(first)
     assert calls["n"] == 2 and counts(store) == (10, 10, 10)
+
+
+def test_only_a_file_named_by_its_absolute_path_is_written_from_a_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite:///relative.db", f"sqlite:///file:{tmp_path}/u.db?uri=true"):
+        with Store.open(url) as s:
+            w = trial_writer(s, 50, 10**6)
+            assert not isinstance(w._write, RemoteWrite), url
+            w.close()

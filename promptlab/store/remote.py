@@ -6,11 +6,11 @@ batch it builds, and each time it does the event loop waits. `RemoteWrite` is a 
 for `Store.write` that hands each batch, pickled, to a child process (``python -m
 promptlab.store.remote``) with its own connection to the same SQLite file, and waits for
 its answer on the writer thread, where the GIL is free while it waits. Measured on the
-2-core machine, 10,000 calls at zero latency, alternating, 6 rounds: 6.93 s -> 6.46 s for
-the whole command (benchmarks/README.md, thirteenth session).
+2-core machine, 10,000 calls at zero latency, alternating, medians of 6 rounds: 7.14 s ->
+6.67 s for the whole command (benchmarks/README.md, thirteenth session).
 
 The contract is `Store.write`'s: all of a batch or none, and the database's refusal
-raised. The child answers ``ok``, or what the database said as a `WriteFailed`: a fault of
+raised. The child answers None (stored), or what the database said as a `WriteFailed`: a fault of
 the database (waited out and tried again by `BatchWriter`) or a value it would not take
 (split until the record is alone). Nothing is lost when the child is: if it cannot start,
 or dies, every batch from then on is written in this process, and the batch it held is

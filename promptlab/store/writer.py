@@ -31,6 +31,7 @@ promptlab.store.remote): the same batches, refusals and faults, off this process
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -280,8 +281,10 @@ def trial_writer(store: Store, batch_size: int, calls: int) -> BatchWriter:
     """The writer of a run that will finish about `calls` trials: through a child process
     (`RemoteWrite`) for a big run into an SQLite file, else in this process."""
     url = store.engine.url
+    # A file named by its absolute path: the child opens the very file this process has
+    # open (not an in-memory database, nor a relative path read from another directory).
     if (calls >= OFFLOAD_FROM and url.get_backend_name() == "sqlite"
-            and url.database not in (None, "", ":memory:") and "mode=memory" not in str(url)):
+            and os.path.isabs(url.database or "") and not url.query):
         remote = RemoteWrite(store.url, store.write, store.stored_as)
         return BatchWriter(remote, batch_size, on_close=remote.close)
     return BatchWriter(store.write, batch_size)
