@@ -243,3 +243,13 @@ def test_only_a_file_named_by_its_absolute_path_is_written_from_a_child(
             w = trial_writer(s, 50, 10**6)
             assert not isinstance(w._write, RemoteWrite), url
             w.close()
+
+
+def test_a_child_of_another_version_refuses_and_the_writing_stays_here(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_module, "PROTOCOL", 0)  # the parent's; the child says 1
+    r = RemoteWrite(store.url, store.write, store.stored_as)
+    r([record(i) for i in range(5)])
+    assert not r.remote
+    r.close()
+    assert counts(store) == (5, 5, 5)

@@ -23,6 +23,7 @@ writing, so the runner's last batches are always its to write.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -39,6 +40,9 @@ from promptlab.store.store import Record
 __all__ = ["RemoteWrite", "WriteFailed"]
 
 START_TIMEOUT_S = 60.0  # for the child to start and open the database (~0.3 s here)
+# What the parent and the child say to each other; a child from another version of
+# promptlab (installed while a run went on) refuses to serve, and the writing stays here.
+PROTOCOL = 1
 
 
 class RemoteWrite:
@@ -59,7 +63,7 @@ class RemoteWrite:
                 [sys.executable, "-m", "promptlab.store.remote", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
             self._conn = Connection(ours.detach())
-            self._conn.send(url)
+            self._conn.send((PROTOCOL, url))
         except Exception:  # no child here (pass_fds is POSIX's): the writing stays here
             self._gone()
         finally:
@@ -142,23 +146,26 @@ def _serve(fd: int) -> None:
 
     conn = Connection(fd)
     try:
-        store = Store.open(conn.recv())
-    except Exception as exc:
-        conn.send((said(exc), True))  # anything but None: the writing stays there
+        protocol, url = conn.recv()
+        if protocol != PROTOCOL:
+            raise RuntimeError(f"protocol {protocol}, not {PROTOCOL}")
+        store = Store.open(url)
+    except Exception as exc:  # anything but None: the writing stays in the parent
+        with contextlib.suppress(OSError):
+            conn.send((said(exc), True))
         return
-    conn.send(None)
     try:
+        conn.send(None)
         while True:
-            try:
-                payload = conn.recv_bytes()
-            except (EOFError, OSError):
-                return
+            payload = conn.recv_bytes()
             answer: Any = None
             try:
                 store.write(pickle.loads(payload))
             except Exception as exc:
                 answer = (said(exc), database_fault(exc))
             conn.send(answer)
+    except (EOFError, OSError):  # the parent closed its end (or went): done
+        return
     finally:
         store.close()
 
