@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_writer_salvage import RUN, poisoned, q, record
+import test_writer_salvage
+from test_writer_salvage import poisoned, q, record
 
 import promptlab.store.remote as remote_module
 import promptlab.store.writer as writer_module
@@ -26,13 +27,7 @@ from promptlab.store.remote import RemoteWrite
 from promptlab.store.writer import BatchWriter, trial_writer
 from promptlab.testing import MockServer
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(str(tmp_path / "results.db")) as s:
-        s.create_run(run_id=RUN, name="t", planned=0, config={}, overrides=[], manifest={},
-                     artifacts={})
-        yield s
+store = test_writer_salvage.store  # the fixture: a database with run RUN in it
 
 
 @pytest.fixture
