@@ -30,9 +30,19 @@ from promptlab.testing import MockServer
 store = test_writer_salvage.store  # the fixture: a database with run RUN in it
 
 
+def started(store: Store, url: str | None = None) -> RemoteWrite:
+    """A remote write whose child is asked to start now, and given a minute to say it has."""
+    r = RemoteWrite(url or store.url, store.write, store.stored_as)
+    r.start()
+    if r._conn is not None:
+        r.check_started(60)
+    return r
+
+
 @pytest.fixture
 def remote(store: Store) -> Iterator[RemoteWrite]:
-    r = RemoteWrite(store.url, store.write, store.stored_as)
+    r = started(store)
+    assert r.remote
     yield r
     r.close()
 
@@ -48,17 +58,29 @@ def counts(store: Store) -> tuple[int, int, int]:
                  for t in ("trials", "attempts", "results"))
 
 
-def test_a_big_run_into_a_file_writes_from_a_child_and_a_small_one_here(store: Store) -> None:
-    big = trial_writer(store, 50, writer_module.OFFLOAD_FROM)
-    small = trial_writer(store, 50, writer_module.OFFLOAD_FROM - 1)
-    try:
-        assert isinstance(big._write, RemoteWrite) and big._write.remote
-        assert not isinstance(small._write, RemoteWrite)
-    finally:
-        big.close()
-        small.close()
+def test_the_child_starts_once_enough_calls_were_written_and_is_used_once_ready(
+        store: Store) -> None:
+    r = RemoteWrite(store.url, store.write, store.stored_as, after_calls=3)
+    hit = record(0)
+    hit.attempts.clear()  # a cache hit: no call, and it does not count
+    r([hit, record(1)])
+    assert r._proc is None and not r.remote
+    r([record(2), record(3)])  # the third call: it starts; this batch is written here
+    assert r._proc is not None
+    r.check_started(60)
+    assert r.remote
+    r([record(4)])
+    r.close()
+    assert r._proc is None and counts(store) == (5, 4, 5)
+
+
+def test_a_file_database_gets_a_remote_write_and_an_in_memory_one_does_not(
+        store: Store) -> None:
+    w = trial_writer(store, 50)
+    assert isinstance(w._write, RemoteWrite) and w._on_close is not None
+    w.close()
     with Store.open("sqlite://") as in_memory:  # another process could not see it
-        w = trial_writer(in_memory, 50, 10**6)
+        w = trial_writer(in_memory, 50)
         assert not isinstance(w._write, RemoteWrite)
         w.close()
 
@@ -141,7 +163,7 @@ def test_a_child_killed_mid_run_loses_nothing_and_writes_nothing_twice(
 def test_a_child_that_cannot_start_leaves_the_writing_here(
         store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    r = RemoteWrite(store.url, store.write, store.stored_as)
+    r = started(store)
     assert not r.remote
     r([record(i) for i in range(5)])
     r.close()
@@ -163,19 +185,23 @@ def test_the_child_outlives_a_ctrl_c_or_sigterm_to_finish_the_last_batches(
 def test_promptlab_run_over_the_threshold_stores_every_trial_through_the_child(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[RemoteWrite] = []
+    through: list[bool] = []  # each write: through the child?
 
     class Spy(RemoteWrite):
         def __call__(self, records: Sequence[Record]) -> None:
             if self not in used:
                 used.append(self)
-            assert self.remote
+            through.append(self.remote)
             super().__call__(records)
+            if self._state == "starting":
+                self.check_started(60)  # a small run: let the child take the rest
 
-    monkeypatch.setattr(writer_module, "OFFLOAD_FROM", 10)
+    monkeypatch.setattr(remote_module, "START_AFTER_CALLS", 10)
     monkeypatch.setattr(writer_module, "RemoteWrite", Spy)
     monkeypatch.chdir(project)
     assert main(["run", "run.batch_size=3"]) == 0
-    assert len(used) == 1
+    assert len(used) == 1 and used[0]._state == "there"
+    assert through[0] is False and True in through, through
     with sqlite3.connect(project / "results.db") as conn:
         assert conn.execute("select status, count(*) from results group by status"
                             ).fetchall() == [("ok", 48)]
@@ -190,10 +216,13 @@ def test_a_child_that_never_answers_is_given_up_and_the_writing_stays_here(
     monkeypatch.setattr(sys, "executable", str(silent))
     monkeypatch.setattr(remote_module, "START_TIMEOUT_S", 0.5)
     r = RemoteWrite(store.url, store.write, store.stored_as)
+    r.start()
     proc = r._proc
-    t0 = time.monotonic()
-    r([record(i) for i in range(5)])
-    assert not r.remote and time.monotonic() - t0 < 5
+    r([record(i) for i in range(3)])  # written here while it starts
+    assert proc is not None and proc.poll() is None and not r.remote
+    time.sleep(0.6)
+    r([record(i) for i in range(3, 5)])
+    assert not r.remote and r._state == "gone"
     r.close()
     assert proc is not None and proc.poll() is not None  # not left behind
     assert counts(store) == (5, 5, 5)
@@ -201,9 +230,9 @@ def test_a_child_that_never_answers_is_given_up_and_the_writing_stays_here(
 
 def test_a_child_that_cannot_open_the_database_leaves_the_writing_here(
         store: Store, tmp_path: Path) -> None:
-    r = RemoteWrite(f"sqlite:///{tmp_path}/no/such/dir/x.db", store.write, store.stored_as)
+    r = started(store, f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    assert r._state == "gone"
     r([record(i) for i in range(5)])
-    assert not r.remote
     r.close()
     assert counts(store) == (5, 5, 5)
 
@@ -235,7 +264,7 @@ def test_only_a_file_named_by_its_absolute_path_is_written_from_a_child(
     monkeypatch.chdir(tmp_path)
     for url in ("sqlite:///relative.db", f"sqlite:///file:{tmp_path}/u.db?uri=true"):
         with Store.open(url) as s:
-            w = trial_writer(s, 50, 10**6)
+            w = trial_writer(s, 50)
             assert not isinstance(w._write, RemoteWrite), url
             w.close()
 
@@ -243,8 +272,8 @@ def test_only_a_file_named_by_its_absolute_path_is_written_from_a_child(
 def test_a_child_of_another_version_refuses_and_the_writing_stays_here(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remote_module, "PROTOCOL", 0)  # the parent's; the child says 1
-    r = RemoteWrite(store.url, store.write, store.stored_as)
+    r = started(store)
+    assert r._state == "gone"
     r([record(i) for i in range(5)])
-    assert not r.remote
     r.close()
     assert counts(store) == (5, 5, 5)

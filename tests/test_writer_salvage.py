@@ -69,7 +69,10 @@ def write_all(store: Store, records: Sequence[Record], batch_size: int = 50,
     """Through a writer thread writing here, or (where="child") from a child process."""
     write: Callable[[Sequence[Record]], None] = store.write
     if where == "child":
-        write = RemoteWrite(store.url, store.write, store.stored_as)
+        write = RemoteWrite(store.url, store.write, store.stored_as, after_calls=0)
+        write.start()
+        write.check_started(60)
+        assert write.remote
     w = BatchWriter(write, batch_size=batch_size, max_wait_s=0.01, sleep=lambda s: None,
                     on_close=getattr(write, "close", None))
     for r in records:

@@ -98,7 +98,7 @@ class Runner:
         lanes_ = [(models, Slots(min(n, endpoint.ceiling)))
                   for models, endpoint in lanes(self.spec.models, self._endpoint_of)]
         start = time.perf_counter()
-        self._writer = trial_writer(self.store, self.spec.run.batch_size, self.stats.planned)
+        self._writer = trial_writer(self.store, self.spec.run.batch_size)
         progress, on_progress = self.stats, self.on_progress
         ticker = (asyncio.create_task(self._every(0.1, lambda: on_progress(progress)))
                   if on_progress else None)

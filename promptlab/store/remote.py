@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -40,52 +41,53 @@ from promptlab.store.store import Record
 __all__ = ["RemoteWrite", "WriteFailed"]
 
 START_TIMEOUT_S = 60.0  # for the child to start and open the database (~0.3 s here)
+# Calls sent (records with attempts) before the child is started: a run that sends fewer,
+# or whose trials the cache answers (their rows are copied by the database, little work
+# for the GIL), never pays for the child's start (~0.25 s of CPU).
+START_AFTER_CALLS = 1000
 # What the parent and the child say to each other; a child from another version of
 # promptlab (installed while a run went on) refuses to serve, and the writing stays here.
 PROTOCOL = 1
 
 
 class RemoteWrite:
-    """`Store.write` in a child process; `local` writes in this one when the child is gone,
-    after `stored` (run id, idx, finished at -> already stored?) has said which records of
-    the batch it held got committed. Close it once the writer is closed."""
+    """`Store.write` from a child process, started once `after_calls` calls were written
+    (the batches before it, and while it starts, are written here by `local`); `local`
+    writes here again if the child is lost, after `stored` (run id, idx, finished at ->
+    already stored?) has said which records of the batch it held got committed. Close it
+    once the writer is closed."""
 
     def __init__(self, url: str, local: Callable[[Sequence[Record]], None],
-                 stored: Callable[[Sequence[Record]], list[bool]]) -> None:
-        self._local, self._stored = local, stored
-        self._ready = False  # the child said it opened the database
+                 stored: Callable[[Sequence[Record]], list[bool]], *,
+                 after_calls: int | None = None) -> None:
+        self._url, self._local, self._stored = url, local, stored
+        self._calls_left = START_AFTER_CALLS if after_calls is None else after_calls
+        self._state = "idle"  # -> starting -> there; -> gone at any time
         self._unsure = False  # the child went mid-write: what did it commit?
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        ours, theirs = socket.socketpair()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "promptlab.store.remote", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
-            self._conn = Connection(ours.detach())
-            self._conn.send((PROTOCOL, url))
-        except Exception:  # no child here (pass_fds is POSIX's): the writing stays here
-            self._gone()
-        finally:
-            theirs.close()
-            ours.close()
+        self._started_at = 0.0
 
     @property
     def remote(self) -> bool:
-        """Writing through the child (False: in this process, from the start or since the
-        child was lost)."""
-        return self._conn is not None
+        """Writing through the child (False: here, before it started or since it was lost)."""
+        return self._state == "there"
 
     def __call__(self, records: Sequence[Record]) -> None:
-        if not self._ready and self._conn is not None:
-            self._ready = self._started()
-        if self._conn is None:
+        if self._state == "idle":
+            self._calls_left -= sum(1 for r in records if r.attempts)
+            if self._calls_left <= 0:
+                self.start()
+        if self._state == "starting":
+            self.check_started()
+        if self._state != "there":
             if self._unsure:  # what the child committed before it went stays
                 done = self._stored(records)
                 records = [r for r, d in zip(records, done, strict=True) if not d]
                 self._unsure = False
             self._local(records)
             return
+        assert self._conn is not None
         try:
             payload = pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # a value that cannot travel cannot be stored as it is
@@ -102,19 +104,44 @@ class RemoteWrite:
             said, fault = answer
             raise WriteFailed(said, fault=fault)
 
-    def _started(self) -> bool:
-        """Wait for the child to open the database (a `sys.executable` that is not Python,
-        or a child that cannot open it: the writing stays here)."""
+    def start(self) -> None:
+        """Start the child (it opens the database while this process goes on writing)."""
+        if self._state != "idle":
+            return
+        self._state = "starting"
+        self._started_at = time.monotonic()
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "promptlab.store.remote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+            self._conn = Connection(ours.detach())
+            self._conn.send((PROTOCOL, self._url))
+        except Exception:  # no child here (pass_fds is POSIX's): the writing stays here
+            self._gone()
+        finally:
+            theirs.close()
+            ours.close()
+
+    def check_started(self, wait_s: float = 0.0) -> None:
+        """Whether the child has opened the database, waiting up to `wait_s`; given up after
+        START_TIMEOUT_S (a `sys.executable` that is not Python) or when it could not."""
         assert self._conn is not None
         try:
-            if self._conn.poll(START_TIMEOUT_S) and self._conn.recv() is None:
-                return True
+            if self._conn.poll(wait_s):
+                if self._conn.recv() is None:
+                    self._state = "there"
+                else:
+                    self._gone()
+                return
         except (OSError, EOFError):
-            pass
-        self._gone()
-        return False
+            self._gone()
+            return
+        if time.monotonic() - self._started_at > START_TIMEOUT_S:
+            self._gone()
 
     def _gone(self) -> None:
+        self._state = "gone"
         if self._conn is not None:
             self._conn.close()
             self._conn = None

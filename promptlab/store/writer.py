@@ -43,7 +43,7 @@ from promptlab.store.remote import RemoteWrite
 from promptlab.store.salvage import LIMITS, error_row
 from promptlab.store.store import Record, Store
 
-__all__ = ["OFFLOAD_FROM", "BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int",
+__all__ = ["BatchWriter", "LIMITS", "error_row", "fit_float", "fit_int",
            "fit_text", "trial_writer"]
 
 _STOP = object()
@@ -271,20 +271,13 @@ class BatchWriter:
             raise self.error
 
 
-# From how many calls a run stores its trials from a process of its own (`RemoteWrite`):
-# starting one costs ~0.25 s of CPU on another core, saved back within a few thousand
-# calls at low latency; fewer calls gain nothing.
-OFFLOAD_FROM = 2000
-
-
-def trial_writer(store: Store, batch_size: int, calls: int) -> BatchWriter:
-    """The writer of a run that will finish about `calls` trials: through a child process
-    (`RemoteWrite`) for a big run into an SQLite file, else in this process."""
+def trial_writer(store: Store, batch_size: int) -> BatchWriter:
+    """The writer of a run: into a SQLite file, from a child process once the run has sent
+    enough calls to gain by it (`RemoteWrite`), else in this process."""
     url = store.engine.url
     # A file named by its absolute path: the child opens the very file this process has
     # open (not an in-memory database, nor a relative path read from another directory).
-    if (calls >= OFFLOAD_FROM and url.get_backend_name() == "sqlite"
-            and os.path.isabs(url.database or "") and not url.query):
+    if url.get_backend_name() == "sqlite" and os.path.isabs(url.database or "") and not url.query:
         remote = RemoteWrite(store.url, store.write, store.stored_as)
         return BatchWriter(remote, batch_size, on_close=remote.close)
     return BatchWriter(store.write, batch_size)
