@@ -3,11 +3,12 @@
 A run of many calls at low latency keeps its event loop's thread busy; the writer thread
 that commits its trials (`BatchWriter`) takes the GIL for every row it binds and every
 batch it builds, and each time it does the event loop waits. `RemoteWrite` is a drop-in
-for `Store.write` that hands each batch, pickled, to a child process (``python -m
-promptlab.store.remote``) with its own connection to the same SQLite file, and waits for
-its answer on the writer thread, where the GIL is free while it waits. Measured on the
-2-core machine, 10,000 calls at zero latency, alternating, medians of 6 rounds: 7.14 s ->
-6.67 s for the whole command (benchmarks/README.md, thirteenth session).
+for `Store.write` that, once the run has written `START_AFTER_CALLS` calls, starts a
+child process (``python -m promptlab.store.remote``) with its own connection to the same
+SQLite file and hands it each batch, pickled, waiting for its answer on the writer
+thread, where the GIL is free while it waits. Measured on the 2-core machine, 10,000
+calls at zero latency, whole command: 6.15-6.69 s against 6.85-7.10 s (4 paired rounds;
+docs/architecture.md has the rest).
 
 The contract is `Store.write`'s: all of a batch or none, and the database's refusal
 raised. The child answers None (stored), or what the database said as a `WriteFailed`: a fault of
