@@ -11,11 +11,12 @@ calls at zero latency, whole command: 6.15-6.69 s against 6.85-7.10 s (4 paired 
 docs/architecture.md has the rest).
 
 The contract is `Store.write`'s: all of a batch or none, and the database's refusal
-raised. The child answers None (stored), or what the database said as a `WriteFailed`: a fault of
-the database (waited out and tried again by `BatchWriter`) or a value it would not take
-(split until the record is alone). Nothing is lost when the child is: if it cannot start,
-or dies, every batch from then on is written in this process, and the batch it held is
-checked first, so that a batch it committed before dying is not written twice.
+raised. The child answers None (stored), or what the database said, raised here as a
+`WriteFailed`: a fault of the database (waited out and tried again by `BatchWriter`) or
+a value it would not take (split until the record is alone). Nothing is lost when the
+child is: if it cannot start, or dies, every batch from then on is written in this
+process, and the batch it held is checked first, so that a batch it committed before
+dying is not written twice.
 
 The child ignores SIGINT and SIGTERM (a Ctrl-C or a ``kill`` of the process group reaches
 it too): it stops when this process closes its end of the socket, after the batch it is
