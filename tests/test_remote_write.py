@@ -182,26 +182,24 @@ def test_the_child_outlives_a_ctrl_c_or_sigterm_to_finish_the_last_batches(
     assert remote.remote and counts(store) == (20, 20, 20)
 
 
-def test_promptlab_run_over_the_threshold_stores_every_trial_through_the_child(
+def test_promptlab_run_stores_every_trial_through_the_child(
         project: Path, mock_server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[RemoteWrite] = []
     through: list[bool] = []  # each write: through the child?
 
     class Spy(RemoteWrite):
         def __call__(self, records: Sequence[Record]) -> None:
-            if self not in used:
+            if self not in used:  # a small run: its child started, and ready, at once
                 used.append(self)
+                self.start()
+                self.check_started(60)
             through.append(self.remote)
             super().__call__(records)
-            if self._state == "starting":
-                self.check_started(60)  # a small run: let the child take the rest
 
-    monkeypatch.setattr(remote_module, "START_AFTER_CALLS", 10)
     monkeypatch.setattr(writer_module, "RemoteWrite", Spy)
     monkeypatch.chdir(project)
     assert main(["run", "run.batch_size=3"]) == 0
-    assert len(used) == 1 and used[0]._state == "there"
-    assert through[0] is False and True in through, through
+    assert len(used) == 1 and through and all(through), through
     with sqlite3.connect(project / "results.db") as conn:
         assert conn.execute("select status, count(*) from results group by status"
                             ).fetchall() == [("ok", 48)]
@@ -277,3 +275,18 @@ def test_a_child_of_another_version_refuses_and_the_writing_stays_here(
     r([record(i) for i in range(5)])
     r.close()
     assert counts(store) == (5, 5, 5)
+
+
+def test_a_run_that_ends_while_its_child_starts_does_not_wait_for_it(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(slow))
+    r = RemoteWrite(store.url, store.write, store.stored_as, after_calls=1)
+    r([record(0)])  # starts it, and is written here
+    proc = r._proc
+    t0 = time.monotonic()
+    r.close()
+    assert time.monotonic() - t0 < 5 and proc is not None and proc.poll() is not None
+    assert counts(store) == (1, 1, 1)

@@ -151,7 +151,10 @@ class RemoteWrite:
             self._proc.kill()
 
     def close(self) -> None:
-        """Let the child finish and go (it stops at end of input); kill it if it hangs."""
+        """Let the child finish and go (it stops at end of input); kill it if it hangs, or
+        if it is still starting (it holds nothing: a run that ends then does not wait)."""
+        if self._state == "starting":
+            self._gone()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
