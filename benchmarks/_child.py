@@ -1,5 +1,5 @@
-"""Run one promptlab command and report its peak RSS and CPU time, its children's included,
-on stderr (also when the command exits through SystemExit, as `--help` does)."""
+"""Run one promptlab command and report its peak RSS and its CPU time, its children's
+included, on stderr (also when the command exits through SystemExit, as `--help` does)."""
 
 import resource
 import sys
@@ -12,11 +12,11 @@ try:
 except SystemExit as exc:
     code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
 finally:
-    # The process's own peak, plus its largest child's (the child that stores a big run's
-    # trials, promptlab.store.remote): an upper bound on what they held together.
+    # Peak RSS: this process's own. (RUSAGE_CHILDREN's peak is no measure of the child
+    # that stores a big run's trials: on Linux a child's high-water mark starts at its
+    # parent's RSS when it was forked, before exec.) CPU: its children's added.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime + kids.ru_utime + kids.ru_stime
-    print(f"BENCH_RSS_KB={usage.ru_maxrss + kids.ru_maxrss} BENCH_CPU_S={cpu:.3f} "
-          f"BENCH_CHILD_RSS_KB={kids.ru_maxrss}", file=sys.stderr)
+    print(f"BENCH_RSS_KB={usage.ru_maxrss} BENCH_CPU_S={cpu:.3f}", file=sys.stderr)
 sys.exit(code)

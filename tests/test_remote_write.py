@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -290,3 +291,84 @@ def test_a_run_that_ends_while_its_child_starts_does_not_wait_for_it(
     r.close()
     assert time.monotonic() - t0 < 5 and proc is not None and proc.poll() is not None
     assert counts(store) == (1, 1, 1)
+
+
+def test_a_lost_child_s_batch_coming_again_split_is_still_checked(
+        store: Store, remote: RemoteWrite) -> None:
+    first = [record(i) for i in range(20)]
+    remote(first)  # committed by the child
+    child_of(remote).kill()
+    child_of(remote).wait()
+    remote(first[:10])  # the writer splits a refused batch: its halves come one by one
+    remote(first[10:])
+    assert counts(store) == (20, 20, 20)
+
+
+def test_a_child_that_stops_answering_is_given_up_and_the_batch_written_here(
+        store: Store, remote: RemoteWrite, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_module, "ANSWER_TIMEOUT_S", 1.0)
+    proc = child_of(remote)
+    remote([record(0)])
+    os.kill(proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    remote([record(i) for i in range(1, 10)])
+    assert not remote.remote and time.monotonic() - t0 < 10
+    remote.close()
+    assert proc.poll() is not None  # killed, not left stopped
+    assert counts(store) == (10, 10, 10)
+
+
+def test_the_child_imports_nothing_from_the_working_directory_and_has_its_own_session(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "random.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    r = started(store)
+    try:
+        assert r.remote and not marker.exists()
+        assert r._proc is not None and os.getsid(r._proc.pid) != os.getsid(0)
+        r([record(0)])
+    finally:
+        r.close()
+    assert counts(store) == (1, 1, 1)
+
+
+def test_a_child_at_another_schema_or_another_file_refuses(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(remote_module, "SCHEMA_HEAD", "9999")  # a newer promptlab's child
+    r = started(store)
+    assert r._state == "gone" and "schema" in (r.refused or "")
+    r.close()
+    monkeypatch.undo()
+    r = RemoteWrite(store.url, store.write, store.stored_as)
+    path = Path(store.url.removeprefix("sqlite:///"))
+    path.rename(tmp_path / "moved.db")  # another file at the path when the child opens it
+    path.write_bytes(b"")
+    r.start()
+    r.check_started(60)
+    assert r._state == "gone" and "no longer the one" in (r.refused or "")
+    r.close()
+
+
+def test_a_dead_child_is_no_sigpipe_for_a_host_that_set_it_to_default(tmp_path: Path) -> None:
+    script = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+from promptlab.store import Store
+from promptlab.store.remote import RemoteWrite
+from test_writer_salvage import RUN, record
+with Store.open({str(tmp_path / "r.db")!r}) as s:
+    s.create_run(run_id=RUN, name="t", planned=0, config={{}}, overrides=[], manifest={{}},
+                 artifacts={{}})
+    r = RemoteWrite(s.url, s.write, s.stored_as)
+    r.start(); r.check_started(60); assert r.remote
+    r([record(0)])
+    r._proc.kill(); r._proc.wait(); time.sleep(0.2)
+    r([record(i) for i in range(1, 2000)])  # more than a socket buffer: the write fails
+    r.close()
+    print(s.engine.connect().exec_driver_sql("select count(*) from results").scalar())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "2000"), done.stderr[-2000:]

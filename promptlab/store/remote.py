@@ -28,19 +28,24 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
 from typing import Any
 
+from promptlab.store.database import SCHEMA_HEAD
 from promptlab.store.faults import WriteFailed
 from promptlab.store.store import Record
 
 __all__ = ["RemoteWrite", "WriteFailed"]
+
+# The directory this promptlab is imported from: first on the child's path.
+_HOME = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 START_TIMEOUT_S = 60.0  # for the child to start and open the database (~0.3 s here)
 # Calls sent (records with attempts) before the child is started: a run that sends fewer,
@@ -50,6 +55,47 @@ START_AFTER_CALLS = 1000
 # What the parent and the child say to each other; a child from another version of
 # promptlab (installed while a run went on) refuses to serve, and the writing stays here.
 PROTOCOL = 1
+# For the child's answer to one batch: SQLite waits 10 s for a lock, a batch of 20,000
+# records takes a second or two; a child stopped or wedged past this is given up (killed),
+# and the batch written here, checked first.
+ANSWER_TIMEOUT_S = 120.0
+
+
+class _Channel:
+    """Length-prefixed pickles over a socket. Sent with MSG_NOSIGNAL: a child gone is an
+    OSError here, never a SIGPIPE (a host that set SIGPIPE to its default would die)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send_bytes(self, payload: bytes) -> None:
+        self._sock.sendall(struct.pack("!Q", len(payload)) + payload, socket.MSG_NOSIGNAL)
+
+    def send(self, value: object) -> None:
+        self.send_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _exactly(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = self._sock.recv(min(n - len(out), 1 << 20))
+            if not chunk:
+                raise EOFError("the other end closed")
+            out += chunk
+        return bytes(out)
+
+    def recv_bytes(self) -> bytes:
+        (size,) = struct.unpack("!Q", self._exactly(8))
+        return self._exactly(size)
+
+    def recv(self) -> Any:
+        return pickle.loads(self.recv_bytes())
+
+    def poll(self, timeout_s: float) -> bool:
+        """Whether something (or the end) can be read within `timeout_s`."""
+        return bool(select.select([self._sock], [], [], timeout_s)[0])
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 class RemoteWrite:
@@ -66,9 +112,11 @@ class RemoteWrite:
         self._calls_left = START_AFTER_CALLS if after_calls is None else after_calls
         self._state = "idle"  # -> starting -> there; -> gone at any time
         self._unsure = False  # the child went mid-write: what did it commit?
-        self._conn: Connection | None = None
+        self._conn: _Channel | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
+        self._file = _identity(url)  # the file this process opened, for the child to check
+        self.refused: str | None = None  # why the child would not write, if it said
 
     @property
     def remote(self) -> bool:
@@ -83,10 +131,10 @@ class RemoteWrite:
         if self._state == "starting":
             self.check_started()
         if self._state != "there":
-            if self._unsure:  # what the child committed before it went stays
+            if self._unsure:  # what the child committed before it went stays (the batch it
+                # held may come again split, or retried: every batch is checked from then on)
                 done = self._stored(records)
                 records = [r for r, d in zip(records, done, strict=True) if not d]
-                self._unsure = False
             self._local(records)
             return
         assert self._conn is not None
@@ -96,6 +144,8 @@ class RemoteWrite:
             raise WriteFailed(f"{type(exc).__name__}: {exc}", fault=False) from None
         try:
             self._conn.send_bytes(payload)
+            if not self._conn.poll(ANSWER_TIMEOUT_S):
+                raise TimeoutError("the child did not answer")
             answer = self._conn.recv()
         except (OSError, EOFError):
             self._gone()
@@ -115,25 +165,33 @@ class RemoteWrite:
         ours, theirs = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "promptlab.store.remote", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
-            self._conn = Connection(ours.detach())
-            self._conn.send((PROTOCOL, self._url))
+                # -P: not the working directory first on its path (a project's random.py
+                # would be imported, and run); this promptlab first, whatever the path is.
+                [sys.executable, "-P", "-m", "promptlab.store.remote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    [_HOME, *filter(None, [os.environ.get("PYTHONPATH")])])},
+                start_new_session=True)  # a Ctrl-C at the terminal is the run's to handle
+            self._conn = _Channel(ours)
+            self._conn.send((PROTOCOL, SCHEMA_HEAD, self._url, self._file))
         except Exception:  # no child here (pass_fds is POSIX's): the writing stays here
+            ours.close()
             self._gone()
         finally:
             theirs.close()
-            ours.close()
 
     def check_started(self, wait_s: float = 0.0) -> None:
         """Whether the child has opened the database, waiting up to `wait_s`; given up after
-        START_TIMEOUT_S (a `sys.executable` that is not Python) or when it could not."""
+        START_TIMEOUT_S (a `sys.executable` that is not Python) or when it could not (its
+        reason is kept in `refused`)."""
         assert self._conn is not None
         try:
             if self._conn.poll(wait_s):
-                if self._conn.recv() is None:
+                answer = self._conn.recv()
+                if answer is None:
                     self._state = "there"
                 else:
+                    self.refused = str(answer[0])
                     self._gone()
                 return
         except (OSError, EOFError):
@@ -173,15 +231,19 @@ def _serve(fd: int) -> None:
     database)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    from promptlab.store.database import open_engine
     from promptlab.store.faults import database_fault, said
     from promptlab.store.store import Store
 
-    conn = Connection(fd)
+    conn = _Channel(socket.socket(fileno=fd))
     try:
-        protocol, url = conn.recv()
-        if protocol != PROTOCOL:
-            raise RuntimeError(f"protocol {protocol}, not {PROTOCOL}")
-        store = Store.open(url)
+        protocol, head, url, file = conn.recv()
+        if (protocol, head) != (PROTOCOL, SCHEMA_HEAD):
+            raise RuntimeError(f"protocol {protocol} and schema {head} asked, this promptlab "
+                               f"speaks {PROTOCOL} at schema {SCHEMA_HEAD}")
+        if _identity(url) != file:
+            raise RuntimeError("the database file is no longer the one the run opened")
+        store = Store(open_engine(url, migrate_schema=False, must_exist=True))
     except Exception as exc:  # anything but None: the writing stays in the parent
         with contextlib.suppress(OSError):
             conn.send((said(exc), True))
@@ -200,6 +262,15 @@ def _serve(fd: int) -> None:
         return
     finally:
         store.close()
+
+
+def _identity(url: str) -> tuple[int, int] | None:
+    """The SQLite file's device and inode (None: not there, or not a file URL)."""
+    try:
+        st = os.stat(url.removeprefix("sqlite:///"))
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 if __name__ == "__main__":
