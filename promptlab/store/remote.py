@@ -18,9 +18,14 @@ child is: if it cannot start, or dies, every batch from then on is written in th
 process, and the batch it held is checked first, so that a batch it committed before
 dying is not written twice.
 
-The child ignores SIGINT and SIGTERM (a Ctrl-C or a ``kill`` of the process group reaches
-it too): it stops when this process closes its end of the socket, after the batch it is
-writing, so the runner's last batches are always its to write.
+The child runs in a session of its own (a Ctrl-C at the terminal, or a ``kill`` of the
+run's process group, is the run's to handle) and ignores SIGINT and SIGTERM: it stops when
+this process closes its end of the socket, after the batch it is writing, so the runner's
+last batches are always its to write. It imports nothing from the working directory
+(``-P``) and this promptlab first; it refuses to write (and the writing stays here) when
+its promptlab speaks another protocol or schema than this one, or when the file at the
+path is no longer the one this process opened, and it never migrates. A batch it has not
+answered within ANSWER_TIMEOUT_S (a child stopped or wedged) is written here instead.
 """
 
 from __future__ import annotations
