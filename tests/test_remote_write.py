@@ -207,12 +207,18 @@ def test_promptlab_run_stores_every_trial_through_the_child(
         assert conn.execute("select count(*) from attempts").fetchone() == (48,)
 
 
-def test_a_child_that_never_answers_is_given_up_and_the_writing_stays_here(
-        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def silent_python(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A `sys.executable` that starts and never says a word."""
     silent = tmp_path / "silent-python"
     silent.write_text("#!/bin/sh\nexec sleep 60\n")
     silent.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(silent))
+
+
+@pytest.mark.usefixtures("silent_python")
+def test_a_child_that_never_answers_is_given_up_and_the_writing_stays_here(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remote_module, "START_TIMEOUT_S", 0.5)
     r = RemoteWrite(store.url, store.write, store.stored_as)
     r.start()
@@ -278,12 +284,8 @@ def test_a_child_of_another_version_refuses_and_the_writing_stays_here(
     assert counts(store) == (5, 5, 5)
 
 
-def test_a_run_that_ends_while_its_child_starts_does_not_wait_for_it(
-        store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    slow = tmp_path / "slow-python"
-    slow.write_text("#!/bin/sh\nexec sleep 60\n")
-    slow.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(slow))
+@pytest.mark.usefixtures("silent_python")
+def test_a_run_that_ends_while_its_child_starts_does_not_wait_for_it(store: Store) -> None:
     r = RemoteWrite(store.url, store.write, store.stored_as, after_calls=1)
     r([record(0)])  # starts it, and is written here
     proc = r._proc
